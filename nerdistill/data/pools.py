@@ -1,0 +1,66 @@
+"""Build the gold ("original") and distilled training pools: read files, apply budgets and overlap."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from nerdistill.data.conll import Sentence, read_conll
+from nerdistill.data.labels import LabelSet
+
+Overlap = Literal["any", "same", "disjoint"]
+
+
+@dataclass(frozen=True)
+class Pools:
+    original: list[Sentence]
+    distilled: list[Sentence]
+
+
+def read_files(paths: Sequence[str | Path], labels: LabelSet) -> list[Sentence]:
+    """Read and concatenate CoNLL files; ids carry each file's name."""
+    sentences: list[Sentence] = []
+    for path in paths:
+        sentences.extend(read_conll(path, labels))
+    return sentences
+
+
+def take_budget(sentences: list[Sentence], budget: int | None, seed: int, key: str) -> list[Sentence]:
+    """A seeded random subset of ``budget`` sentences (all of them, in order, for ``None``)."""
+    if budget is None:
+        return sentences
+    if budget < 0:
+        raise ValueError(f"{key} must be >= 0 or null, got {budget}")
+    if budget > len(sentences):
+        raise ValueError(f"{key}={budget} is larger than its pool of {len(sentences)} sentences")
+    return random.Random(seed).sample(sentences, budget)
+
+
+def build_pools(
+    original: Sequence[str | Path],
+    distilled: Sequence[str | Path],
+    labels: LabelSet,
+    gold_budget: int | None = None,
+    distilled_budget: int | None = None,
+    gold_overlap: Overlap = "any",
+    seed: int = 0,
+) -> Pools:
+    """Read both pools and apply budgets.
+
+    ``gold_overlap`` decides which gold sentences the gold budget may draw from: ``any`` (all),
+    ``same`` (only sentences whose tokens are in the distilled pool: gold for the very
+    sentences the teacher annotated, as in the paper) or ``disjoint`` (only sentences the
+    teacher did not annotate). Sentences are matched by their tokens.
+    """
+    if gold_overlap not in ("any", "same", "disjoint"):
+        raise ValueError(f"data.gold_overlap must be 'any', 'same' or 'disjoint', got {gold_overlap!r}")
+    distilled_pool = take_budget(read_files(distilled, labels), distilled_budget, seed, "data.distilled_budget")
+    gold_pool = read_files(original, labels)
+    if gold_overlap != "any":
+        teacher_keys = {s.text_key for s in distilled_pool}
+        keep = gold_overlap == "same"
+        gold_pool = [s for s in gold_pool if (s.text_key in teacher_keys) == keep]
+    return Pools(take_budget(gold_pool, gold_budget, seed + 1, "data.gold_budget"), distilled_pool)

@@ -1,0 +1,239 @@
+"""LightningDataModule: gold and distilled pools blended by a schedule, dev/test gold splits."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from nerdistill.data.conll import Sentence, read_conll
+from nerdistill.data.labels import LabelSet, as_label_set
+from nerdistill.data.pools import Overlap, build_pools
+from nerdistill.models import load_tokenizer
+from nerdistill.sampling import ScheduledBatchSampler
+from nerdistill.schedules import Schedule
+
+log = logging.getLogger(__name__)
+IGNORE = -100
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One sentence as model input: sub-token ids, labels on first sub-tokens (-100 elsewhere)."""
+
+    input_ids: np.ndarray
+    labels: np.ndarray
+    distilled: bool
+    sentence: Sentence
+
+
+def encode(sentences: Sequence[Sentence], tokenizer, labels: LabelSet, max_length: int, distilled: bool = False, name: str = "data") -> list[Encoded]:
+    """Tokenise words into sub-tokens; each word's label goes on its first sub-token."""
+    if not sentences:
+        return []
+    label2id = labels.label2id
+    batch = tokenizer([list(s.tokens) for s in sentences], is_split_into_words=True, truncation=True, max_length=max_length)
+    out, truncated = [], 0
+    for i, sentence in enumerate(sentences):
+        word_ids = batch.word_ids(i)
+        ids = np.asarray(batch["input_ids"][i], dtype=np.int64)
+        tags = np.full(len(ids), IGNORE, dtype=np.int64)
+        previous = None
+        for position, word in enumerate(word_ids):
+            if word is not None and word != previous:
+                tags[position] = label2id[sentence.tags[word]]
+            previous = word
+        kept = max((w for w in word_ids if w is not None), default=-1) + 1
+        truncated += kept < len(sentence.tokens)
+        out.append(Encoded(ids, tags, distilled, sentence))
+    if truncated:
+        log.warning("%s: %d of %d sentences truncated at max_length=%d sub-tokens; their tail words are predicted O", name, truncated, len(sentences), max_length)
+    return out
+
+
+class EncodedDataset(Dataset):
+    """Encoded sentences; indexed by a list of indices (a whole batch) or by one index."""
+
+    def __init__(self, items: list[Encoded]) -> None:
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index):
+        if isinstance(index, (list, tuple)):
+            return [self.items[i] for i in index]
+        return self.items[index]
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.array([len(item.input_ids) for item in self.items], dtype=np.int64)
+
+
+class Collator:
+    """Pads a batch to its longest member; keeps gold word tags and the distilled share beside the tensors."""
+
+    def __init__(self, pad_token_id: int) -> None:
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, items: list[Encoded]) -> dict:
+        width = max(len(item.input_ids) for item in items)
+        input_ids = torch.full((len(items), width), self.pad_token_id, dtype=torch.long)
+        labels = torch.full((len(items), width), IGNORE, dtype=torch.long)
+        attention = torch.zeros((len(items), width), dtype=torch.long)
+        for row, item in enumerate(items):
+            n = len(item.input_ids)
+            input_ids[row, :n] = torch.from_numpy(item.input_ids)
+            labels[row, :n] = torch.from_numpy(item.labels)
+            attention[row, :n] = 1
+        return {
+            "input_ids": input_ids,
+            "attention_mask": attention,
+            "labels": labels,
+            "gold_tags": [item.sentence.tags for item in items],
+            "distilled_share": sum(item.distilled for item in items) / len(items),
+        }
+
+
+def length_sorted_batches(lengths: np.ndarray, batch_size: int) -> list[list[int]]:
+    """Evaluation batches of similar-length sentences (longest first, so memory peaks early)."""
+    order = np.argsort(-lengths, kind="stable")
+    return [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
+
+
+class BlendDataModule(pl.LightningDataModule):
+    """Gold and distilled pools blended by ``schedule``; validation and test are gold splits.
+
+    One epoch is ``steps_per_epoch`` steps (default: the pools the schedule uses, in sentences,
+    divided by the global batch size), so a schedule spans ``max_epochs * steps_per_epoch`` steps.
+    """
+
+    def __init__(
+        self,
+        original: Sequence[str],
+        distilled: Sequence[str],
+        validation: str,
+        test: str,
+        schedule: Schedule,
+        tokenizer: str,
+        labels: LabelSet | Sequence[str] | None = None,
+        gold_budget: int | None = None,
+        distilled_budget: int | None = None,
+        gold_overlap: Overlap = "any",
+        budget_seed: int = 0,
+        batch_size: int = 32,
+        eval_batch_size: int = 128,
+        max_length: int = 128,
+        steps_per_epoch: int | None = None,
+        sort_window: int = 64,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1 or eval_batch_size < 1:
+            raise ValueError("data.batch_size and data.eval_batch_size must be positive")
+        if steps_per_epoch is not None and steps_per_epoch < 1:
+            raise ValueError(f"data.steps_per_epoch must be positive or null, got {steps_per_epoch}")
+        self.original_files, self.distilled_files = list(original), list(distilled)
+        self.validation_file, self.test_file = validation, test
+        self.labels = as_label_set(labels)
+        self.raw_schedule = schedule
+        self.tokenizer_name = tokenizer
+        self.gold_budget, self.distilled_budget = gold_budget, distilled_budget
+        self.gold_overlap, self.budget_seed = gold_overlap, budget_seed
+        self.batch_size, self.eval_batch_size, self.max_length = batch_size, eval_batch_size, max_length
+        self.fixed_steps_per_epoch, self.sort_window = steps_per_epoch, sort_window
+        self.num_workers, self.seed = num_workers, seed
+        self.schedule: Schedule | None = None
+        self.tokenizer = None
+        self.datasets: dict[str, EncodedDataset] = {}
+        self.n_original = self.n_distilled = 0
+
+    def prepare_pools(self) -> None:
+        """Read and validate every file, apply budgets, check the schedule's pools. Idempotent."""
+        if self.schedule is not None:
+            return
+        pools = build_pools(self.original_files, self.distilled_files, self.labels, self.gold_budget, self.distilled_budget, self.gold_overlap, self.budget_seed)
+        schedule = self.raw_schedule.resolve(len(pools.original), len(pools.distilled))
+        if schedule.uses_distilled and not pools.distilled:
+            raise ValueError("the schedule needs distilled data but data.distilled yields no sentences")
+        if schedule.uses_original and not pools.original:
+            raise ValueError("the schedule needs gold data but data.original yields no sentences (check data.gold_budget)")
+        self.pools = pools
+        self.schedule = schedule
+        self.eval_sentences = {"val": read_conll(self.validation_file, self.labels), "test": read_conll(self.test_file, self.labels)}
+        self.n_original = len(pools.original) if schedule.uses_original else 0
+        self.n_distilled = len(pools.distilled) if schedule.uses_distilled else 0
+        log.info("pools: %d gold, %d distilled sentences; schedule %s", self.n_original, self.n_distilled, schedule)
+
+    def setup(self, stage: str | None = None) -> None:
+        self.prepare_pools()
+        if self.datasets:
+            return
+        self.tokenizer = load_tokenizer(self.tokenizer_name)
+        enc = dict(tokenizer=self.tokenizer, labels=self.labels, max_length=self.max_length)
+        original = self.pools.original if self.n_original else []
+        distilled = self.pools.distilled if self.n_distilled else []
+        self.datasets["train"] = EncodedDataset(encode(original, name="original", **enc) + encode(distilled, distilled=True, name="distilled", **enc))
+        for split, sentences in self.eval_sentences.items():
+            self.datasets[split] = EncodedDataset(encode(sentences, name=split, **enc))
+
+    @property
+    def world_size(self) -> int:
+        return self.trainer.world_size if self.trainer is not None else 1
+
+    @property
+    def steps_per_epoch(self) -> int:
+        if self.fixed_steps_per_epoch is not None:
+            return self.fixed_steps_per_epoch
+        return max(1, math.ceil((self.n_original + self.n_distilled) / (self.batch_size * self.world_size)))
+
+    def total_steps(self) -> int:
+        trainer = self.trainer
+        if trainer is not None and trainer.max_steps and trainer.max_steps > 0:
+            return trainer.max_steps
+        epochs = trainer.max_epochs if trainer is not None and trainer.max_epochs else 1
+        return epochs * self.steps_per_epoch
+
+    def _loader(self, dataset: EncodedDataset, sampler) -> DataLoader:
+        return DataLoader(
+            dataset,
+            sampler=sampler,
+            batch_size=None,
+            collate_fn=Collator(self.tokenizer.pad_token_id),
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        dataset = self.datasets["train"]
+        sampler = ScheduledBatchSampler(
+            self.n_original,
+            self.n_distilled,
+            self.schedule,
+            self.batch_size,
+            self.steps_per_epoch,
+            self.total_steps(),
+            seed=self.seed,
+            lengths=dataset.lengths,
+            sort_window=self.sort_window,
+            rank=self.trainer.global_rank if self.trainer is not None else 0,
+            world_size=self.world_size,
+        )
+        return self._loader(dataset, sampler)
+
+    def _eval_loader(self, split: str) -> DataLoader:
+        dataset = self.datasets[split]
+        return self._loader(dataset, length_sorted_batches(dataset.lengths, self.eval_batch_size))
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader("test")

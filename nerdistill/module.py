@@ -1,0 +1,130 @@
+"""LightningModule: a token-classification encoder trained with AdamW and a warmup/decay LR."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import pytorch_lightning as pl
+import torch
+from transformers import PreTrainedModel
+
+from nerdistill.data.labels import LabelSet, as_label_set
+from nerdistill.datamodule import IGNORE
+from nerdistill.metrics import flatten, ner_metrics
+
+NO_DECAY = ("bias", "LayerNorm.weight", "LayerNorm.bias", "layer_norm.weight", "layer_norm.bias")
+
+
+def lr_factor(progress: float, phases: Sequence[float], warmup_ratio: float, schedule: str) -> float:
+    """LR multiplier at ``progress``: per phase (split at ``phases``), linear warmup over
+    ``warmup_ratio`` of the phase, then linear decay to 0 (``linear``) or flat (``constant``)."""
+    bounds = [0.0, *sorted(phases), 1.0]
+    for start, end in zip(bounds, bounds[1:]):
+        if progress < end or end == 1.0:
+            break
+    length = max(end - start, 1e-12)
+    local = min(max((progress - start) / length, 0.0), 1.0)
+    if warmup_ratio > 0 and local < warmup_ratio:
+        return local / warmup_ratio
+    if schedule == "constant":
+        return 1.0
+    return max(0.0, (1.0 - local) / max(1.0 - warmup_ratio, 1e-12))
+
+
+class TokenClassifier(pl.LightningModule):
+    """Wraps a Hugging Face token-classification model; logs seqeval metrics per epoch."""
+
+    def __init__(
+        self,
+        backbone: Callable[..., PreTrainedModel],
+        labels: LabelSet | Sequence[str] | None = None,
+        lr: float = 2e-4,
+        weight_decay: float = 0.01,
+        warmup_ratio: float = 0.1,
+        lr_schedule: str = "linear",
+        lr_restart: bool = False,
+    ) -> None:
+        super().__init__()
+        if lr_schedule not in ("linear", "constant"):
+            raise ValueError(f"model.lr_schedule must be 'linear' or 'constant', got {lr_schedule!r}")
+        if not 0 <= warmup_ratio < 1:
+            raise ValueError(f"model.warmup_ratio must be in [0, 1), got {warmup_ratio}")
+        if lr <= 0:
+            raise ValueError(f"model.lr must be positive, got {lr}")
+        self.save_hyperparameters(ignore=["backbone"])
+        self.label_set = as_label_set(labels)
+        self.model = backbone(labels=self.label_set)
+        self.val_f1_best = 0.0
+        self.test_metrics: dict | None = None
+        self._outputs: list[tuple[Sequence[str], list[str]]] = []
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        return self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        logits = self(batch)
+        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), batch["labels"].flatten(), ignore_index=IGNORE)
+        self.log("train/loss", loss, on_step=True, prog_bar=True, batch_size=len(batch["gold_tags"]))
+        self.log("train/distilled_share", batch["distilled_share"], on_step=True, batch_size=len(batch["gold_tags"]))
+        return loss
+
+    def predict_tags(self, batch: dict) -> list[list[str]]:
+        """Word-level IOB2 tags (first sub-token's prediction; words cut by truncation get ``O``)."""
+        predictions = self(batch).argmax(-1).cpu()
+        first = (batch["labels"] != IGNORE).cpu()
+        id2label = self.label_set.id2label
+        out = []
+        for row, gold in enumerate(batch["gold_tags"]):
+            tags = [id2label[i] for i in predictions[row][first[row]].tolist()]
+            out.append(tags + ["O"] * (len(gold) - len(tags)))
+        return out
+
+    def _eval_step(self, batch: dict) -> None:
+        self._outputs.extend(zip(batch["gold_tags"], self.predict_tags(batch)))
+
+    def _eval_metrics(self) -> dict:
+        gold, predicted = zip(*self._outputs) if self._outputs else ((), ())
+        self._outputs = []
+        return ner_metrics(gold, predicted)
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step(batch)
+
+    def on_validation_epoch_end(self) -> None:
+        metrics = self._eval_metrics()
+        if not self.trainer.sanity_checking:
+            self.val_f1_best = max(self.val_f1_best, metrics["micro"]["f1"])
+        flat = flatten(metrics, "val")
+        self.log("val/f1", flat.pop("val/f1"), prog_bar=True)
+        self.log_dict(flat)
+        self.log("val/f1_best", self.val_f1_best, prog_bar=True)
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step(batch)
+
+    def on_test_epoch_end(self) -> None:
+        self.test_metrics = self._eval_metrics()
+        self.log_dict(flatten(self.test_metrics, "test"))
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["val_f1_best"] = self.val_f1_best
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.val_f1_best = checkpoint.get("val_f1_best", 0.0)
+
+    def configure_optimizers(self):
+        decay, no_decay = [], []
+        for name, parameter in self.model.named_parameters():
+            if parameter.requires_grad:
+                (no_decay if name.endswith(NO_DECAY) else decay).append(parameter)
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": self.hparams.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=self.hparams.lr,
+        )
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        phases = ()
+        if self.hparams.lr_restart and self.trainer.datamodule is not None:
+            phases = self.trainer.datamodule.schedule.phase_boundaries()
+        warmup, kind = self.hparams.warmup_ratio, self.hparams.lr_schedule
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step / total, phases, warmup, kind))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,152 @@
+"""Batch sampler that realises a blending schedule over two pools, step by step.
+
+Indices ``[0, n_original)`` are gold examples and ``[n_original, n_original + n_distilled)``
+distilled ones. For global step ``t`` of ``total_steps`` the global batch (``batch_size`` per
+rank times ``world_size``) holds ``round(G * C(t + 1)) - round(G * C(t))`` distilled examples,
+where ``C(t) = sum_{k < t} schedule(k / total_steps)``: error diffusion, so the realised share
+never drifts more than half an example from the schedule's running total.
+
+Each pool is an endless stream of seeded permutations: every example is drawn once before any
+repeats. Plans depend only on ``(seed, epoch)``, so every rank computes the same global batches
+and keeps its shard ``batch[rank::world_size]``. With ``sort_window > 0`` examples drawn within
+a window of steps are grouped by length (each pool sorted, then cut into the steps' exact
+counts, and chunks with the same composition shuffled among their steps): batches hold
+sentences of similar length while every step keeps the composition the schedule asks for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+from torch.utils.data import Sampler
+
+from nerdistill.schedules import Schedule
+
+
+def distilled_counts(schedule: Schedule, total_steps: int, global_batch: int) -> np.ndarray:
+    """Distilled examples per global batch for every step, by error diffusion."""
+    shares = np.array([schedule(t / total_steps) for t in range(total_steps)])
+    cumulative = np.rint(np.concatenate([[0.0], np.cumsum(shares)]) * global_batch).astype(np.int64)
+    return np.clip(np.diff(cumulative), 0, global_batch)
+
+
+class _PoolStream:
+    """Random-access view of an endless stream of seeded permutations of ``range(size)``."""
+
+    def __init__(self, size: int, seed: int, pool: int) -> None:
+        self.size, self.seed, self.pool = size, seed, pool
+        self._cache: dict[int, np.ndarray] = {}
+
+    def _permutation(self, k: int) -> np.ndarray:
+        if k not in self._cache:
+            self._cache = {k: np.random.default_rng([self.seed, self.pool, k]).permutation(self.size)}
+        return self._cache[k]
+
+    def take(self, start: int, count: int) -> np.ndarray:
+        """Stream positions ``[start, start + count)``."""
+        out = np.empty(count, dtype=np.int64)
+        filled = 0
+        while filled < count:
+            k, offset = divmod(start + filled, self.size)
+            chunk = self._permutation(k)[offset : offset + count - filled]
+            out[filled : filled + len(chunk)] = chunk
+            filled += len(chunk)
+        return out
+
+
+class ScheduledBatchSampler(Sampler[list[int]]):
+    """Yields this rank's batches (lists of dataset indices) for one epoch of ``steps_per_epoch``.
+
+    Used as a DataLoader ``sampler`` with ``batch_size=None``; Lightning calls :meth:`set_epoch`.
+    """
+
+    def __init__(
+        self,
+        n_original: int,
+        n_distilled: int,
+        schedule: Schedule,
+        batch_size: int,
+        steps_per_epoch: int,
+        total_steps: int,
+        seed: int = 0,
+        lengths: Sequence[int] | None = None,
+        sort_window: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        if batch_size < 1 or steps_per_epoch < 1 or total_steps < 1:
+            raise ValueError("batch_size, steps_per_epoch and total_steps must be positive")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is outside world_size {world_size}")
+        self.n_original, self.n_distilled = n_original, n_distilled
+        self.schedule = schedule
+        self.batch_size, self.world_size, self.rank = batch_size, world_size, rank
+        self.steps_per_epoch, self.total_steps = steps_per_epoch, total_steps
+        self.seed, self.sort_window = seed, sort_window
+        self.lengths = None if lengths is None else np.asarray(lengths)
+        self.global_batch = batch_size * world_size
+        self.counts = distilled_counts(schedule, total_steps, self.global_batch)
+        if self.counts.sum() and not n_distilled:
+            raise ValueError("the schedule draws distilled examples but the distilled pool is empty")
+        if (self.global_batch - self.counts).sum() and not n_original:
+            raise ValueError("the schedule draws gold examples but the original pool is empty")
+        self._drawn_distilled = np.concatenate([[0], np.cumsum(self.counts)])
+        self._original_stream = _PoolStream(n_original, seed, 0) if n_original else None
+        self._distilled_stream = _PoolStream(n_distilled, seed, 1) if n_distilled else None
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.steps_per_epoch
+
+    def _count(self, step: int) -> int:
+        """Distilled examples in the global batch of ``step`` (steps past the plan: last share)."""
+        return int(self.counts[min(step, self.total_steps - 1)])
+
+    def _drawn(self, step: int) -> tuple[int, int]:
+        """Examples drawn from (original, distilled) before global ``step``."""
+        planned = min(step, self.total_steps)
+        distilled = int(self._drawn_distilled[planned]) + (step - planned) * self._count(step)
+        return step * self.global_batch - distilled, distilled
+
+    def global_batches(self, epoch: int) -> list[np.ndarray]:
+        """All ranks' batches of ``epoch``, as dataset indices."""
+        first = epoch * self.steps_per_epoch
+        steps = range(first, first + self.steps_per_epoch)
+        window = self.sort_window if self.sort_window > 0 and self.lengths is not None else 1
+        batches: list[np.ndarray] = []
+        for start in range(0, len(steps), window):
+            batches.extend(self._window(list(steps[start : start + window]), epoch))
+        return batches
+
+    def _window(self, steps: list[int], epoch: int) -> list[np.ndarray]:
+        counts = [self._count(t) for t in steps]
+        original_start, distilled_start = self._drawn(steps[0])
+        n_distilled = sum(counts)
+        n_original = len(steps) * self.global_batch - n_distilled
+        distilled = self._distilled_stream.take(distilled_start, n_distilled) + self.n_original if n_distilled else np.empty(0, np.int64)
+        original = self._original_stream.take(original_start, n_original) if n_original else np.empty(0, np.int64)
+        if len(steps) == 1:
+            return [np.concatenate([distilled, original])]
+        distilled = distilled[np.argsort(self.lengths[distilled], kind="stable")]
+        original = original[np.argsort(self.lengths[original], kind="stable")]
+        cuts_d = np.cumsum([0] + counts)
+        cuts_o = np.cumsum([0] + [self.global_batch - c for c in counts])
+        chunks = [
+            np.concatenate([distilled[cuts_d[i] : cuts_d[i + 1]], original[cuts_o[i] : cuts_o[i + 1]]])
+            for i in range(len(steps))
+        ]
+        rng = np.random.default_rng([self.seed, 2, epoch, steps[0]])
+        shuffled = list(chunks)
+        for count in set(counts):
+            slots = [i for i, c in enumerate(counts) if c == count]
+            for slot, source in zip(slots, rng.permutation(slots)):
+                shuffled[slot] = chunks[source]
+        return shuffled
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for batch in self.global_batches(self.epoch):
+            yield batch[self.rank :: self.world_size].tolist()

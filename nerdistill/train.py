@@ -1,0 +1,66 @@
+"""``python -m nerdistill.train``: train the student on a blend of gold and distilled data."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import hydra
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from nerdistill.data.labels import LabelSet
+
+log = logging.getLogger(__name__)
+
+
+def train(cfg: DictConfig) -> dict:
+    """Fit, test with the best checkpoint, and write metrics.json and the HF-format model."""
+    pl.seed_everything(cfg.seed, workers=True)
+    out = Path(cfg.paths.output_dir)
+    labels = LabelSet(tuple(cfg.labels))
+    schedule = instantiate(cfg.schedule)
+    datamodule = instantiate(cfg.data, _partial_=True)(schedule=schedule, labels=labels)
+    datamodule.prepare_pools()  # bad data or config fails here, before any model loads
+    module = instantiate(cfg.model.module, _partial_=True)(labels=list(labels.types))
+    callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values() if c is not None]
+    loggers = [instantiate(c) for c in cfg.get("logger", {}).values() if c is not None] if cfg.get("logger") else False
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        if trainer.interrupted:
+            raise KeyboardInterrupt
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
+        metrics = {
+            "val_f1_best": float(module.val_f1_best),
+            "test": module.test_metrics,
+            "best_checkpoint": best,
+            "global_step": trainer.global_step,
+            "schedule": str(datamodule.schedule),
+            "pools": {"original": datamodule.n_original, "distilled": datamodule.n_distilled},
+        }
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        export = out / "model"
+        module.model.save_pretrained(export)
+        datamodule.tokenizer.save_pretrained(export)
+        log.info("test micro F1 %.4f (best val F1 %.4f); outputs in %s", module.test_metrics["micro"]["f1"], module.val_f1_best, out)
+        return metrics
+    finally:
+        for logger in trainer.loggers:
+            finish = getattr(getattr(logger, "experiment", None), "finish", None)
+            if callable(finish) and type(logger).__name__ == "WandbLogger":
+                finish()
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> float:
+    """Returns ``val/f1_best`` for Hydra sweepers."""
+    log.info("config:\n%s", OmegaConf.to_yaml(cfg))
+    return train(cfg)["val_f1_best"]
+
+
+if __name__ == "__main__":
+    main()
