@@ -10,6 +10,7 @@ from transformers import PreTrainedModel
 
 from nerdistill.data.labels import LabelSet, as_label_set
 from nerdistill.datamodule import IGNORE
+from nerdistill.inference import word_tags
 from nerdistill.metrics import flatten, ner_metrics
 
 NO_DECAY = ("bias", "LayerNorm.weight", "LayerNorm.bias", "layer_norm.weight", "layer_norm.bias")
@@ -71,19 +72,9 @@ class TokenClassifier(pl.LightningModule):
         self.log("train/lr", self.lr_schedulers().get_last_lr()[0], on_step=True, batch_size=len(batch["gold_tags"]))
         return loss
 
-    def predict_tags(self, batch: dict) -> list[list[str]]:
-        """Word-level IOB2 tags (first sub-token's prediction; words cut by truncation get ``O``)."""
-        predictions = self(batch).argmax(-1).cpu()
-        first = (batch["labels"] != IGNORE).cpu()
-        id2label = self.label_set.id2label
-        out = []
-        for row, gold in enumerate(batch["gold_tags"]):
-            tags = [id2label[i] for i in predictions[row][first[row]].tolist()]
-            out.append(tags + ["O"] * (len(gold) - len(tags)))
-        return out
-
     def _eval_step(self, batch: dict) -> None:
-        self._outputs.extend(zip(batch["gold_tags"], self.predict_tags(batch)))
+        predicted = word_tags(self(batch), batch["labels"], [len(g) for g in batch["gold_tags"]], self.label_set.id2label)
+        self._outputs.extend(zip(batch["gold_tags"], predicted))
 
     def _eval_metrics(self) -> dict:
         gold, predicted = zip(*self._outputs) if self._outputs else ((), ())

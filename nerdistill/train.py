@@ -30,8 +30,6 @@ def train(cfg: DictConfig) -> dict:
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-        if trainer.interrupted:
-            raise KeyboardInterrupt
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
         metrics = {

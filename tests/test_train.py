@@ -1,0 +1,87 @@
+"""The training entry point end to end with a tiny random BERT (seconds per run)."""
+
+import csv
+import json
+
+import pytest
+import pytorch_lightning as pl
+from hydra.errors import ConfigCompositionException
+from transformers import pipeline
+
+from nerdistill.train import train
+from tests.conftest import compose_config
+
+
+def test_fast_dev_run_writes_metrics_share_log_and_hf_model(tmp_path, tiny_train_overrides):
+    cfg = compose_config("train", [*tiny_train_overrides, "schedule=sigmoid"], tmp_path)
+    metrics = train(cfg)
+
+    written = json.loads((tmp_path / "metrics.json").read_text())
+    assert written == json.loads(json.dumps(metrics))
+    for key in ("precision", "recall", "f1"):
+        assert 0.0 <= written["test"]["micro"][key] <= 1.0
+        assert key in written["test"]["macro"]
+    assert set(written["test"]["per_type"]) <= {"PER", "ORG", "LOC", "MISC"}
+    assert 0.0 <= written["val_f1_best"] <= 1.0
+
+    with (tmp_path / "distilled_share.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == written["global_step"] == 16  # (64 + 64) / 8 steps
+    assert float(rows[0]["realised_share"]) == 1.0 and float(rows[-1]["realised_share"]) == 0.0
+    assert all(abs(float(r["scheduled_share"]) - float(r["realised_share"])) <= 1 / 8 for r in rows)
+
+    tagger = pipeline("token-classification", model=str(tmp_path / "model"))
+    assert isinstance(tagger("Peter Blackburn visited Paris ."), list)
+    assert (tmp_path / "checkpoints" / "last.ckpt").exists()
+
+
+def test_fast_dev_run_flag(tmp_path, tiny_train_overrides):
+    cfg = compose_config("train", [*tiny_train_overrides, "trainer.fast_dev_run=true", "schedule=simple_mix"], tmp_path)
+    metrics = train(cfg)
+    assert metrics["global_step"] == 1
+
+
+class InterruptAfterFirstEpoch(pl.Callback):
+    """Stands in for Ctrl-C early in the second epoch."""
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.current_epoch == 1 and batch_idx == 1:
+            raise KeyboardInterrupt
+
+
+def test_ctrl_c_keeps_a_checkpoint_and_resume_continues_the_schedule(tmp_path, tiny_train_overrides):
+    overrides = [*tiny_train_overrides, "schedule=linear"]
+    stop = "+callbacks.interrupt._target_=tests.test_train.InterruptAfterFirstEpoch"
+    with pytest.raises(SystemExit):  # Lightning shuts down gracefully on Ctrl-C, then exits 1
+        train(compose_config("train", [*overrides, stop], tmp_path / "a"))
+    assert (tmp_path / "a" / "checkpoints" / "interrupted.ckpt").exists()
+    last = tmp_path / "a" / "checkpoints" / "last.ckpt"
+    metrics = train(compose_config("train", [*overrides, f"ckpt_path={last}"], tmp_path / "b"))
+    assert metrics["global_step"] == 16
+    with (tmp_path / "b" / "distilled_share.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["step"]) for r in rows] == list(range(8, 16))
+    assert float(rows[0]["scheduled_share"]) == pytest.approx(1 - 8 / 16)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("schedule.steepness=-1", "steepness must be >= 0"),
+        ("data.gold_budget=999999", "larger than its pool"),
+        ("model.module.lr_schedule=cyclic", "lr_schedule"),
+    ],
+)
+def test_bad_config_fails_with_a_clear_error(tmp_path, tiny_train_overrides, override, message):
+    schedule = ["schedule=sigmoid"] if "steepness" in override else []
+    cfg = compose_config("train", [*tiny_train_overrides, *schedule, override], tmp_path)
+    with pytest.raises(Exception, match=message):
+        train(cfg)
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_unknown_schedule_or_model_is_a_composition_error(tmp_path):
+    with pytest.raises(ConfigCompositionException, match="schedule"):
+        compose_config("train", ["schedule=exponential"], tmp_path)
+    with pytest.raises(ConfigCompositionException, match="model"):
+        compose_config("train", ["model=gpt2"], tmp_path)
