@@ -7,7 +7,9 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForTokenClassification
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from transformers import AutoModelForTokenClassification, PreTrainedModel
 
 from nerdistill.data.conll import Sentence
 from nerdistill.data.labels import LabelSet
@@ -26,24 +28,37 @@ def word_tags(logits: torch.Tensor, labels: torch.Tensor, word_counts: Sequence[
     return out
 
 
-def resolve_model_dir(path: str | Path) -> Path:
-    """A Hugging Face model dir, or a training run dir holding one under ``model/``."""
+def load_model(path: str | Path) -> tuple[PreTrainedModel, str]:
+    """The model and its tokenizer's name: from a Hugging Face model dir, a training run dir
+    (its ``model/``), or a Lightning checkpoint of a run (rebuilt from the run's saved config)."""
     path = Path(path)
+    if path.suffix == ".ckpt":
+        return _load_checkpoint(path)
     for candidate in (path, path / "model"):
         if (candidate / "config.json").exists():
-            return candidate
-    raise FileNotFoundError(f"{path}: no Hugging Face model here (expected config.json in it or in {path / 'model'})")
+            return AutoModelForTokenClassification.from_pretrained(candidate), str(candidate)
+    raise FileNotFoundError(f"{path}: no Hugging Face model here (expected config.json in it or in {path / 'model'}, or a .ckpt file)")
+
+
+def _load_checkpoint(path: Path) -> tuple[PreTrainedModel, str]:
+    config_file = path.parent.parent / ".hydra" / "config.yaml"
+    if not path.exists() or not config_file.exists():
+        raise FileNotFoundError(f"{path}: checkpoint or its run config {config_file} not found")
+    cfg = OmegaConf.load(config_file)
+    module = instantiate(cfg.model.module, _partial_=True)(labels=list(cfg.labels))
+    module.load_state_dict(torch.load(path, map_location="cpu", weights_only=False)["state_dict"])
+    return module.model, cfg.model.tokenizer
 
 
 class Tagger:
-    """A trained token classifier that tags tokenised sentences."""
+    """A trained token classifier (see :func:`load_model` for what ``model_dir`` may be) that tags tokenised sentences."""
 
     def __init__(self, model_dir: str | Path, batch_size: int = 128, max_length: int = 128, precision: str = "bf16-mixed", device: str | None = None) -> None:
-        model_dir = resolve_model_dir(model_dir)
-        self.model = AutoModelForTokenClassification.from_pretrained(model_dir).eval()
+        model, tokenizer = load_model(model_dir)
+        self.model = model.eval()
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model.to(self.device)
-        self.tokenizer = load_tokenizer(str(model_dir))
+        self.tokenizer = load_tokenizer(tokenizer)
         id2label = {int(k): v for k, v in self.model.config.id2label.items()}
         self.id2label = id2label
         self.labels = LabelSet(tuple(dict.fromkeys(tag[2:] for tag in id2label.values() if tag != "O")))

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
+import wandb
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import WandbLogger
 
 from nerdistill.data.labels import LabelSet
 
@@ -28,6 +30,8 @@ def train(cfg: DictConfig) -> dict:
     callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values() if c is not None]
     loggers = [instantiate(c) for c in cfg.get("logger", {}).values() if c is not None] if cfg.get("logger") else False
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    for logger in trainer.loggers:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
@@ -47,10 +51,8 @@ def train(cfg: DictConfig) -> dict:
         log.info("test micro F1 %.4f (best val F1 %.4f); outputs in %s", module.test_metrics["micro"]["f1"], module.val_f1_best, out)
         return metrics
     finally:
-        for logger in trainer.loggers:
-            finish = getattr(getattr(logger, "experiment", None), "finish", None)
-            if callable(finish) and type(logger).__name__ == "WandbLogger":
-                finish()
+        if any(isinstance(logger, WandbLogger) for logger in trainer.loggers):
+            wandb.finish()  # each multirun job gets its own W&B run
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from omegaconf import OmegaConf
 
 from nerdistill.data import read_conll, write_conll
 from nerdistill.evaluate import evaluate
@@ -16,7 +17,10 @@ from tests.conftest import compose_config
 def run_dir(tmp_path_factory, data_dir):
     out = tmp_path_factory.mktemp("run")
     overrides = ["model=tiny", "logger=none", "trainer.enable_progress_bar=false", "schedule=original", "data.gold_budget=64", "data.passes.original=1", "data.batch_size=16", "trainer.max_epochs=1", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1"]
-    train(compose_config("train", overrides, out))
+    cfg = compose_config("train", overrides, out)
+    train(cfg)
+    (out / ".hydra").mkdir()
+    OmegaConf.save(cfg, out / ".hydra" / "config.yaml")  # as @hydra.main does for real runs
     return out
 
 
@@ -34,6 +38,13 @@ def test_evaluate_scores_a_split_file(run_dir, data_dir, tmp_path):
     result = evaluate(cfg)
     assert result["sentences"] == 100
     assert json.loads((tmp_path / "metrics.json").read_text())["micro"]["f1"] == result["micro"]["f1"]
+
+
+def test_a_checkpoint_scores_like_the_exported_model(run_dir, data_dir):
+    [checkpoint] = (run_dir / "checkpoints").glob("epoch*.ckpt")
+    sentences = [s.tokens for s in read_conll(data_dir / "conll2003" / "valid.txt")[:100]]
+    exported = Tagger(run_dir, precision="32-true").tag(sentences)
+    assert Tagger(checkpoint, precision="32-true").tag(sentences) == exported
 
 
 def test_evaluate_names_a_missing_model(tmp_path):

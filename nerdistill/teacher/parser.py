@@ -1,0 +1,274 @@
+"""LLM response text -> IOB2 tags on the sentence's own tokens (kept apart from the prompts).
+
+Steps: take the final answer (after the last ``Answer:``-style marker, else the last JSON value
+or fenced block), read ``(entity, type)`` mentions from JSON or from lines, normalise types,
+then align each mention to a token span (see :func:`align`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from nerdistill.data.labels import LabelSet, as_label_set
+
+SYNONYMS = {
+    "PER": ("PER", "PERS", "PERSON", "PEOPLE", "PERSON NAME"),
+    "ORG": ("ORG", "ORGANIZATION", "ORGANISATION", "COMPANY", "INSTITUTION"),
+    "LOC": ("LOC", "LOCATION", "PLACE", "GPE", "GEO", "GEOPOLITICAL ENTITY"),
+    "MISC": ("MISC", "MISCELLANEOUS", "OTHER", "MIS"),
+}
+COUNT_KEYS = ("mentions", "hallucinated", "unknown_type", "overlap", "rejected", "unparseable")
+TEXT_KEYS = ("text", "entity", "name", "span", "mention", "word", "value", "entity_text")
+TYPE_KEYS = ("type", "label", "entity_type", "category", "tag", "entity_label", "class")
+HEADER_WORDS = {"entity", "entities", "type", "label", "span", "text", "is entity", "reason", "explanation", "category"}
+ANSWER_MARKERS = re.compile(r"^[ \t>#*_]*(final answer|answer|final output|final entities)\b[^\n:]*?[*_]*:[*_]*[ \t]*", re.I | re.M)
+NONE_PHRASE = re.compile(r"\bno\s+(?:named\s+)?entit(?:y|ies)\b|^\W*(?:none|n/?a|nothing)\W*$|there are no\b.*\bentit", re.I | re.M)
+FENCE = re.compile(r"```[a-zA-Z]*\s*\n?(.*?)```", re.S)
+BULLET = re.compile(r"^\s*(?:[-*•+]|\d+[.)]|\(\d+\))\s+")
+PAREN = re.compile(r"([^,;()]+?)\s*\(([^()]+)\)")
+QUOTES = "\"'`“”‘’*_ \t"
+
+
+@dataclass(frozen=True)
+class Entity:
+    """An aligned entity: tokens ``[start, end)`` of the sentence with its type."""
+
+    text: str
+    type: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """What one response said about one sentence.
+
+    ``status``: ``ok`` (entities found), ``empty`` (an explicit or empty "no entities" answer)
+    or ``unparseable``. ``counts``: mentions read, and those ``hallucinated`` (not in the
+    sentence), with an ``unknown_type``, dropped as an ``overlap``, ``rejected`` (PromptNER
+    ``False`` lines), and ``unparseable`` (0 or 1).
+    """
+
+    tags: list[str]
+    counts: dict[str, int]
+    status: str
+    entities: list[Entity] = field(default_factory=list)
+
+
+class TypeMap:
+    """Maps what a model writes as a type (``Person``, ``B-PER``, ``organisation``) to a configured type."""
+
+    def __init__(self, labels: LabelSet, extra: Mapping[str, Sequence[str]] | None = None) -> None:
+        self.lookup: dict[str, str] = {}
+        for kind in labels.types:
+            for name in (kind, *SYNONYMS.get(kind, ()), *((extra or {}).get(kind, ()))):
+                self.lookup[self.key(name)] = kind
+
+    @staticmethod
+    def key(name: str) -> str:
+        name = re.sub(r"^[BIES]-", "", name.strip().strip(QUOTES + ".:,;[]()")).upper()
+        return " ".join(re.sub(r"[_\-]+", " ", name).split())
+
+    def __call__(self, name: str) -> str | None:
+        return self.lookup.get(self.key(name))
+
+
+def final_answer(text: str) -> str:
+    """The part of ``text`` after the last answer marker (the whole text if there is none)."""
+    markers = list(ANSWER_MARKERS.finditer(text))
+    return text[markers[-1].end() :] if markers else text
+
+
+def last_json(text: str) -> object | None:
+    """The last top-level JSON object or array in ``text``, or None."""
+    decoder = json.JSONDecoder()
+    found, pos = None, 0
+    while True:
+        starts = [i for i in (text.find("{", pos), text.find("[", pos)) if i >= 0]
+        if not starts:
+            return found
+        start = min(starts)
+        try:
+            value, end = decoder.raw_decode(text, start)
+        except json.JSONDecodeError:
+            pos = start + 1
+            continue
+        if isinstance(value, (dict, list)):
+            found = value
+        pos = end
+
+
+def mentions_from_json(value: object, types: TypeMap, counts: Counter) -> list[tuple[str, str]] | None:
+    """``(text, type)`` pairs from the JSON shapes models use; None if the shape is not one of them."""
+    if isinstance(value, dict):
+        lists = [v for v in value.values() if isinstance(v, list)]
+        if all(types(k) for k in value) and value and all(isinstance(v, (list, str)) for v in value.values()):
+            return [(str(t), k) for k, v in value.items() for t in (v if isinstance(v, list) else [v])]  # {"PER": [..]}
+        if value and all(isinstance(v, str) and types(v) for v in value.values()):
+            return [(k, v) for k, v in value.items()]  # {"EU": "ORG"}
+        if len(lists) == 1:
+            return mentions_from_json(lists[0], types, counts)
+        if any(k in value for k in TEXT_KEYS):
+            return mentions_from_json([value], types, counts)
+        return [] if not value else None
+    if not isinstance(value, list):
+        return None
+    out: list[tuple[str, str]] = []
+    for item in value:
+        if isinstance(item, dict):
+            if item.get("is_entity") is False or str(item.get("is_entity", "")).lower() == "false":
+                counts["rejected"] += 1
+                continue
+            text = next((item[k] for k in TEXT_KEYS if k in item), None)
+            kind = next((item[k] for k in TYPE_KEYS if k in item), None)
+            if text is None or kind is None:
+                return None
+            out.append((str(text), str(kind)))
+        elif isinstance(item, list) and len(item) >= 2:
+            out.append((str(item[0]), str(item[1])))
+        elif isinstance(item, str):
+            out.extend(mentions_from_line(item, types, counts))
+        else:
+            return None
+    return out
+
+
+def mentions_from_line(line: str, types: TypeMap, counts: Counter) -> list[tuple[str, str]]:
+    """Mentions in one line: ``e | T``, ``e | True | T | why``, ``e (T)``, ``T: e1, e2``, ``e: T``."""
+    line = BULLET.sub("", line.strip()).replace("**", "").strip()
+    if not line:
+        return []
+    if "|" in line:
+        fields = [f.strip().strip(QUOTES) for f in line.strip().strip("|").split("|")]
+        if len(fields) < 2 or not fields[0] or set("".join(fields)) <= set("-: ") or fields[0].lower() in HEADER_WORDS:
+            return []
+        if len(fields) >= 3 and fields[1].lower() in ("true", "false", "yes", "no"):
+            if fields[1].lower() in ("false", "no"):
+                counts["rejected"] += 1
+                return []
+            return [(fields[0], fields[2])]
+        if types(fields[0]) and not types(fields[1]):
+            return [(fields[1], fields[0])]  # TYPE | entity
+        return [(fields[0], fields[1])]
+    paren = PAREN.findall(line)
+    if paren and line.rstrip(" .,;").endswith(")"):
+        return [(text.strip().strip(QUOTES + ":-"), kind) for text, kind in paren]
+    for sep in (":", " - ", " – ", "->", "=>", "\t"):
+        if sep in line:
+            left, right = (part.strip().strip(QUOTES) for part in line.split(sep, 1))
+            if types(left) and right:
+                return [(t.strip().strip(QUOTES), left) for t in right.split(",") if t.strip().strip(QUOTES) and not NONE_PHRASE.search(t)]
+            if types(right) and left:
+                return [(left, right)]
+    return []
+
+
+def read_mentions(text: str, types: TypeMap, counts: Counter) -> tuple[list[tuple[str, str]], str]:
+    """``(mentions, status)`` from a whole response."""
+    answer = final_answer(text).strip()
+    fences = FENCE.findall(answer)
+    body = fences[-1].strip() if fences else answer
+    value = last_json(body)
+    if value is not None:
+        mentions = mentions_from_json(value, types, counts)
+        if mentions is not None:
+            return mentions, "ok" if mentions else "empty"
+    if body.startswith(("{", "[")):
+        return [], "unparseable"  # JSON that does not decode: broken or truncated
+    mentions = [m for line in body.splitlines() for m in mentions_from_line(line, types, counts)]
+    if mentions:
+        return mentions, "ok"
+    if counts["rejected"] or (body and NONE_PHRASE.search(body)):
+        return [], "empty"
+    return [], "unparseable"
+
+
+def _find(tokens: Sequence[str], target: str, free: list[bool], fold: bool) -> tuple[int, int] | None:
+    """Leftmost free token span whose concatenation (spaces ignored) equals ``target``."""
+    if fold:
+        target = target.casefold()
+    for start in range(len(tokens)):
+        joined = ""
+        for end in range(start, len(tokens)):
+            joined += tokens[end].casefold() if fold else tokens[end]
+            if len(joined) >= len(target):
+                if joined == target and all(free[start : end + 1]):
+                    return start, end + 1
+                break
+    return None
+
+
+def _clean(text: str) -> str:
+    return "".join(text.strip().strip(QUOTES).split())
+
+
+def align(tokens: Sequence[str], mentions: Sequence[tuple[str, str]], all_occurrences: bool = True) -> tuple[list[Entity], Counter]:
+    """Map typed mentions to non-overlapping token spans.
+
+    Longest mention first, each claims the leftmost free occurrence (exact, then
+    case-insensitive; spaces ignored, so ``Germany's`` matches ``Germany 's``; a trailing
+    ``.,;:`` is dropped if that is what it takes). A mention that occurs only inside spans
+    already claimed is an ``overlap``; one that does not occur is ``hallucinated``. With
+    ``all_occurrences``, free exact occurrences of a mentioned string left over are tagged too.
+    """
+    counts: Counter = Counter()
+    free = [True] * len(tokens)
+    entities: list[Entity] = []
+    order = sorted(range(len(mentions)), key=lambda i: (-len(_clean(mentions[i][0])), i))
+    for i in order:
+        text, kind = mentions[i]
+        target = _clean(text)
+        candidates = [target, target.rstrip(".,;:")] if target.rstrip(".,;:") != target else [target]
+        span = next((s for c in candidates if c for fold in (False, True) if (s := _find(tokens, c, free, fold))), None)
+        if span is None:
+            everywhere = [True] * len(tokens)
+            occurs = any(c and _find(tokens, c, everywhere, True) for c in candidates)
+            counts["overlap" if occurs else "hallucinated"] += 1
+            continue
+        entities.append(Entity(" ".join(tokens[span[0] : span[1]]), kind, *span))
+        free[span[0] : span[1]] = [False] * (span[1] - span[0])
+    if all_occurrences:
+        for entity in list(entities):
+            while span := _find(tokens, "".join(tokens[entity.start : entity.end]), free, False):
+                entities.append(Entity(entity.text, entity.type, *span))
+                free[span[0] : span[1]] = [False] * (span[1] - span[0])
+    return sorted(entities, key=lambda e: e.start), counts
+
+
+def to_tags(n_tokens: int, entities: Sequence[Entity]) -> list[str]:
+    tags = ["O"] * n_tokens
+    for entity in entities:
+        tags[entity.start] = f"B-{entity.type}"
+        for j in range(entity.start + 1, entity.end):
+            tags[j] = f"I-{entity.type}"
+    return tags
+
+
+def parse_response(
+    text: str | None,
+    tokens: Sequence[str],
+    labels: LabelSet | Sequence[str] | None = None,
+    synonyms: Mapping[str, Sequence[str]] | None = None,
+    all_occurrences: bool = True,
+) -> Parsed:
+    """IOB2 tags (one per token) for ``tokens`` from a model's ``text``, with the counts of what
+    could not be used. Never raises on model output."""
+    types = TypeMap(as_label_set(labels), synonyms)
+    counts: Counter = Counter()
+    mentions, status = read_mentions(text or "", types, counts)
+    typed: list[tuple[str, str]] = []
+    for mention, kind in mentions:
+        mapped = types(kind)
+        if mapped is None:
+            counts["unknown_type"] += 1
+        elif _clean(mention):
+            typed.append((mention, mapped))
+    entities, align_counts = align(tokens, typed, all_occurrences)
+    counts.update(align_counts)
+    counts["mentions"] = len(mentions)
+    counts["unparseable"] = int(status == "unparseable")
+    return Parsed(to_tags(len(tokens), entities), {k: counts[k] for k in COUNT_KEYS}, status, entities)
