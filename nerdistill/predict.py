@@ -30,7 +30,7 @@ def read_input(path: Path, fmt: str, tagger: Tagger) -> list[tuple[str, ...]]:
 
 def predict(cfg: DictConfig) -> Path:
     tagger = Tagger(cfg.model_dir, cfg.batch_size, cfg.max_length, cfg.precision)
-    sentences = read_input(Path(cfg.input), cfg.format, tagger)
+    sentences = read_input(Path(cfg.input_file), cfg.format, tagger)
     tags = tagger.tag(sentences)
     output = Path(cfg.output)
     write_conll(output, [Sentence(tuple(tokens), tuple(t), f"input:{i}", "input") for i, (tokens, t) in enumerate(zip(sentences, tags))])

@@ -42,5 +42,5 @@ def test_defaults_are_the_tuned_offline_recipe(tmp_path):
 
 @pytest.mark.parametrize("config_name", ["evaluate", "predict"])
 def test_entry_point_configs_compose(config_name, tmp_path):
-    cfg = compose_config(config_name, ["model_dir=x", "input=y"] if config_name == "predict" else ["model_dir=x"], tmp_path)
+    cfg = compose_config(config_name, ["model_dir=x", "input_file=y"] if config_name == "predict" else ["model_dir=x"], tmp_path)
     assert cfg.model_dir == "x"

@@ -1,0 +1,133 @@
+"""Experiment overlays and launcher configs compose; a real tiny sweep survives a failing job."""
+
+import itertools
+import json
+import subprocess
+import sys
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.utils import get_class, instantiate
+from omegaconf import DictConfig
+
+from nerdistill.report import build_report
+from nerdistill.schedules import Schedule, SimpleMix
+from tests.conftest import CONF, DATA_DIR, ROOT
+
+EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+TINY = [
+    "model=tiny",
+    "logger=csv",
+    "trainer.enable_progress_bar=false",
+    "data.gold_budget=64",
+    "data.distilled_budget=64",
+    "data.passes.original=1",
+    "data.passes.distilled=1",
+    "data.batch_size=8",
+    "data.eval_batch_size=256",
+    "trainer.max_epochs=2",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=2",
+]
+
+
+def compose_train(overrides: list[str]) -> DictConfig:
+    """The train config with its ``hydra`` node, as a job of ``python -m nerdistill.train`` sees it."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="train", overrides=[f"paths.data_dir={DATA_DIR}", *overrides], return_hydra_config=True)
+
+
+def sweep_grid(params: dict) -> list[list[str]]:
+    """Every job's overrides for a sweeper ``params`` node, seed left out (as BasicSweeper expands them)."""
+    parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items() if k != "seed"])
+    axes = [[f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] if o.is_sweep_override() else [f"{o.get_key_element()}={o.get_value_element_as_str()}"] for o in parsed]
+    return [list(job) for job in itertools.product(*axes)]
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_job_of_every_experiment_composes_and_builds_its_schedule(name):
+    cfg = compose_train([f"experiment={name}"])
+    assert cfg.task_name == name and cfg.tags
+    params = cfg.hydra.sweeper.params
+    assert params.seed == "1,2,3" and "schedule" in params
+    jobs = sweep_grid(dict(params))
+    assert len(jobs) >= 4
+    for job in jobs:
+        cfg = compose_train([f"experiment={name}", *job])
+        assert isinstance(instantiate(cfg.schedule), Schedule)
+        assert all(str(path) for path in cfg.data.distilled)  # every interpolation resolves
+        assert min(cfg.data.passes.values()) > 0 and cfg.model.module.lr > 0
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_each_experiment_gets_its_own_sweep_folder_and_wandb_group(name):
+    cfg = compose_train([f"experiment={name}", "logger=[csv,wandb]", "logger.wandb.job_type=${hydra:job.override_dirname}"])
+    assert f"multirun/{name}/" in cfg.hydra.sweep.dir
+    assert cfg.logger.wandb.group == name and list(cfg.logger.wandb.tags) == list(cfg.tags)
+    assert set(cfg.logger) == {"csv", "wandb"}  # the dashboard recipe in docs/experiments.md
+
+
+def test_phase2_distilled_sets():
+    conll = compose_train(["experiment=phase2_regimens"]).data.distilled
+    both = compose_train(["experiment=phase2_regimens", "distilled_set=conll_bbc", "bbc_distilled=/x/bbc.conll"]).data.distilled
+    assert list(both) == [*conll, "/x/bbc.conll"] and conll[0].endswith("noisebench_gpt35/train_gpt35.txt")
+
+
+@pytest.mark.parametrize(("budget", "passes", "lr"), [("100", 100, 2e-4), ("1000", 20, 2e-4), ("null", 3, 1e-4), ("3000", 20, 2e-4)])
+def test_gold_budget_recipe(budget, passes, lr):
+    cfg = compose_train(["experiment=gold_budget", f"data.gold_budget={budget}"])
+    assert (cfg.data.passes.original, cfg.data.passes.distilled, cfg.model.module.lr) == (passes, 3, lr)
+
+
+def test_teacher_quality_reads_the_file_for_its_target_f1():
+    cfg = compose_train(["experiment=teacher_quality", "teacher_f1=0.5"])
+    assert list(cfg.data.distilled) == ["outputs/distilled/sim/f1_0.5/distilled.conll"]
+
+
+def test_all_draws_every_sentence_equally_often_at_the_blends_budget():
+    cfg = compose_train(["schedule=all"])
+    schedule = instantiate(cfg.schedule)
+    assert isinstance(schedule, SimpleMix)
+    gold, distilled, passes = 1000, 4887, cfg.data.passes  # the default pools
+    budget = passes.original * gold + passes.distilled * distilled
+    gold_passes, distilled_passes = (1 - schedule.mix) * budget / gold, schedule.mix * budget / distilled
+    assert gold_passes == pytest.approx(distilled_passes, rel=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("launcher", "target", "settings"),
+    [
+        ("local_parallel", "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher", {"n_jobs": 2}),
+        ("slurm", "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher", {"gpus_per_node": 1, "timeout_min": 240, "tasks_per_node": 1}),
+    ],
+)
+def test_launchers_compose_over_the_plugins(launcher, target, settings):
+    cfg = compose_train(["experiment=phase3_blends", f"hydra/launcher={launcher}"])
+    assert cfg.hydra.launcher._target_ == target and get_class(target)
+    assert {k: cfg.hydra.launcher[k] for k in settings} == settings
+
+
+def test_tiny_sweep_keeps_finished_jobs_when_one_fails(tmp_path):
+    """The real ``-m`` path: the BBC cells fail (no BBC file), the others finish and are reported."""
+    sweep = tmp_path / "sweep"
+    command = [
+        sys.executable, "-m", "nerdistill.train", "-m", "experiment=phase2_regimens", "schedule=original,sequential",
+        "distilled_set=conll,conll_bbc", "seed=1", f"bbc_distilled={tmp_path / 'missing.conll'}",
+        f"paths.data_dir={DATA_DIR}", f"hydra.sweep.dir={sweep}", *TINY,
+    ]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0 and "missing.conll" in done.stderr  # the basic launcher runs every job, then raises
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1", "2", "3"]
+    finished = sorted(p.parent.name for p in sweep.glob("*/metrics.json"))
+    assert finished == ["0", "2"]  # the conll cells; conll_bbc (1, 3) failed on the missing file
+    assert json.loads((sweep / "2" / "metrics.json").read_text())["pools"] == {"original": 64, "distilled": 64}
+
+    report = build_report([sweep])
+    assert [g.label for g in report.groups] == ["schedule=original, distilled_set=conll", "schedule=sequential, distilled_set=conll"]
+    assert [s.path.name for s in report.skipped] == ["1", "3"]
+    report.write(tmp_path / "report")
+    assert (tmp_path / "report" / "val_f1.png").exists()
+    assert report.groups[1].runs[0].share_curve()[0] == (0.0, 1.0)

@@ -1,0 +1,117 @@
+"""``python -m nerdistill.report`` on synthetic sweeps with known numbers."""
+
+import csv
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+from nerdistill.report import build_report, gold_equivalent, main
+from nerdistill.sweep import GOLD_ONLY, NOISEBENCH, describe_teacher
+from tests.conftest import ROOT
+from tests.fake_sweep import TYPES, gold_budget_sweep, regimen_sweep, write_run
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def read_csv(path):
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_tables_hold_mean_and_std_over_seeds_and_plots_are_written(tmp_path):
+    sweep, out = tmp_path / "sweep", tmp_path / "out"
+    regimen_sweep(sweep)
+    assert main([str(sweep), "--out", str(out)]) == 0
+
+    rows = {r["group"]: r for r in read_csv(out / "summary.csv")}
+    assert list(rows) == ["schedule=original", "schedule=sequential"]
+    original, sequential = rows["schedule=original"], rows["schedule=sequential"]
+    assert (original["n_seeds"], original["seeds"], sequential["seeds"]) == ("3", "1 2 3", "1 2")
+    assert float(original["micro_f1_mean"]) == pytest.approx(0.82)
+    assert float(original["micro_f1_std"]) == pytest.approx(0.02)
+    assert float(original["macro_f1_mean"]) == pytest.approx(0.72)
+    assert float(sequential["micro_f1_mean"]) == pytest.approx(0.86)
+    assert float(sequential["micro_f1_std"]) == pytest.approx(math.sqrt(2) * 0.01)
+    for i, entity in enumerate(TYPES):
+        assert float(original[f"{entity}_f1_mean"]) == pytest.approx(0.82 + 0.01 * i)
+    assert (original["teacher"], sequential["teacher"]) == (GOLD_ONLY, NOISEBENCH)
+    assert len(read_csv(out / "runs.csv")) == 5
+
+    md = (out / "report.md").read_text()
+    assert "| schedule=original | 3 (1, 2, 3) | 0.820 ± 0.020 | 0.720 ± 0.020 |" in md
+    assert "| schedule=sequential | 2 (1, 2) | **0.860 ± 0.014** |" in md
+    assert f"- {NOISEBENCH}: schedule=sequential" in md
+    for name in ("test_f1", "distilled_share", "val_f1"):
+        assert (out / f"{name}.png").read_bytes().startswith(PNG)
+        assert f"({name}.png)" in md
+    assert not (out / "gold_budget.png").exists()
+
+
+def test_skipped_runs_are_named_with_the_reason_and_the_rest_is_reported(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    regimen_sweep(sweep)
+    assert main([str(sweep)]) == 0  # default output: <sweep>/report
+    err = capsys.readouterr().err
+    assert f"skipped {sweep / '5'}: no metrics.json: the job crashed or is still running" in err
+    assert f"skipped {sweep / '6'}: unreadable metrics.json" in err
+    md = (sweep / "report" / "report.md").read_text()
+    assert "## Skipped" in md and f"`{sweep / '5'}`: no metrics.json" in md
+
+
+def test_a_folder_without_runs_says_so(tmp_path, capsys):
+    assert main([str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "no runs" in err and "nothing to report" in err
+    assert not (tmp_path / "report").exists()
+
+
+def test_gold_budget_sweep_reports_gold_saved(tmp_path):
+    sweep, out = tmp_path / "sweep", tmp_path / "out"
+    gold_budget_sweep(sweep)
+    report = build_report([sweep])
+    assert [g.label for g in report.groups] == ["schedule=original, gold_budget=100", "schedule=original, gold_budget=1000", "schedule=sequential, gold_budget=100"]
+    assert report.gold_series() == {"schedule=original": [(100, 0.6, None), (1000, 0.8, None)], "schedule=sequential": [(100, 0.7, None)]}
+    sequential = next(p for p in report.gold_points() if p.series == "schedule=sequential")
+    assert sequential.gold_equivalent == pytest.approx(math.sqrt(100 * 1000))  # halfway in log(gold)
+    assert sequential.saved == pytest.approx(math.sqrt(100 * 1000) - 100)
+    report.write(out)
+    assert (out / "gold_budget.png").read_bytes().startswith(PNG)
+    rows = read_csv(out / "gold_budget.csv")
+    assert [(r["series"], r["gold"], r["gold_saved"][:5]) for r in rows][-1] == ("schedule=sequential", "100", "216.2")
+    assert "| schedule=sequential | 100 | 0.700 | 316 | 216 |" in (out / "report.md").read_text()
+
+
+def test_gold_equivalent_outside_the_baseline_is_unknown():
+    baseline = [(100, 0.6, None), (1000, 0.8, None)]
+    assert gold_equivalent(baseline, 0.9) is None and gold_equivalent(baseline, 0.5) is None
+    assert gold_equivalent(baseline, 0.8) == pytest.approx(1000)
+
+
+def test_teacher_comes_from_the_path_or_the_annotate_report(tmp_path):
+    assert describe_teacher(tmp_path / "noisebench_gpt35" / "train_gpt35.txt") == NOISEBENCH
+    assert describe_teacher(tmp_path / "x.conll").startswith("unknown teacher")
+    job = tmp_path / "f1_0.5"
+    job.mkdir()
+    report = {"simulated": True, "teacher": {"model": "sim"}, "prompt": {"id": "cot"}, "quality": {"micro": {"f1": 0.512}}, "simulator": {"settings": {"target_f1": 0.5, "oracle": ["/d/conll2003/train.txt"]}}}
+    (job / "report.json").write_text(json.dumps(report))
+    assert describe_teacher(job / "distilled.conll") == "SIMULATED teacher (target F1 0.50, measured F1 0.512)"
+    report.update(simulated=False, teacher={"model": "gpt-4o"}, quality=None, simulator=None)
+    (job / "report.json").write_text(json.dumps(report))
+    assert describe_teacher(job / "distilled.conll") == "LLM teacher gpt-4o (prompt cot, no gold to measure)"
+
+
+def test_teacher_of_a_sweep_run_without_report_json(tmp_path):
+    write_run(tmp_path / "sweep" / "0", schedule="sequential", seed=1, f1=0.8, distilled="distilled/bbc.conll")
+    report = build_report([tmp_path / "sweep"])
+    assert report.groups[0].teacher == f"unknown teacher ({tmp_path / 'sweep' / 'distilled' / 'bbc.conll'})"
+
+
+def test_positional_command_line(tmp_path):
+    regimen_sweep(tmp_path / "sweep")
+    done = subprocess.run([sys.executable, "-m", "nerdistill.report", str(tmp_path / "sweep"), "--out", str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "5 runs in 2 groups (2 skipped)" in done.stdout
+    assert (tmp_path / "out" / "report.md").exists()
