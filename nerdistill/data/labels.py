@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 DEFAULT_TYPES = ("PER", "ORG", "LOC", "MISC")
 
@@ -25,11 +26,11 @@ class LabelSet:
         object.__setattr__(self, "types", types)
         object.__setattr__(self, "tags", ("O",) + tuple(f"{p}-{t}" for t in types for p in ("B", "I")))
 
-    @property
+    @cached_property
     def label2id(self) -> dict[str, int]:
         return {tag: i for i, tag in enumerate(self.tags)}
 
-    @property
+    @cached_property
     def id2label(self) -> dict[int, str]:
         return dict(enumerate(self.tags))
 

@@ -29,7 +29,7 @@ ANSWER_MARKERS = re.compile(r"^[ \t>#*_]*(final answer|answer|final output|final
 NONE_PHRASE = re.compile(r"\bno\s+(?:named\s+)?entit(?:y|ies)\b|^\W*(?:none|n/?a|nothing)\W*$|there are no\b.*\bentit", re.I | re.M)
 FENCE = re.compile(r"```[a-zA-Z]*\s*\n?(.*?)```", re.S)
 BULLET = re.compile(r"^\s*(?:[-*•+]|\d+[.)]|\(\d+\))\s+")
-PAREN = re.compile(r"([^,;()]+?)\s*\(([^()]+)\)")
+PAREN = re.compile(r"([^,;()]+?)\s*\(([^(),]+)\)")
 QUOTES = "\"'`“”‘’*_ \t"
 
 
@@ -161,7 +161,10 @@ def mentions_from_line(line: str, types: TypeMap, counts: Counter) -> list[tuple
         if sep in line:
             left, right = (part.strip().strip(QUOTES) for part in line.split(sep, 1))
             if types(left) and right:
-                return [(t.strip().strip(QUOTES), left) for t in right.split(",") if t.strip().strip(QUOTES) and not NONE_PHRASE.search(t)]
+                names = [t.strip().strip(QUOTES) for t in right.split(",") if t.strip().strip(QUOTES) and not NONE_PHRASE.search(t)]
+                if not names:  # "PER: none"
+                    counts["none"] += 1
+                return [(name, left) for name in names]
             if types(right) and left:
                 return [(left, right)]
     return []
@@ -172,17 +175,21 @@ def read_mentions(text: str, types: TypeMap, counts: Counter) -> tuple[list[tupl
     answer = final_answer(text).strip()
     fences = FENCE.findall(answer)
     body = fences[-1].strip() if fences else answer
-    value = last_json(body)
+    if body.startswith(("{", "[")):
+        try:  # an answer that opens as JSON must decode from its start (else it is broken or cut off)
+            value: object | None = json.JSONDecoder().raw_decode(body)[0]
+        except json.JSONDecodeError:
+            return [], "unparseable"
+    else:
+        value = last_json(body)
     if value is not None:
         mentions = mentions_from_json(value, types, counts)
         if mentions is not None:
             return mentions, "ok" if mentions else "empty"
-    if body.startswith(("{", "[")):
-        return [], "unparseable"  # JSON that does not decode: broken or truncated
     mentions = [m for line in body.splitlines() for m in mentions_from_line(line, types, counts)]
     if mentions:
         return mentions, "ok"
-    if counts["rejected"] or (body and NONE_PHRASE.search(body)):
+    if counts["rejected"] or counts["none"] or (body and NONE_PHRASE.search(body)):
         return [], "empty"
     return [], "unparseable"
 
@@ -202,6 +209,15 @@ def _find(tokens: Sequence[str], target: str, free: list[bool], fold: bool) -> t
     return None
 
 
+def _trim(tokens: Sequence[str], start: int, end: int) -> tuple[int, int]:
+    """Drop punctuation-only tokens from the ends of a span (``U.S. ,`` -> ``U.S.``)."""
+    while end - start > 1 and not any(ch.isalnum() for ch in tokens[end - 1]):
+        end -= 1
+    while end - start > 1 and not any(ch.isalnum() for ch in tokens[start]):
+        start += 1
+    return start, end
+
+
 def _clean(text: str) -> str:
     return "".join(text.strip().strip(QUOTES).split())
 
@@ -211,7 +227,8 @@ def align(tokens: Sequence[str], mentions: Sequence[tuple[str, str]], all_occurr
 
     Longest mention first, each claims the leftmost free occurrence (exact, then
     case-insensitive; spaces ignored, so ``Germany's`` matches ``Germany 's``; a trailing
-    ``.,;:`` is dropped if that is what it takes). A mention that occurs only inside spans
+    ``.,;:`` is dropped if that is what it takes; punctuation-only tokens at a span's ends are
+    trimmed). A mention that occurs only inside spans
     already claimed is an ``overlap``; one that does not occur is ``hallucinated``. With
     ``all_occurrences``, free exact occurrences of a mentioned string left over are tagged too.
     """
@@ -229,6 +246,7 @@ def align(tokens: Sequence[str], mentions: Sequence[tuple[str, str]], all_occurr
             occurs = any(c and _find(tokens, c, everywhere, True) for c in candidates)
             counts["overlap" if occurs else "hallucinated"] += 1
             continue
+        span = _trim(tokens, *span)
         entities.append(Entity(" ".join(tokens[span[0] : span[1]]), kind, *span))
         free[span[0] : span[1]] = [False] * (span[1] - span[0])
     if all_occurrences:

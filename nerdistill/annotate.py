@@ -1,0 +1,162 @@
+"""``python -m nerdistill.annotate``: an LLM teacher annotates sentences into a distilled set.
+
+Writes ``distilled.conll`` (IOB2, annotated sentences), ``distilled.jsonl`` (every sentence
+with provenance, parse status and raw responses), ``report.json`` and ``report.md`` into the
+run's output dir. Responses are cached in ``paths.cache_dir``: a re-run makes no calls, and
+an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from nerdistill.data.conll import CoNLLFormatError, write_conll
+from nerdistill.data.labels import LabelSet
+from nerdistill.teacher.cache import CacheError, ResponseCache
+from nerdistill.teacher.client import TeacherError
+from nerdistill.teacher.inputs import InputFormatError
+from nerdistill.teacher.job import Annotator, Outcome, annotate_all
+from nerdistill.teacher.report import build_report, markdown
+from nerdistill.teacher.sim import SimServer
+
+log = logging.getLogger(__name__)
+ERRORS = (TeacherError, CacheError, InputFormatError, CoNLLFormatError)
+
+
+def build(node: DictConfig, **kwargs: object) -> Any:
+    """``instantiate``, but our own errors surface as themselves, not wrapped by Hydra."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as err:
+        if isinstance(err.__cause__, ERRORS):
+            raise err.__cause__ from None
+        raise
+
+
+@contextmanager
+def endpoint(teacher: DictConfig) -> Iterator[tuple[str, str, SimServer | None]]:
+    """``(base_url, identity for cache keys, simulator or None)``; starts the simulator for ``teacher=sim``."""
+    if teacher.get("sim") is None:
+        yield teacher.base_url, str(teacher.base_url).rstrip("/"), None
+        return
+    settings = build(teacher.sim)
+    with SimServer(settings) as server:
+        log.info("simulated teacher at %s (labels it returns are SIMULATED)", server.url)
+        yield server.url, settings.identity(), server
+
+
+def record(outcome: Outcome, provenance: dict, has_gold: bool) -> dict:
+    sentence = outcome.sentence
+    return {
+        "id": sentence.id,
+        "source": sentence.source,
+        "status": outcome.status,
+        "tokens": list(sentence.tokens),
+        "tags": outcome.tags,
+        "gold": list(sentence.tags) if has_gold else None,
+        "entities": outcome.entities,
+        "samples_ok": outcome.samples_ok,
+        "provenance": provenance,
+        "errors": outcome.errors,
+        "responses": [call.record() for call in outcome.calls],
+    }
+
+
+def provenance_for(outcome: Outcome, teacher: dict, prompt: dict) -> dict:
+    final = outcome.calls[-1].parsed.status if outcome.calls else None
+    return {
+        "teacher": teacher,
+        "prompt": prompt,
+        "cache_keys": [call.key for call in outcome.calls],
+        "parse_status": final if outcome.tags is not None else "failed",
+    }
+
+
+def annotate(cfg: DictConfig) -> dict:
+    """Run the job and write its outputs; returns the report."""
+    started = time.perf_counter()
+    labels = LabelSet(tuple(cfg.labels))
+    source = build(cfg.input)
+    if cfg.teacher.get("sim") is not None and not source.has_gold and not cfg.teacher.sim.model_dir:
+        raise TeacherError("the simulated teacher knows only the sentences in its oracle files; for raw text set teacher.sim.model_dir to a trained nerdistill model (e.g. <train run>/model)")
+    sentences = source.load(labels)
+    prompt = build(cfg.prompt).setup(labels)
+    out = Path(cfg.paths.output_dir)
+    sc = cfg.self_consistency
+    log.info("annotating %d sentences with %s, prompt %s", len(sentences), cfg.teacher.model, prompt.key)
+    with ResponseCache(cfg.cache) as cache, endpoint(cfg.teacher) as (base_url, identity, server):
+        client = build(cfg.teacher.client, base_url=base_url, endpoint=identity)
+        annotator = Annotator(
+            client, cache, prompt, labels,
+            generation=OmegaConf.to_container(cfg.teacher.generation, resolve=True),
+            samples=sc.n, temperature=sc.temperature, min_agreement=sc.min_agreement,
+            reask=cfg.reask, parser=OmegaConf.to_container(cfg.parser, resolve=True),
+        )
+        begun = time.perf_counter()
+        try:
+            outcomes = asyncio.run(annotate_all(annotator, sentences, cfg.progress))
+        except KeyboardInterrupt:
+            log.warning("interrupted: %d responses are in the cache %s (%d made this run); run the same command again to resume", len(cache), cfg.cache, annotator.stats.made)
+            raise
+        annotate_s = time.perf_counter() - begun
+        simulator = {"settings": {k: v for k, v in asdict(server.settings).items() if k not in ("host", "port")}, "stats": dict(server.teacher.stats)} if server else None
+    teacher = {"name": cfg.teacher.name, "model": client.model, "endpoint": "simulated" if server else client.base_url, "identity": identity, "simulated": server is not None}
+    prompt_info = {"id": prompt.id, "version": prompt.version}
+
+    records, distilled = [], []
+    for outcome in outcomes:
+        provenance = provenance_for(outcome, teacher, prompt_info)
+        records.append(record(outcome, provenance, source.has_gold))
+        if outcome.tags is not None:
+            distilled.append(replace(outcome.sentence, tags=tuple(outcome.tags), provenance=provenance))
+    write_conll(out / "distilled.conll", distilled)
+    with (out / "distilled.jsonl").open("w", encoding="utf-8") as handle:
+        for row in records:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    price = cfg.prices.get(client.model)
+    report = build_report(
+        outcomes, annotator.stats, has_gold=source.has_gold, teacher=teacher, prompt=prompt_info, input=source.describe(),
+        self_consistency=OmegaConf.to_container(sc), price=OmegaConf.to_container(price) if price is not None else None,
+        annotate_s=annotate_s, wall_s=time.perf_counter() - started, simulator=simulator,
+    )
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "report.md").write_text(markdown(report))
+    f1 = report["quality"]["micro"]["f1"] if report["quality"] else None
+    log.info(
+        "%d annotated, %d failed; calls %d made, %d cached; micro F1 %s; outputs in %s",
+        report["sentences"]["annotated"], report["sentences"]["failed"], report["calls"]["made"], report["calls"]["cached"],
+        f"{f1:.4f}" if f1 is not None else "n/a (no gold)", out,
+    )
+    return report
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="annotate")
+def main(cfg: DictConfig) -> float | None:
+    """Returns the micro F1 against gold (None without gold) for Hydra sweepers."""
+    for name in ("httpx", "httpx2", "openai"):  # one line per request/retry otherwise; the report counts them
+        logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        report = annotate(cfg)
+    except ERRORS as err:
+        log.error("%s", err)
+        raise SystemExit(f"error: {err}") from None
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    return report["quality"]["micro"]["f1"] if report["quality"] else None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""The response cache: one SQLite file shared by all runs, one row per finished call.
+
+Keyed by :func:`cache_key`. Rows are committed as responses arrive, so a killed job loses
+nothing it finished; failed calls are never stored. A file that is not this cache (not
+SQLite, corrupt, or another schema) is an error, never silently reset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+SCHEMA = "nerdistill.teacher.cache/1"
+
+
+class CacheError(RuntimeError):
+    """The cache file cannot be used as is."""
+
+
+@dataclass(frozen=True)
+class CachedResponse:
+    text: str
+    finish_reason: str | None
+    prompt_tokens: int
+    completion_tokens: int
+
+
+def cache_key(endpoint: str, model: str, params: Mapping, messages: Sequence[Mapping], prompt: str) -> str:
+    """sha256 over endpoint, model, generation parameters, rendered messages and prompt id@version."""
+    blob = json.dumps(
+        {"endpoint": endpoint, "model": model, "params": dict(params), "messages": list(messages), "prompt": prompt},
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+class ResponseCache:
+    """``get``/``put`` finished responses by key; usable as a context manager."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fresh = not self.path.exists() or self.path.stat().st_size == 0
+        try:
+            self.db = sqlite3.connect(self.path, timeout=60)
+            if fresh:
+                self._create()
+            self._check()
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")  # WAL: a commit survives a crash of this process, without an fsync per row
+        except sqlite3.DatabaseError as err:
+            raise CacheError(f"{self.path}: not a usable nerdistill teacher cache ({err}); move it away or point paths.cache_dir elsewhere") from err
+
+    def _create(self) -> None:
+        with self.db:
+            self.db.execute("CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            self.db.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA,))
+            self.db.execute(
+                "CREATE TABLE responses (key TEXT PRIMARY KEY, model TEXT NOT NULL, prompt TEXT NOT NULL, text TEXT NOT NULL,"
+                " finish_reason TEXT, prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL, created REAL NOT NULL)"
+            )
+
+    def _check(self) -> None:
+        status = self.db.execute("PRAGMA quick_check").fetchone()[0]
+        if status != "ok":
+            raise CacheError(f"{self.path}: the cache file is corrupt ({status}); move it away or point paths.cache_dir elsewhere")
+        tables = {row[0] for row in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        schema = self.db.execute("SELECT value FROM meta WHERE name='schema'").fetchone() if "meta" in tables else None
+        if schema is None or schema[0] != SCHEMA or "responses" not in tables:
+            found = schema[0] if schema else f"tables {sorted(tables)}"
+            raise CacheError(f"{self.path}: a SQLite file but not a nerdistill teacher cache (expected schema {SCHEMA}, found {found}); refusing to touch it")
+
+    def get(self, key: str) -> CachedResponse | None:
+        row = self.db.execute("SELECT text, finish_reason, prompt_tokens, completion_tokens FROM responses WHERE key=?", (key,)).fetchone()
+        return CachedResponse(*row) if row else None
+
+    def put(self, key: str, model: str, prompt: str, response: CachedResponse) -> None:
+        """Store and commit one finished response."""
+        with self.db:
+            self.db.execute(
+                "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (key, model, prompt, response.text, response.finish_reason, response.prompt_tokens, response.completion_tokens, time.time()),
+            )
+
+    def __len__(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> ResponseCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,101 @@
+"""What the teacher annotates: CoNLL sentences (with gold) or raw text from the BBC News CSV."""
+
+from __future__ import annotations
+
+import csv
+import random
+from pathlib import Path
+
+from nerdistill.data.conll import Sentence, read_conll
+from nerdistill.data.labels import LabelSet
+from nerdistill.data.pools import take_budget
+from nerdistill.data.text import sentences_from_text
+
+
+class InputFormatError(ValueError):
+    """An input file that cannot be read; names the file and line."""
+
+    def __init__(self, path: str | Path, line: int | None, message: str) -> None:
+        super().__init__(f"{path}:{line}: {message}" if line is not None else f"{path}: {message}")
+        self.path, self.line = str(path), line
+
+
+class ConllInput:
+    """A seeded subset of ``n`` sentences of a CoNLL file (``None``: all), in file order."""
+
+    has_gold = True
+
+    def __init__(self, path: str, n: int | None = None, seed: int = 0, split: str | None = None) -> None:
+        self.path, self.n, self.seed, self.split = Path(path), n, seed, split
+
+    def load(self, labels: LabelSet) -> list[Sentence]:
+        sentences = read_conll(self.path, labels)
+        order = {s.id: i for i, s in enumerate(sentences)}
+        return sorted(take_budget(sentences, self.n, self.seed, "input.n"), key=lambda s: order[s.id])
+
+    def describe(self) -> dict:
+        return {"kind": "conll", "path": str(self.path), "split": self.split, "n": self.n, "seed": self.seed}
+
+
+def read_bbc(path: str | Path) -> list[tuple[int, str]]:
+    """``(csv line, text)`` per article of a ``category,text`` CSV; malformed CSV names file and line."""
+    path = Path(path)
+    try:
+        handle = path.open(encoding="utf-8", newline="")
+    except OSError as err:
+        raise InputFormatError(path, None, f"cannot read file ({err.strerror})") from err
+    articles: list[tuple[int, str]] = []
+    with handle:
+        reader = csv.reader(handle, strict=True)
+        try:
+            header = next(reader, None)
+            if header is None or "text" not in header:
+                raise InputFormatError(path, 1, f"expected a header with a 'text' column, got {header}")
+            column = header.index("text")
+            line = reader.line_num
+            for row in reader:
+                if len(row) != len(header):
+                    raise InputFormatError(path, line + 1, f"expected {len(header)} fields like the header, got {len(row)}")
+                articles.append((line + 1, row[column]))
+                line = reader.line_num
+        except csv.Error as err:
+            raise InputFormatError(path, reader.line_num, f"malformed CSV ({err})") from err
+        except UnicodeDecodeError as err:
+            raise InputFormatError(path, reader.line_num + 1, f"bytes are not valid UTF-8 ({err.reason})") from err
+    if not articles:
+        raise InputFormatError(path, None, "no articles (only a header)")
+    return articles
+
+
+class BbcInput:
+    """Sentences of the BBC News CSV, tokenised like CoNLL; no gold (tags are all ``O``)."""
+
+    has_gold = False
+
+    def __init__(self, path: str, limit: int | None = None, seed: int | None = 0, dedup: bool = True) -> None:
+        self.path, self.limit, self.seed, self.dedup = Path(path), limit, seed, dedup
+
+    def all_sentences(self) -> list[Sentence]:
+        """Every sentence, ids ``<file>:<row>:<sentence>`` (row 0-based, header excluded)."""
+        out: list[Sentence] = []
+        seen: set[tuple[str, ...]] = set()
+        for row, (_, text) in enumerate(read_bbc(self.path)):
+            for i, tokens in enumerate(sentences_from_text(text)):
+                key = tuple(tokens)
+                if self.dedup and key in seen:
+                    continue
+                seen.add(key)
+                out.append(Sentence(key, ("O",) * len(key), f"{self.path.name}:{row}:{i}", self.path.name))
+        return out
+
+    def load(self, labels: LabelSet) -> list[Sentence]:
+        sentences = self.all_sentences()
+        if self.limit is None or self.limit >= len(sentences):
+            return sentences
+        if self.seed is None:
+            return sentences[: self.limit]
+        keep = set(random.Random(self.seed).sample(range(len(sentences)), self.limit))
+        return [s for i, s in enumerate(sentences) if i in keep]
+
+    def describe(self) -> dict:
+        return {"kind": "bbc", "path": str(self.path), "limit": self.limit, "seed": self.seed, "dedup": self.dedup}

@@ -1,0 +1,121 @@
+"""The annotate job's report: quality against gold, parse counts, calls, tokens, cost, time."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from nerdistill.metrics import ner_metrics
+from nerdistill.teacher.job import Outcome, Stats
+from nerdistill.teacher.parser import COUNT_KEYS
+
+SCHEMA = "nerdistill.annotate.report/1"
+
+
+def cost(tokens: Mapping[str, int], price: Mapping[str, float] | None) -> float | None:
+    """USD for ``tokens`` at ``price`` (USD per 1M input/output tokens); None if unpriced."""
+    if price is None:
+        return None
+    return round((tokens.get("prompt", 0) * float(price["input"]) + tokens.get("completion", 0) * float(price["output"])) / 1e6, 6)
+
+
+def quality(outcomes: Sequence[Outcome], annotated_only: bool) -> dict | None:
+    """Micro/macro/per-type P/R/F1 against gold (failed sentences count as no entities unless excluded)."""
+    chosen = [o for o in outcomes if o.tags is not None or not annotated_only]
+    if not chosen:
+        return None
+    return ner_metrics([o.sentence.tags for o in chosen], [o.tags or ["O"] * len(o.sentence.tokens) for o in chosen])
+
+
+def build_report(
+    outcomes: Sequence[Outcome],
+    stats: Stats,
+    *,
+    has_gold: bool,
+    teacher: Mapping[str, Any],
+    prompt: Mapping[str, Any],
+    input: Mapping[str, Any],
+    self_consistency: Mapping[str, Any],
+    price: Mapping[str, float] | None,
+    annotate_s: float,
+    wall_s: float,
+    simulator: Mapping[str, Any] | None,
+) -> dict:
+    annotated = sum(o.tags is not None for o in outcomes)
+    parse = Counter()
+    statuses = Counter()
+    for outcome in outcomes:
+        for call in outcome.calls:
+            parse.update(call.parsed.counts)
+            statuses[call.parsed.status] += 1
+            parse["truncated"] += call.response.finish_reason == "length"
+    tokens_all = stats.tokens_made + stats.tokens_cached
+    return {
+        "schema": SCHEMA,
+        "simulated": simulator is not None,
+        "teacher": dict(teacher),
+        "prompt": dict(prompt),
+        "input": dict(input),
+        "self_consistency": dict(self_consistency),
+        "sentences": {
+            "total": len(outcomes),
+            "annotated": annotated,
+            "failed": len(outcomes) - annotated,
+            "entities": sum(len(o.entities) for o in outcomes),
+        },
+        "quality": quality(outcomes, annotated_only=False) if has_gold else None,
+        "quality_annotated_only": quality(outcomes, annotated_only=True) if has_gold else None,
+        "parse": {
+            "responses": sum(statuses.values()),
+            "status": dict(statuses),
+            **{k: parse[k] for k in (*COUNT_KEYS, "truncated")},
+        },
+        "calls": {"made": stats.made, "cached": stats.cached, "failed": stats.failed, "reasked": stats.reasked},
+        "tokens": {
+            "made": {"prompt": stats.tokens_made["prompt"], "completion": stats.tokens_made["completion"]},
+            "cached": {"prompt": stats.tokens_cached["prompt"], "completion": stats.tokens_cached["completion"]},
+        },
+        "cost": {
+            "currency": "USD",
+            "price_per_1m_tokens": dict(price) if price is not None else None,
+            "this_run": cost(stats.tokens_made, price),
+            "all_responses": cost(tokens_all, price),
+        },
+        "time": {
+            "wall_s": round(wall_s, 3),
+            "annotate_s": round(annotate_s, 3),
+            "sentences_per_s": round(len(outcomes) / annotate_s, 2) if annotate_s > 0 else None,
+        },
+        "simulator": dict(simulator) if simulator is not None else None,
+    }
+
+
+def _pct(value: float) -> str:
+    return f"{value:.3f}"
+
+
+def markdown(report: Mapping[str, Any]) -> str:
+    """A human-readable summary of :func:`build_report`'s dict."""
+    t, s, c = report["teacher"], report["sentences"], report["calls"]
+    title = "Teacher annotation report" + (" — SIMULATED TEACHER (not a real LLM)" if report["simulated"] else "")
+    lines = [
+        f"# {title}",
+        "",
+        f"- teacher: `{t['model']}` at `{t['endpoint']}`" + (" (simulated)" if report["simulated"] else ""),
+        f"- prompt: `{report['prompt']['id']}@{report['prompt']['version']}`; input: `{report['input']}`",
+        f"- sentences: {s['total']} total, {s['annotated']} annotated, {s['failed']} failed; {s['entities']} entities",
+        f"- calls: {c['made']} made, {c['cached']} from cache, {c['failed']} failed, {c['reasked']} re-asks",
+        f"- tokens this run: {report['tokens']['made']}; from cache: {report['tokens']['cached']}",
+        f"- cost this run: {report['cost']['this_run']} USD (all responses: {report['cost']['all_responses']})",
+        f"- time: {report['time']['wall_s']} s wall, {report['time']['annotate_s']} s annotating, {report['time']['sentences_per_s']} sentences/s",
+        f"- parse: {report['parse']}",
+    ]
+    if report["quality"]:
+        q = report["quality"]
+        lines += ["", "## Quality against gold (failed sentences count as no entities)", "", "| | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+        for name, row in [("micro", q["micro"]), ("macro", q["macro"]), *sorted(q["per_type"].items())]:
+            lines.append(f"| {name} | {_pct(row['precision'])} | {_pct(row['recall'])} | {_pct(row['f1'])} | {row['support']} |")
+    if report["simulator"]:
+        lines += ["", "## Simulator", "", f"- settings: `{report['simulator']['settings']}`", f"- requests: `{report['simulator']['stats']}`"]
+    return "\n".join(lines) + "\n"

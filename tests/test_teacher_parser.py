@@ -1,0 +1,150 @@
+"""The response parser on hand-written answers in every accepted shape, and adversarial ones."""
+
+import pytest
+
+from nerdistill.teacher import parse_response
+from nerdistill.teacher.parser import final_answer
+
+TOKENS = "EU rejects German call to boycott British lamb .".split()
+GOLD = ["B-ORG", "O", "B-MISC", "O", "O", "O", "B-MISC", "O", "O"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"entities": [{"text": "EU", "type": "ORG"}, {"text": "German", "type": "MISC"}, {"text": "British", "type": "MISC"}]}',
+        '```json\n[{"entity": "EU", "label": "ORGANIZATION"}, {"entity": "German", "label": "MISCELLANEOUS"}, {"entity": "British", "label": "MISC"}]\n```',
+        '{"ORG": ["EU"], "MISC": ["German", "British"], "PER": [], "LOC": []}',
+        '{"EU": "ORG", "German": "MISC", "British": "MISC"}',
+        '[["EU", "ORG"], ["German", "MISC"], ["British", "MISC"]]',
+        "EU | ORG\nGerman | MISC\nBritish | MISC",
+        "EU (ORG)\nGerman (MISC)\nBritish (MISC)",
+        "EU (ORG), German (MISC), British (MISC).",
+        "1. EU | ORG\n2. German | MISC\n3. British | MISC",
+        "- **EU**: ORG\n- **German**: MISC\n- **British**: MISC",
+        "ORG: EU\nMISC: German, British\nPER: none",
+        "| Entity | Type |\n|---|---|\n| EU | ORG |\n| German | MISC |\n| British | MISC |",
+        "1. EU | True | ORG | a political union of states\n2. rejects | False | N/A | a verb\n3. German | True | MISC | nationality adjective\n"
+        "4. British | True | MISC | nationality adjective\n5. lamb | False | N/A | a common noun",
+        "Here are the entities:\n\n```\nEU | ORG\nGerman | MISC\nBritish | MISC\n```\nLet me know if you need more.",
+    ],
+)
+def test_every_accepted_format_gives_the_gold_tags(text):
+    parsed = parse_response(text, TOKENS)
+    assert parsed.tags == GOLD
+    assert parsed.status == "ok"
+    assert parsed.counts["hallucinated"] == parsed.counts["unknown_type"] == parsed.counts["unparseable"] == 0
+
+
+def test_promptner_false_lines_are_rejected_not_errors():
+    parsed = parse_response("EU | True | ORG | union\nlamb | False | N/A | food", TOKENS)
+    assert parsed.tags[0] == "B-ORG" and parsed.tags[7] == "O"
+    assert parsed.counts["rejected"] == 1 and parsed.counts["unknown_type"] == 0
+
+
+def test_final_answer_after_reasoning_wins_over_candidates_in_the_reasoning():
+    text = (
+        "Step 1 - Context: a trade dispute.\nStep 2 - Candidate entities: EU, German, British, lamb.\n"
+        "Step 3 - EU (ORG): a union. German (LOC)? no, an adjective: MISC. lamb: not an entity.\n"
+        'Answer:\n{"entities": [{"text": "EU", "type": "ORG"}, {"text": "German", "type": "MISC"}, {"text": "British", "type": "MISC"}]}'
+    )
+    assert parse_response(text, TOKENS).tags == GOLD
+    assert final_answer("x\n**Final Answer:** EU | ORG").strip() == "EU | ORG"
+
+
+def test_last_json_is_taken_when_there_is_no_marker():
+    text = 'Draft: {"entities": [{"text": "lamb", "type": "MISC"}]}\nCorrected: {"entities": [{"text": "EU", "type": "ORG"}]}'
+    assert parse_response(text, TOKENS).tags == ["B-ORG"] + ["O"] * 8
+
+
+def test_multi_token_entity_and_type_synonyms():
+    tokens = "Peter Blackburn visited New York for the United Nations".split()
+    parsed = parse_response("Peter Blackburn | PERSON\nNew York | Location\nUnited Nations | organisation", tokens)
+    assert parsed.tags == ["B-PER", "I-PER", "O", "B-LOC", "I-LOC", "O", "O", "B-ORG", "I-ORG"]
+
+
+def test_repeated_entity_each_mention_claims_the_next_occurrence():
+    tokens = "Germany beat Italy and Germany lost to Italy .".split()
+    parsed = parse_response("Germany | LOC\nItaly | LOC\nGermany | LOC\nItaly | LOC", tokens)
+    assert parsed.tags == ["B-LOC", "O", "B-LOC", "O", "B-LOC", "O", "O", "B-LOC", "O"]
+    assert parsed.counts["overlap"] == 0
+
+
+def test_entity_named_once_tags_all_occurrences_unless_switched_off():
+    tokens = "Germany beat Italy and Germany lost .".split()
+    assert parse_response("Germany | LOC", tokens).tags == ["B-LOC", "O", "O", "O", "B-LOC", "O", "O"]
+    assert parse_response("Germany | LOC", tokens, all_occurrences=False).tags == ["B-LOC"] + ["O"] * 6
+
+
+def test_same_string_two_types_left_to_right():
+    tokens = "Washington said Washington will act".split()
+    parsed = parse_response("Washington | PER\nWashington | LOC", tokens)
+    assert parsed.tags == ["B-PER", "O", "B-LOC", "O", "O"]
+
+
+def test_absent_entity_is_counted_as_hallucinated():
+    parsed = parse_response('{"entities": [{"text": "EU", "type": "ORG"}, {"text": "France", "type": "LOC"}]}', TOKENS)
+    assert parsed.tags == ["B-ORG"] + ["O"] * 8
+    assert parsed.counts["hallucinated"] == 1 and parsed.counts["mentions"] == 2 and parsed.status == "ok"
+
+
+def test_wrong_case_falls_back_to_case_insensitive_but_prefers_exact():
+    tokens = "the us and the US".split()
+    assert parse_response("US | LOC", tokens, all_occurrences=False).tags == ["O", "O", "O", "O", "B-LOC"]
+    assert parse_response("eu | ORG", TOKENS).tags[0] == "B-ORG"
+
+
+def test_spacing_and_trailing_punctuation_are_forgiven():
+    tokens = "Germany 's lamb ban hit the U.S. ,".split()
+    parsed = parse_response("Germany's | LOC\nU.S., | LOC", tokens)
+    assert parsed.tags == ["B-LOC", "I-LOC", "O", "O", "O", "O", "B-LOC", "O"]
+
+
+def test_overlapping_spans_longest_first():
+    tokens = "New York Times reporters in New York".split()
+    parsed = parse_response("York | LOC\nNew York Times | ORG\nNew York | LOC", tokens, all_occurrences=False)
+    assert parsed.tags == ["B-ORG", "I-ORG", "I-ORG", "O", "O", "B-LOC", "I-LOC"]
+    assert parsed.counts["overlap"] == 1  # "York" only occurs inside spans already claimed
+
+
+def test_unknown_type_is_counted_and_dropped():
+    parsed = parse_response("EU | ORG\nlamb | FOOD", TOKENS)
+    assert parsed.tags == ["B-ORG"] + ["O"] * 8
+    assert parsed.counts["unknown_type"] == 1
+
+
+@pytest.mark.parametrize("text", ['{"entities": []}', "[]", "No entities.", "There are no named entities in this sentence.", "None", "ORG: none"])
+def test_no_entity_answers_are_empty_not_failures(text):
+    parsed = parse_response(text, TOKENS)
+    assert parsed.tags == ["O"] * 9
+    assert parsed.status == "empty" and parsed.counts["unparseable"] == 0
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "   ",
+        None,
+        "I'm sorry, but I can't help with that request.",
+        "The sentence is about a trade dispute between Europe and Britain over meat.",
+        '{"entities": [{"text": "EU", "type": "ORG"}, {"text": "Ger',
+        '```json\n{"entities": [{"text": "EU" "type": "ORG"}]}\n```',
+    ],
+)
+def test_empty_prose_and_broken_answers_are_unparseable_and_never_raise(text):
+    parsed = parse_response(text, TOKENS)
+    assert parsed.tags == ["O"] * 9
+    assert parsed.status == "unparseable" and parsed.counts["unparseable"] == 1
+
+
+def test_configured_types_and_extra_synonyms():
+    tokens = "Alice met Bob".split()
+    parsed = parse_response("Alice | HUMAN\nBob | PERSON", tokens, labels=["PER", "ORG"], synonyms={"PER": ["HUMAN"]})
+    assert parsed.tags == ["B-PER", "O", "B-PER"]
+    assert parse_response("Alice | LOC", tokens, labels=["PER", "ORG"]).counts["unknown_type"] == 1
+
+
+def test_tags_always_match_token_count():
+    for text in ("EU | ORG", "x" * 500, "lamb . | MISC", "| | |", '{"a": 1}'):
+        assert len(parse_response(text, TOKENS).tags) == len(TOKENS)
