@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 
 import hydra
@@ -33,7 +34,9 @@ def train(cfg: DictConfig) -> dict:
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     try:
+        started = time.perf_counter()
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        fitted = time.perf_counter()
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
         metrics = {
@@ -43,6 +46,8 @@ def train(cfg: DictConfig) -> dict:
             "global_step": trainer.global_step,
             "schedule": str(datamodule.schedule),
             "pools": {"original": datamodule.n_original, "distilled": datamodule.n_distilled},
+            # fit includes the validation rounds; test is one pass over the test split
+            "timing": {"fit_s": round(fitted - started, 1), "test_s": round(time.perf_counter() - fitted, 1)},
         }
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
         export = out / "model"
