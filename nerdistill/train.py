@@ -37,7 +37,7 @@ def train(cfg: DictConfig) -> dict:
         started = time.perf_counter()
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         fitted = time.perf_counter()
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        best = getattr(trainer.checkpoint_callback, "best_model_path", "")  # "" without a ModelCheckpoint
         trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
         metrics = {
             "val_f1_best": float(module.val_f1_best),
