@@ -36,20 +36,23 @@ def compose_config(config_name: str, overrides: list[str], output_dir: Path) -> 
     return cfg
 
 
+# a tiny random BERT on a small budget: seconds, not minutes
+TINY_TRAIN = [
+    "model=tiny",
+    "logger=none",
+    "trainer.enable_progress_bar=false",
+    "data.gold_budget=64",
+    "data.distilled_budget=64",
+    "data.passes.original=1",
+    "data.passes.distilled=1",
+    "data.batch_size=8",
+    "data.eval_batch_size=256",
+    "trainer.max_epochs=2",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=2",
+]
+
+
 @pytest.fixture
 def tiny_train_overrides() -> list[str]:
-    """A tiny random BERT on a small budget: seconds, not minutes."""
-    return [
-        "model=tiny",
-        "logger=none",
-        "trainer.enable_progress_bar=false",
-        "data.gold_budget=64",
-        "data.distilled_budget=64",
-        "data.passes.original=1",
-        "data.passes.distilled=1",
-        "data.batch_size=8",
-        "data.eval_batch_size=256",
-        "trainer.max_epochs=2",
-        "trainer.limit_val_batches=2",
-        "trainer.limit_test_batches=2",
-    ]
+    return list(TINY_TRAIN)

@@ -14,23 +14,10 @@ from omegaconf import DictConfig
 
 from nerdistill.report import build_report
 from nerdistill.schedules import Schedule, SimpleMix
-from tests.conftest import CONF, DATA_DIR, ROOT
+from tests.conftest import CONF, DATA_DIR, ROOT, TINY_TRAIN
 
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
-TINY = [
-    "model=tiny",
-    "logger=csv",
-    "trainer.enable_progress_bar=false",
-    "data.gold_budget=64",
-    "data.distilled_budget=64",
-    "data.passes.original=1",
-    "data.passes.distilled=1",
-    "data.batch_size=8",
-    "data.eval_batch_size=256",
-    "trainer.max_epochs=2",
-    "trainer.limit_val_batches=2",
-    "trainer.limit_test_batches=2",
-]
+TINY = [*(o for o in TINY_TRAIN if not o.startswith("logger=")), "logger=csv"]
 
 
 def compose_train(overrides: list[str]) -> DictConfig:
