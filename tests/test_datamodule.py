@@ -2,7 +2,7 @@ import logging
 
 import pytest
 
-from nerdistill.data import LabelSet, Sentence, read_conll
+from nerdistill.data import LabelSet, Sentence
 from nerdistill.data.pools import build_pools
 from nerdistill.datamodule import IGNORE, BlendDataModule, Collator, encode, length_sorted_batches
 from nerdistill.models import load_tokenizer
