@@ -13,7 +13,7 @@ from transformers import AutoModelForTokenClassification, PreTrainedModel
 
 from nerdistill.data.conll import Sentence
 from nerdistill.data.labels import LabelSet
-from nerdistill.datamodule import IGNORE, Collator, encode, length_sorted_batches
+from nerdistill.datamodule import IGNORE, Collator, EncodedDataset, encode, length_sorted_batches
 from nerdistill.models import load_tokenizer
 
 
@@ -71,7 +71,7 @@ class Tagger:
         wrapped = [Sentence(tuple(tokens), ("O",) * len(tokens), str(i), "input") for i, tokens in enumerate(sentences)]
         items = encode(wrapped, self.tokenizer, self.labels, self.max_length, name="input")
         if sort_by_length:
-            batches = length_sorted_batches(torch.tensor([len(i.input_ids) for i in items]).numpy(), self.batch_size)
+            batches = length_sorted_batches(EncodedDataset(items).lengths, self.batch_size)
         else:
             batches = [list(range(i, min(i + self.batch_size, len(items)))) for i in range(0, len(items), self.batch_size)]
         collate = Collator(self.tokenizer.pad_token_id)
