@@ -30,7 +30,8 @@ from nerdistill.teacher.client import TeacherError
 from nerdistill.teacher.inputs import InputFormatError
 from nerdistill.teacher.job import Annotator, Outcome, annotate_all
 from nerdistill.teacher.report import build_report, markdown
-from nerdistill.teacher.sim import SimServer
+from nerdistill.teacher.prompts import Prompt
+from nerdistill.teacher.sim import SimServer, prompt_style
 
 log = logging.getLogger(__name__)
 ERRORS = (TeacherError, CacheError, InputFormatError, CoNLLFormatError)
@@ -56,6 +57,16 @@ def endpoint(teacher: DictConfig) -> Iterator[tuple[str, str, SimServer | None]]
     with SimServer(settings) as server:
         log.info("simulated teacher at %s (labels it returns are SIMULATED)", server.url)
         yield server.url, settings.identity(), server
+
+
+def simulator_info(server: SimServer, prompt: Prompt) -> dict:
+    """The simulator's settings, the F1 its noise aimed at for this prompt's style, and its request counts."""
+    style, _ = prompt_style([{"role": "system", "content": prompt.render_system()}])
+    return {
+        "settings": {k: v for k, v in asdict(server.settings).items() if k not in ("host", "port")},
+        "target_f1": server.settings.target_for(style),
+        "stats": dict(server.teacher.stats),
+    }
 
 
 def record(outcome: Outcome, provenance: dict, has_gold: bool) -> dict:
@@ -112,7 +123,7 @@ def annotate(cfg: DictConfig) -> dict:
             log.warning("interrupted: %d responses are in the cache %s (%d made this run); run the same command again to resume", len(cache), cfg.cache, annotator.stats.made)
             raise
         annotate_s = time.perf_counter() - begun
-        simulator = {"settings": {k: v for k, v in asdict(server.settings).items() if k not in ("host", "port")}, "stats": dict(server.teacher.stats)} if server else None
+        simulator = simulator_info(server, prompt) if server else None
     teacher = {"name": cfg.teacher.name, "model": client.model, "endpoint": "simulated" if server else client.base_url, "identity": identity, "simulated": server is not None}
     prompt_info = {"id": prompt.id, "version": prompt.version}
 

@@ -5,56 +5,21 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from nerdistill.data.conll import Sentence, read_conll
+from nerdistill.data.conll import read_conll
 from nerdistill.data.labels import LabelSet, as_label_set
 from nerdistill.data.pools import Overlap, build_pools
+from nerdistill.encoding import IGNORE, Encoded, TokenCache
 from nerdistill.models import load_tokenizer
 from nerdistill.sampling import ScheduledBatchSampler
 from nerdistill.schedules import Schedule
 
 log = logging.getLogger(__name__)
-IGNORE = -100
-
-
-@dataclass(frozen=True)
-class Encoded:
-    """One sentence as model input: sub-token ids, labels on first sub-tokens (-100 elsewhere)."""
-
-    input_ids: np.ndarray
-    labels: np.ndarray
-    distilled: bool
-    sentence: Sentence
-
-
-def encode(sentences: Sequence[Sentence], tokenizer, labels: LabelSet, max_length: int, distilled: bool = False, name: str = "data") -> list[Encoded]:
-    """Tokenise words into sub-tokens; each word's label goes on its first sub-token."""
-    if not sentences:
-        return []
-    label2id = labels.label2id
-    batch = tokenizer([list(s.tokens) for s in sentences], is_split_into_words=True, truncation=True, max_length=max_length)
-    out, truncated = [], 0
-    for i, sentence in enumerate(sentences):
-        word_ids = batch.word_ids(i)
-        ids = np.asarray(batch["input_ids"][i], dtype=np.int64)
-        tags = np.full(len(ids), IGNORE, dtype=np.int64)
-        previous = None
-        for position, word in enumerate(word_ids):
-            if word is not None and word != previous:
-                tags[position] = label2id[sentence.tags[word]]
-            previous = word
-        kept = max((w for w in word_ids if w is not None), default=-1) + 1
-        truncated += kept < len(sentence.tokens)
-        out.append(Encoded(ids, tags, distilled, sentence))
-    if truncated:
-        log.warning("%s: %d of %d sentences truncated at max_length=%d sub-tokens; their tail words are predicted O", name, truncated, len(sentences), max_length)
-    return out
 
 
 class EncodedDataset(Dataset):
@@ -114,7 +79,8 @@ class BlendDataModule(pl.LightningDataModule):
     uses, over the global batch size; it is cut into ``trainer.max_epochs`` epochs (validation
     rounds). ``steps_per_epoch`` fixes the epoch length instead. Pool-dependent schedule defaults
     (sequential's switch, simple_mix's share) see the pools' sizes weighted by their passes, so
-    sequential and simple_mix realise the passes exactly.
+    sequential and simple_mix realise the passes exactly. Tokenised sentences are cached under
+    ``cache_dir``, keyed by content (``None``: no cache).
     """
 
     def __init__(
@@ -137,6 +103,7 @@ class BlendDataModule(pl.LightningDataModule):
         steps_per_epoch: int | None = None,
         sort_window: int = 64,
         num_workers: int = 0,
+        cache_dir: str | None = None,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -158,6 +125,7 @@ class BlendDataModule(pl.LightningDataModule):
         self.passes = passes
         self.fixed_steps_per_epoch, self.sort_window = steps_per_epoch, sort_window
         self.num_workers, self.seed = num_workers, seed
+        self.cache_dir = cache_dir
         self.schedule: Schedule | None = None
         self.tokenizer = None
         self.datasets: dict[str, EncodedDataset] = {}
@@ -185,12 +153,12 @@ class BlendDataModule(pl.LightningDataModule):
         if self.datasets:
             return
         self.tokenizer = load_tokenizer(self.tokenizer_name)
-        enc = dict(tokenizer=self.tokenizer, labels=self.labels, max_length=self.max_length)
         original = self.pools.original if self.n_original else []
         distilled = self.pools.distilled if self.n_distilled else []
-        self.datasets["train"] = EncodedDataset(encode(original, name="original", **enc) + encode(distilled, distilled=True, name="distilled", **enc))
+        cache = TokenCache(self.cache_dir, self.tokenizer, self.labels, self.max_length)
+        self.datasets["train"] = EncodedDataset(cache.encode(original, name="original") + cache.encode(distilled, distilled=True, name="distilled"))
         for split, sentences in self.eval_sentences.items():
-            self.datasets[split] = EncodedDataset(encode(sentences, name=split, **enc))
+            self.datasets[split] = EncodedDataset(cache.encode(sentences, name=split))
 
     def _weighted_sizes(self, n_original: int, n_distilled: int) -> tuple[float, float]:
         return self.passes["original"] * n_original, self.passes["distilled"] * n_distilled
@@ -217,6 +185,10 @@ class BlendDataModule(pl.LightningDataModule):
             return self.trainer.max_steps
         return self.max_epochs * self.steps_per_epoch
 
+    @property
+    def on_gpu(self) -> bool:
+        return self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
+
     def _loader(self, dataset: EncodedDataset, sampler) -> DataLoader:
         return DataLoader(
             dataset,
@@ -225,6 +197,7 @@ class BlendDataModule(pl.LightningDataModule):
             collate_fn=Collator(self.tokenizer.pad_token_id),
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            pin_memory=self.on_gpu,  # faster, asynchronous host-to-device copies
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -9,6 +9,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from nerdistill.allocator import keep_freed_memory
 from nerdistill.data.conll import read_conll
 from nerdistill.inference import Tagger
 from nerdistill.metrics import ner_metrics
@@ -40,6 +41,7 @@ def evaluate(cfg: DictConfig) -> dict:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
 def main(cfg: DictConfig) -> float:
+    keep_freed_memory()
     return evaluate(cfg)["micro"]["f1"]
 
 

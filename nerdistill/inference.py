@@ -13,7 +13,8 @@ from transformers import AutoModelForTokenClassification, PreTrainedModel
 
 from nerdistill.data.conll import Sentence
 from nerdistill.data.labels import LabelSet
-from nerdistill.datamodule import IGNORE, Collator, EncodedDataset, encode, length_sorted_batches
+from nerdistill.datamodule import Collator, EncodedDataset, length_sorted_batches
+from nerdistill.encoding import IGNORE, encode
 from nerdistill.models import load_tokenizer
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from nerdistill.allocator import keep_freed_memory
 from nerdistill.data.conll import Sentence, read_conll, write_conll
 from nerdistill.inference import Tagger
 
@@ -40,6 +41,7 @@ def predict(cfg: DictConfig) -> Path:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
 def main(cfg: DictConfig) -> None:
+    keep_freed_memory()
     predict(cfg)
 
 

@@ -8,6 +8,9 @@ writes into ``--out`` (default ``<first sweep dir>/report``):
   (gold sentences saved against gold-only) when ``data.gold_budget`` varies;
 - ``summary.csv`` (one row per group), ``runs.csv`` (one row per run), ``gold_budget.csv``;
 - ``test_f1.png``, ``distilled_share.png``, ``val_f1.png`` and ``gold_budget.png``.
+
+A folder of ``python -m nerdistill.annotate`` jobs instead (``report.json``, no ``metrics.json``)
+gets its jobs side by side (:mod:`nerdistill.annotation_report`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from nerdistill import plots
+from nerdistill.annotation_report import AnnotationReport, build_annotation_report
 from nerdistill.sweep import GOLD_BUDGET_KEY, Group, Run, Skipped, group_runs, load_runs, short_keys
 
 Metric = Callable[[dict], "float | None"]
@@ -237,10 +241,14 @@ def build_report(roots: Sequence[str | Path]) -> Report:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nerdistill.report", description=__doc__.split("\n\n")[0])
-    parser.add_argument("sweeps", nargs="+", type=Path, help="sweep folders (multirun/<name>/...); several are reported together")
+    parser.add_argument("sweeps", nargs="+", type=Path, help="sweep folders (multirun/<name>/...); several are reported together; annotate sweeps side by side")
     parser.add_argument("--out", type=Path, help="output folder (default: <first sweep>/report)")
     args = parser.parse_args(argv)
     report = build_report(args.sweeps)
+    if not report.runs:
+        annotation = build_annotation_report(args.sweeps)
+        if annotation.runs:
+            return write_annotation_report(annotation, args.out or args.sweeps[0] / "report")
     for skip in report.skipped:
         print(f"skipped {skip.path}: {skip.reason}", file=sys.stderr)
     if not report.runs:
@@ -250,6 +258,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     files = report.write(out)
     print("\n".join(report.table()))
     print(f"\n{len(report.runs)} runs in {len(report.groups)} groups ({len(report.skipped)} skipped); wrote {', '.join(f.name for f in files)} to {out}")
+    return 0
+
+
+def write_annotation_report(report: AnnotationReport, out: Path) -> int:
+    """An annotate sweep (runs with report.json, none with metrics.json): its jobs side by side."""
+    for skip in report.skipped:
+        print(f"skipped {skip.path}: {skip.reason}", file=sys.stderr)
+    files = report.write(out)
+    print("\n".join(report.table()))
+    print(f"\n{len(report.runs)} annotate jobs ({len(report.skipped)} skipped); wrote {', '.join(f.name for f in files)} to {out}")
     return 0
 
 

@@ -14,7 +14,7 @@ import statistics
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -22,6 +22,7 @@ from omegaconf.errors import OmegaConfBaseException
 NOISEBENCH = "real GPT-3.5 labels (NoiseBench)"
 GOLD_ONLY = "none (gold only)"
 GOLD_BUDGET_KEY = "data.gold_budget"
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -128,10 +129,15 @@ def _parse_overrides(lines: Iterable[str]) -> dict[str, str]:
     return out
 
 
+def read_overrides(path: Path) -> dict[str, str]:
+    """A run directory's task overrides (``.hydra/overrides.yaml``), key -> value as typed."""
+    overrides_file = path / ".hydra" / "overrides.yaml"
+    return _parse_overrides(OmegaConf.load(overrides_file)) if overrides_file.exists() else {}
+
+
 def load_run(path: Path) -> Run | Skipped:
     """Read one run directory; a :class:`Skipped` says why it cannot be reported."""
-    overrides_file = path / ".hydra" / "overrides.yaml"
-    overrides = _parse_overrides(OmegaConf.load(overrides_file)) if overrides_file.exists() else {}
+    overrides = read_overrides(path)
     metrics_file = path / "metrics.json"
     if not metrics_file.exists():
         return Skipped(path, "no metrics.json: the job crashed or is still running", overrides)
@@ -154,9 +160,9 @@ def _job_order(path: Path) -> tuple:
     return tuple(int(part) if part.isdigit() else part for part in path.parts)
 
 
-def load_runs(roots: Sequence[str | Path]) -> tuple[list[Run], list[Skipped]]:
-    """Every run under ``roots`` (searched recursively), in sweep order, and those skipped."""
-    runs: list[Run] = []
+def load_runs(roots: Sequence[str | Path], load: Callable[[Path], R | Skipped] = load_run) -> tuple[list[R], list[Skipped]]:
+    """Every run under ``roots`` (searched recursively), in sweep order, read by ``load``, and those skipped."""
+    runs: list[R] = []
     skipped: list[Skipped] = []
     for root in map(Path, roots):
         if not root.is_dir():
@@ -166,8 +172,8 @@ def load_runs(roots: Sequence[str | Path]) -> tuple[list[Run], list[Skipped]]:
         if not dirs:
             skipped.append(Skipped(root, "no runs (no */.hydra/config.yaml) under it"))
         for path in dirs:
-            loaded = load_run(path)
-            (runs if isinstance(loaded, Run) else skipped).append(loaded)
+            loaded = load(path)
+            (skipped if isinstance(loaded, Skipped) else runs).append(loaded)
     return runs, skipped
 
 
@@ -177,16 +183,21 @@ def short_keys(keys: Sequence[str]) -> dict[str, str]:
     return {k: s if last.count(s) == 1 else k for k, s in zip(keys, last)}
 
 
+def varying_keys(everyone: Sequence[dict[str, str]]) -> list[str]:
+    """Override keys whose value differs across runs, ``seed`` excepted, in first-seen order."""
+    keys: list[str] = []
+    for overrides in everyone:
+        keys += [k for k in overrides if k not in keys and k != "seed"]
+    return [k for k in keys if len({o.get(k) for o in everyone}) > 1]
+
+
 def group_runs(runs: Sequence[Run], others: Sequence[dict[str, str]] = ()) -> list[Group]:
     """Group runs by the overrides that differ across them, ``seed`` excepted, in sweep order.
 
     ``others``: overrides of runs not reported (unfinished), which count for what differs.
     """
     everyone = [run.overrides for run in runs] + list(others)
-    keys: list[str] = []
-    for overrides in everyone:
-        keys += [k for k in overrides if k not in keys and k != "seed"]
-    varying = [k for k in keys if len({o.get(k) for o in everyone}) > 1]
+    varying = varying_keys(everyone)
     short = short_keys(varying)
     grouped: dict[tuple, list[Run]] = {}
     for run in runs:

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
+import torch
 import wandb
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import WandbLogger
 
+from nerdistill.allocator import keep_freed_memory
 from nerdistill.data.labels import LabelSet
 
 log = logging.getLogger(__name__)
@@ -60,9 +64,24 @@ def train(cfg: DictConfig) -> dict:
             wandb.finish()  # each multirun job gets its own W&B run
 
 
+def set_torch_threads(setting: int | str | None) -> None:
+    """``auto``: under Hydra's joblib launcher, each of its ``n_jobs`` parallel jobs gets an equal
+    share of the cores (PyTorch would otherwise give every job all of them); an int sets it."""
+    if setting == "auto":
+        launcher = HydraConfig.get().launcher if HydraConfig.initialized() else {}
+        n_jobs = launcher.get("n_jobs") if "joblib" in str(launcher.get("_target_", "")).lower() else None
+        setting = max(1, (os.cpu_count() or 1) // n_jobs) if n_jobs and n_jobs > 0 else None
+    if setting:
+        torch.set_num_threads(int(setting))
+        log.info("PyTorch uses %d threads", torch.get_num_threads())
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float:
     """Returns ``val/f1_best`` for Hydra sweepers."""
+    if cfg.get("keep_freed_memory", True):
+        keep_freed_memory()
+    set_torch_threads(cfg.get("torch_threads"))
     log.info("config:\n%s", OmegaConf.to_yaml(cfg))
     return train(cfg)["val_f1_best"]
 

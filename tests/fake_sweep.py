@@ -84,3 +84,30 @@ def gold_budget_sweep(root: Path) -> None:
     runs = [("original", 100, 0.6), ("original", 1000, 0.8), ("sequential", 100, 0.7)]
     for job, (schedule, budget, f1) in enumerate(runs):
         write_run(root / str(job), schedule=schedule, seed=1, f1=f1, gold_budget=budget, extra_overrides=(f"data.gold_budget={budget}",))
+
+
+def write_annotate_run(path: Path, *, prompt: str, f1: float | None, model: str = "gpt-4o", report: bool = True) -> Path:
+    """One ``python -m nerdistill.annotate`` job dir (a real teacher): micro and per-type F1 ``f1``, or no gold when None."""
+    (path / ".hydra").mkdir(parents=True)
+    (path / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"task_name": "phase1_annotation", "prompt": {"id": prompt}}))
+    (path / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"prompt={prompt}", f"teacher.model={model}"]))
+    if not report:
+        return path
+    quality = {"micro": scores(f1), "macro": scores(f1), "per_type": {t: scores(f1) for t in TYPES}} if f1 is not None else None
+    result = {
+        "schema": "nerdistill.annotate.report/1",
+        "simulated": False,
+        "teacher": {"name": "openai", "model": model, "endpoint": "https://api.openai.com/v1", "simulated": False},
+        "prompt": {"id": prompt, "version": "1"},
+        "input": {"kind": "conll", "path": "/data/conll2003/train.txt", "split": "train", "n": 1000, "seed": 0},
+        "sentences": {"total": 1000, "annotated": 997, "failed": 3, "entities": 1500},
+        "quality": quality,
+        "parse": {"responses": 1040, "status": {"ok": 1000, "unparseable": 40}, "hallucinated": 7, "truncated": 2},
+        "calls": {"made": 1040, "cached": 0, "failed": 0, "reasked": 40},
+        "tokens": {"made": {"prompt": 400000, "completion": 30000}, "cached": {"prompt": 1000, "completion": 100}},
+        "cost": {"currency": "USD", "price_per_1m_tokens": {"input": 2.5, "output": 10.0}, "this_run": 1.3, "all_responses": 1.3035},
+        "time": {"wall_s": 312.5, "annotate_s": 300.0, "sentences_per_s": 3.33},
+        "simulator": None,
+    }
+    (path / "report.json").write_text(json.dumps(result))
+    return path

@@ -4,7 +4,8 @@ import pytest
 
 from nerdistill.data import LabelSet, Sentence
 from nerdistill.data.pools import build_pools
-from nerdistill.datamodule import IGNORE, BlendDataModule, Collator, encode, length_sorted_batches
+from nerdistill.datamodule import BlendDataModule, Collator, length_sorted_batches
+from nerdistill.encoding import IGNORE, encode
 from nerdistill.models import load_tokenizer
 from nerdistill.schedules import Distilled, Original, Sigmoid
 

@@ -1,30 +1,41 @@
 """Experiment overlays and launcher configs compose; a real tiny sweep survives a failing job."""
 
+import csv
 import itertools
 import json
+import os
 import subprocess
 import sys
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import ConfigCompositionException
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig
 
 from nerdistill.report import build_report
+from nerdistill.report import main as report_main
 from nerdistill.schedules import Schedule, SimpleMix
-from tests.conftest import CONF, DATA_DIR, ROOT, TINY_TRAIN
+from nerdistill.train import set_torch_threads
+from tests.conftest import CONF, DATA_DIR, ROOT, TINY_TRAIN, compose_config
 
-EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+ANNOTATE_EXPERIMENTS = ["phase1_annotation"]  # for nerdistill.annotate; the rest are training experiments
+EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml") if p.stem not in ANNOTATE_EXPERIMENTS)
 TINY = [*(o for o in TINY_TRAIN if not o.startswith("logger=")), "logger=csv"]
 
 
-def compose_train(overrides: list[str]) -> DictConfig:
-    """The train config with its ``hydra`` node, as a job of ``python -m nerdistill.train`` sees it."""
+def compose_job(config_name: str, overrides: list[str]) -> DictConfig:
+    """A config with its ``hydra`` node, as a job of ``python -m nerdistill.<config_name>`` sees it."""
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name="train", overrides=[f"paths.data_dir={DATA_DIR}", *overrides], return_hydra_config=True)
+        return compose(config_name=config_name, overrides=[f"paths.data_dir={DATA_DIR}", *overrides], return_hydra_config=True)
+
+
+def compose_train(overrides: list[str]) -> DictConfig:
+    return compose_job("train", overrides)
 
 
 def sweep_grid(params: dict) -> list[list[str]]:
@@ -118,3 +129,61 @@ def test_tiny_sweep_keeps_finished_jobs_when_one_fails(tmp_path):
     report.write(tmp_path / "report")
     assert (tmp_path / "report" / "val_f1.png").exists()
     assert report.groups[1].runs[0].share_curve()[0] == (0.0, 1.0)
+
+
+def test_phase1_annotation_composes_for_both_prompts_on_the_same_sentences():
+    cfg = compose_job("annotate", ["experiment=phase1_annotation"])
+    assert cfg.task_name == "phase1_annotation" and cfg.tags and "multirun/phase1_annotation/" in cfg.hydra.sweep.dir
+    jobs = sweep_grid(dict(cfg.hydra.sweeper.params))
+    assert jobs == [["prompt=standard"], ["prompt=cot"]]
+    configs = [compose_job("annotate", ["experiment=phase1_annotation", *job]) for job in jobs]
+    assert [instantiate(c.prompt).id for c in configs] == ["standard", "cot"]
+    for c in configs:
+        assert c.teacher.name == "sim" and c.input == configs[0].input and c.cache == configs[0].cache
+    assert instantiate(configs[0].input).describe() == {"kind": "conll", "path": f"{DATA_DIR}/conll2003/train.txt", "split": "train", "n": 1000, "seed": 0}
+
+
+@pytest.mark.parametrize("name", ANNOTATE_EXPERIMENTS)
+def test_train_refuses_an_annotate_experiment(name):
+    with pytest.raises(ConfigCompositionException, match="input"):
+        compose_train([f"experiment={name}"])
+
+
+def test_phase1_annotation_sweep_reports_the_prompts_side_by_side(tmp_path, data_dir):
+    """The real ``-m`` path on 20 sentences: two jobs on the same sentences, then their reports as columns."""
+    sweep = tmp_path / "sweep"
+    command = [
+        sys.executable, "-m", "nerdistill.annotate", "-m", "experiment=phase1_annotation", "input.n=20", "progress=false",
+        f"paths.data_dir={data_dir}", f"paths.cache_dir={tmp_path / 'cache'}", f"hydra.sweep.dir={sweep}",
+    ]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    reports = [json.loads((sweep / job / "report.json").read_text()) for job in ("0", "1")]
+    assert [r["prompt"]["id"] for r in reports] == ["standard", "cot"]
+    assert [r["simulator"]["target_f1"] for r in reports] == [0.65, 0.73]
+    ids = [[json.loads(line)["id"] for line in (sweep / job / "distilled.jsonl").open()] for job in ("0", "1")]
+    assert len(ids[0]) == 20 and ids[0] == ids[1]
+
+    assert report_main([str(sweep)]) == 0
+    md = (sweep / "report" / "report.md").read_text()
+    assert "SIMULATED TEACHER" in md and "| | prompt=standard | prompt=cot |" in md
+    f1s = [f"{r['quality']['micro']['f1']:.3f}" for r in reports]
+    assert f"| micro F1 | {f1s[0]} | {f1s[1]} |" in md
+    assert "| teacher | SIMULATED (target F1 0.65) | SIMULATED (target F1 0.73) |" in md
+    with (sweep / "report" / "comparison.csv").open(newline="") as handle:
+        rows = {row[0]: row[1:] for row in csv.reader(handle)}
+    assert rows["metric"] == ["prompt=standard", "prompt=cot"]
+    assert [float(v) for v in rows["micro F1"]] == [r["quality"]["micro"]["f1"] for r in reports]
+
+
+@pytest.mark.parametrize(("launcher", "expected"), [("local_parallel", 4), ("basic", None)])
+def test_parallel_jobs_share_the_cores(tmp_path, monkeypatch, launcher, expected):
+    """``torch_threads: auto`` gives each of joblib's n_jobs an equal share of the cores."""
+    before = torch.get_num_threads()
+    cfg = compose_config("train", [f"hydra/launcher={launcher}"], tmp_path)
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    try:
+        set_torch_threads(cfg.torch_threads)
+        assert torch.get_num_threads() == (expected or before)
+    finally:
+        torch.set_num_threads(before)

@@ -8,10 +8,11 @@ import sys
 
 import pytest
 
+from nerdistill.annotation_report import build_annotation_report
 from nerdistill.report import build_report, gold_equivalent, main
 from nerdistill.sweep import GOLD_ONLY, NOISEBENCH, describe_teacher
 from tests.conftest import ROOT
-from tests.fake_sweep import TYPES, gold_budget_sweep, regimen_sweep, write_run
+from tests.fake_sweep import TYPES, gold_budget_sweep, regimen_sweep, write_annotate_run, write_run
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -115,3 +116,29 @@ def test_positional_command_line(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "5 runs in 2 groups (2 skipped)" in done.stdout
     assert (tmp_path / "out" / "report.md").exists()
+
+
+def test_an_annotate_sweep_is_reported_side_by_side(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    write_annotate_run(sweep / "0", prompt="standard", f1=0.71)
+    write_annotate_run(sweep / "1", prompt="cot", f1=0.78)
+    write_annotate_run(sweep / "2", prompt="fancy", f1=None, report=False)
+    assert main([str(sweep)]) == 0
+    assert f"skipped {sweep / '2'}: no report.json" in capsys.readouterr().err
+
+    md = (sweep / "report" / "report.md").read_text()
+    assert "SIMULATED" not in md
+    assert "| | prompt=standard | prompt=cot |" in md  # teacher.model does not vary: not in the labels
+    assert "| teacher | gpt-4o (https://api.openai.com/v1) | gpt-4o (https://api.openai.com/v1) |" in md
+    assert "| micro F1 | 0.710 | 0.780 |" in md and "| MISC F1 | 0.710 | 0.780 |" in md
+    assert "| re-asks | 40 | 40 |" in md and "| prompt tokens | 401,000 | 401,000 |" in md
+    assert "| cost USD (all responses) | 1.3035 | 1.3035 |" in md and "| wall s | 312.5 | 312.5 |" in md
+    rows = {r["metric"]: r for r in read_csv(sweep / "report" / "comparison.csv")}
+    assert rows["micro F1"] == {"metric": "micro F1", "prompt=standard": "0.71", "prompt=cot": "0.78"}
+    assert rows["unparseable responses"]["prompt=cot"] == "40"
+
+
+def test_an_annotate_job_without_gold_has_no_quality(tmp_path):
+    write_annotate_run(tmp_path / "sweep" / "0", prompt="cot", f1=None)
+    md = build_annotation_report([tmp_path / "sweep"]).markdown()
+    assert "| micro F1 | – |" in md and "LOC F1" not in md

@@ -142,7 +142,7 @@ def test_crash_midway_then_resume(tmp_path, data_dir, monkeypatch):
         run(tmp_path, "run1", overrides, cache)
     monkeypatch.setattr(ResponseCache, "put", put)
     finished = cache_keys(cache)
-    assert len(finished) == 12
+    assert 12 <= len(finished) < 40  # responses ready in the event loop's turn of the crash are committed too
     report = run(tmp_path, "run2", overrides, cache)
     assert_resumed(tmp_path / "run2", report, cache, finished, total=40)
 

@@ -5,6 +5,7 @@ import json
 
 import pytest
 import pytorch_lightning as pl
+import torch
 from hydra.errors import ConfigCompositionException
 from transformers import pipeline
 
@@ -33,6 +34,16 @@ def test_fast_dev_run_writes_metrics_share_log_and_hf_model(tmp_path, tiny_train
     tagger = pipeline("token-classification", model=str(tmp_path / "model"))
     assert isinstance(tagger("Peter Blackburn visited Paris ."), list)
     assert (tmp_path / "checkpoints" / "last.ckpt").exists()
+
+
+@pytest.mark.slow
+def test_compiled_model_trains_and_saves_eager_parameter_names(tmp_path, tiny_train_overrides):
+    cfg = compose_config("train", [*tiny_train_overrides, "model.module.compile=true"], tmp_path)
+    metrics = train(cfg)
+    assert metrics["global_step"] == 16
+    state = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    assert "model.classifier.weight" in state and not any("_orig_mod" in key for key in state)
+    assert isinstance(pipeline("token-classification", model=str(tmp_path / "model"))("Peter visited Paris ."), list)
 
 
 def test_fast_dev_run_flag(tmp_path, tiny_train_overrides):

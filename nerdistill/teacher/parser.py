@@ -12,6 +12,7 @@ import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from nerdistill.data.labels import LabelSet, as_label_set
 
@@ -75,6 +76,12 @@ class TypeMap:
 
     def __call__(self, name: str) -> str | None:
         return self.lookup.get(self.key(name))
+
+
+@lru_cache(maxsize=32)
+def type_map(types: tuple[str, ...], synonyms: tuple[tuple[str, tuple[str, ...]], ...]) -> TypeMap:
+    """The :class:`TypeMap` for these types and extra synonyms, built once rather than per response."""
+    return TypeMap(LabelSet(types), dict(synonyms))
 
 
 def final_answer(text: str) -> str:
@@ -275,7 +282,7 @@ def parse_response(
 ) -> Parsed:
     """IOB2 tags (one per token) for ``tokens`` from a model's ``text``, with the counts of what
     could not be used. Never raises on model output."""
-    types = TypeMap(as_label_set(labels), synonyms)
+    types = type_map(as_label_set(labels).types, tuple((kind, tuple(names)) for kind, names in (synonyms or {}).items()))
     counts: Counter = Counter()
     mentions, status = read_mentions(text or "", types, counts)
     typed: list[tuple[str, str]] = []

@@ -218,6 +218,7 @@ def model_card(name: str) -> dict:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # else the body, written after the headers, waits ~40 ms for the client's delayed ACK
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -274,6 +275,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 1024  # a client opening `concurrency` connections at once overflows the default 5 (1 s SYN retries)
     teacher: SimTeacher
 
 

@@ -1,0 +1,110 @@
+"""Time to quality: recipes trained to the end, nerdistill's fast path versus fp32 random batches
+versus the HF Trainer default; wall time, test F1 and peak RSS per run, mean and std over seeds.
+
+    python -m benchmarks.time_to_quality                          # everything, 3 seeds
+    python -m benchmarks.time_to_quality --recipes gold1000 --seeds 1
+
+Each run is a fresh process (``python -m nerdistill.train ...`` or ``benchmarks.hf_recipe``);
+finished runs are kept in ``results/time_to_quality_runs.jsonl`` and skipped when re-run. While
+``runs/time_to_quality/PAUSE`` exists no new run starts (other benchmarks get a quiet machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.common import DATA_DIR, RESULTS, ROOT, write_result
+
+RECIPES = {
+    "gold1000": ["schedule=original"],  # the tuned 1,000-gold recipe: 20 passes, lr 2e-4
+    "sequential": ["schedule=sequential"],  # 3 passes over GPT-3.5 labels, then the gold recipe
+}
+VARIANTS = {
+    "fast": [],  # the defaults: bf16-mixed, length-aware batches
+    "fp32_random": ["trainer.precision=32-true", "data.sort_window=0"],
+    "hf_default": None,  # benchmarks.hf_recipe (gold1000 only)
+}
+RUNS_DIR = ROOT / "benchmarks" / "runs" / "time_to_quality"
+PAUSE = RUNS_DIR / "PAUSE"
+
+
+def command(recipe: str, variant: str, seed: int, out: Path) -> list[str]:
+    if variant == "hf_default":
+        return [sys.executable, "-m", "benchmarks.hf_recipe", "--seed", str(seed), "--out", str(out)]
+    overrides = [*RECIPES[recipe], *VARIANTS[variant], f"seed={seed}", "model=minilm", "logger=none", "trainer.enable_progress_bar=false", f"paths.data_dir={DATA_DIR}", f"hydra.run.dir={out}"]
+    return [sys.executable, "-m", "nerdistill.train", *overrides]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipes", default=",".join(RECIPES))
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--seeds", default="1,2,3")
+    args = parser.parse_args()
+    log_file = RESULTS / "time_to_quality_runs.jsonl"
+    done = {(r["recipe"], r["variant"], r["seed"]) for r in map(json.loads, log_file.read_text().splitlines())} if log_file.exists() else set()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    for seed in map(int, args.seeds.split(",")):
+        for recipe in args.recipes.split(","):
+            for variant in args.variants.split(","):
+                if (recipe, variant, seed) in done or (variant == "hf_default" and recipe != "gold1000"):
+                    continue
+                while PAUSE.exists():  # lets other benchmarks use a quiet machine between runs
+                    time.sleep(5)
+                out = RUNS_DIR / f"{recipe}_{variant}_s{seed}"
+                wall, rss, load = measured(command(recipe, variant, seed, out))
+                metrics = json.loads((out / "metrics.json").read_text())
+                row = {"recipe": recipe, "variant": variant, "seed": seed, "wall_s": round(wall, 1), "peak_rss_gib": round(rss, 2),
+                       "fit_s": metrics["timing"]["fit_s"], "test_s": metrics["timing"]["test_s"], "test_f1": round(metrics["test"]["micro"]["f1"], 4), "dev_f1_best": metrics.get("val_f1_best"), "load_avg": load}
+                with log_file.open("a") as f:
+                    f.write(json.dumps(row) + "\n")
+                print(row, flush=True)
+    summarize(log_file)
+
+
+def measured(cmd: list[str]) -> tuple[float, float, float]:
+    """Wall seconds, peak resident memory (GiB) and the 5-minute load average at its end (2.0
+    on this 2-core machine means the run had it to itself) of one child process."""
+    started = time.perf_counter()
+    child = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    stderr = child.stderr.read()
+    _, status, usage = os.wait4(child.pid, 0)
+    wall = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status):
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{stderr[-3000:]}")
+    return wall, usage.ru_maxrss / 2**20, round(os.getloadavg()[1], 2)  # ru_maxrss is in KiB on Linux
+
+
+def summarize(log_file: Path) -> None:
+    """Mean and std over seeds per (recipe, variant), and the ratios the issue's targets name."""
+    rows = [json.loads(line) for line in log_file.read_text().splitlines()]
+    cells: dict[str, dict] = {}
+    for key in sorted({(r["recipe"], r["variant"]) for r in rows}):
+        found = [r for r in rows if (r["recipe"], r["variant"]) == key]
+        stats = {}
+        for field in ("wall_s", "fit_s", "test_f1", "dev_f1_best", "peak_rss_gib"):
+            values = [r[field] for r in found if r.get(field) is not None]
+            if not values:
+                continue
+            stats[field] = {"mean": round(statistics.mean(values), 4), "std": round(statistics.stdev(values), 4) if len(values) > 1 else None}
+        cells[f"{key[0]}/{key[1]}"] = {"seeds": sorted(r["seed"] for r in found), **stats}
+    ratios = {}
+    for recipe in RECIPES:
+        fast = cells.get(f"{recipe}/fast")
+        for other in ("fp32_random", "hf_default"):
+            ref = cells.get(f"{recipe}/{other}")
+            if fast and ref:
+                ratios[f"{recipe}: {other} wall / fast wall"] = round(ref["wall_s"]["mean"] / fast["wall_s"]["mean"], 2)
+                ratios[f"{recipe}: fast F1 - {other} F1 (points)"] = round(100 * (fast["test_f1"]["mean"] - ref["test_f1"]["mean"]), 2)
+    write_result("time_to_quality", {"command": "python -m benchmarks.time_to_quality", "model": "minilm", "gold_budget": 1000, "teacher": "real GPT-3.5 labels (NoiseBench)", "cells": cells, "ratios": ratios})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""Sentences as model input: sub-token ids with each word's label on its first sub-token, and an
+on-disk cache of them keyed by content (the sentences, the tokenizer, the labels, ``max_length``)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from nerdistill.data.conll import Sentence
+from nerdistill.data.labels import LabelSet
+
+log = logging.getLogger(__name__)
+IGNORE = -100
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One sentence as model input: sub-token ids, labels on first sub-tokens (-100 elsewhere)."""
+
+    input_ids: np.ndarray
+    labels: np.ndarray
+    distilled: bool
+    sentence: Sentence
+
+
+def encode(sentences: Sequence[Sentence], tokenizer, labels: LabelSet, max_length: int, distilled: bool = False, name: str = "data") -> list[Encoded]:
+    """Tokenise words into sub-tokens; each word's label goes on its first sub-token."""
+    if not sentences:
+        return []
+    label2id = labels.label2id
+    batch = tokenizer([list(s.tokens) for s in sentences], is_split_into_words=True, truncation=True, max_length=max_length)
+    out, truncated = [], 0
+    for i, sentence in enumerate(sentences):
+        word_ids = batch.word_ids(i)
+        ids = np.asarray(batch["input_ids"][i], dtype=np.int64)
+        tags = np.full(len(ids), IGNORE, dtype=np.int64)
+        previous = None
+        for position, word in enumerate(word_ids):
+            if word is not None and word != previous:
+                tags[position] = label2id[sentence.tags[word]]
+            previous = word
+        kept = max((w for w in word_ids if w is not None), default=-1) + 1
+        truncated += kept < len(sentence.tokens)
+        out.append(Encoded(ids, tags, distilled, sentence))
+    warn_truncated(name, truncated, len(sentences), max_length)
+    return out
+
+
+def warn_truncated(name: str, truncated: int, total: int, max_length: int) -> None:
+    if truncated:
+        log.warning("%s: %d of %d sentences truncated at max_length=%d sub-tokens; their tail words are predicted O", name, truncated, total, max_length)
+
+
+def count_truncated(items: Sequence[Encoded]) -> int:
+    """Sentences with words beyond the last first-sub-token label (cut by truncation)."""
+    return sum(int((item.labels != IGNORE).sum()) < len(item.sentence.tokens) for item in items)
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """A digest of everything that decides a fast tokenizer's output: its serialised pipeline
+    (vocabulary, normaliser, pre-tokeniser, post-processor) and its class."""
+    state = tokenizer.backend_tokenizer.to_str() + type(tokenizer).__name__
+    return hashlib.sha256(state.encode()).hexdigest()
+
+
+class TokenCache:
+    """Encoded sentences on disk, one ``.npz`` per (sentences, tokenizer, labels, max_length).
+
+    A change to any sentence's words or tags, to the tokenizer's files or to ``max_length``
+    gives a new key, so a stale entry is never read; an unreadable entry is re-encoded.
+    ``directory=None`` turns the cache off.
+    """
+
+    def __init__(self, directory: str | Path | None, tokenizer, labels: LabelSet, max_length: int) -> None:
+        self.directory = Path(directory) if directory else None
+        self.tokenizer, self.labels, self.max_length = tokenizer, labels, max_length
+        self._tokenizer_key = tokenizer_fingerprint(tokenizer) if self.directory else ""
+
+    def key(self, sentences: Sequence[Sentence]) -> str:
+        digest = hashlib.sha256(json.dumps([self._tokenizer_key, self.max_length, list(self.labels.tags)]).encode())
+        for sentence in sentences:
+            digest.update(json.dumps([sentence.tokens, sentence.tags]).encode())
+        return digest.hexdigest()[:32]
+
+    def encode(self, sentences: Sequence[Sentence], distilled: bool = False, name: str = "data") -> list[Encoded]:
+        """``encode(...)`` of the sentences, read from the cache when this exact input was seen."""
+        if self.directory is None or not sentences:
+            return encode(sentences, self.tokenizer, self.labels, self.max_length, distilled, name)
+        path = self.directory / f"{self.key(sentences)}.npz"
+        if path.exists():
+            try:
+                with np.load(path) as stored:
+                    items = self._unpack(stored, sentences, distilled)
+                warn_truncated(name, count_truncated(items), len(items), self.max_length)
+                return items
+            except (OSError, ValueError, KeyError) as err:
+                log.warning("%s: unreadable token cache entry (%s); encoding again", path, err)
+        items = encode(sentences, self.tokenizer, self.labels, self.max_length, distilled, name)
+        self._store(path, items)
+        return items
+
+    @staticmethod
+    def _unpack(stored, sentences: Sequence[Sentence], distilled: bool) -> list[Encoded]:
+        offsets = stored["offsets"]
+        if len(offsets) != len(sentences) + 1:
+            raise ValueError(f"{len(offsets) - 1} entries for {len(sentences)} sentences")
+        ids, labels = stored["input_ids"], stored["labels"]
+        return [Encoded(ids[a:b], labels[a:b], distilled, s) for s, a, b in zip(sentences, offsets[:-1], offsets[1:])]
+
+    def _store(self, path: Path, items: list[Encoded]) -> None:
+        """Write atomically (temp file, then rename), so a crash never leaves half an entry."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        offsets = np.cumsum([0] + [len(item.input_ids) for item in items])
+        with tempfile.NamedTemporaryFile(dir=self.directory, suffix=".tmp", delete=False) as tmp:
+            np.savez(tmp, input_ids=np.concatenate([i.input_ids for i in items]), labels=np.concatenate([i.labels for i in items]), offsets=offsets)
+        os.replace(tmp.name, path)
