@@ -47,8 +47,11 @@ def main() -> None:
     parser.add_argument("--recipes", default=",".join(RECIPES))
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--seeds", default="1,2,3")
+    parser.add_argument("--summarize", action="store_true", help="only rewrite the summary from the finished runs")
     args = parser.parse_args()
     log_file = RESULTS / "time_to_quality_runs.jsonl"
+    if args.summarize:
+        return summarize(log_file)
     done = {(r["recipe"], r["variant"], r["seed"]) for r in map(json.loads, log_file.read_text().splitlines())} if log_file.exists() else set()
     RESULTS.mkdir(parents=True, exist_ok=True)
     for seed in map(int, args.seeds.split(",")):
@@ -103,7 +106,22 @@ def summarize(log_file: Path) -> None:
             if fast and ref:
                 ratios[f"{recipe}: {other} wall / fast wall"] = round(ref["wall_s"]["mean"] / fast["wall_s"]["mean"], 2)
                 ratios[f"{recipe}: fast F1 - {other} F1 (points)"] = round(100 * (fast["test_f1"]["mean"] - ref["test_f1"]["mean"]), 2)
+    print(markdown(cells))
     write_result("time_to_quality", {"command": "python -m benchmarks.time_to_quality", "model": "minilm", "gold_budget": 1000, "teacher": "real GPT-3.5 labels (NoiseBench)", "cells": cells, "ratios": ratios})
+
+
+def markdown(cells: dict[str, dict]) -> str:
+    """The summary as a Markdown table: mean ± std over seeds per (recipe, variant)."""
+
+    def cell(stat: dict | None, digits: int) -> str:
+        if not stat:
+            return "–"
+        return f"{stat['mean']:.{digits}f}" + (f" ± {stat['std']:.{digits}f}" if stat["std"] is not None else "")
+
+    lines = ["| recipe / variant | seeds | wall s | fit s | test F1 | dev F1 (best) | peak RSS GiB |", "|---|---|---|---|---|---|---|"]
+    for name, c in cells.items():
+        lines.append(f"| {name} | {len(c['seeds'])} | {cell(c.get('wall_s'), 0)} | {cell(c.get('fit_s'), 0)} | {cell(c.get('test_f1'), 4)} | {cell(c.get('dev_f1_best'), 4)} | {cell(c.get('peak_rss_gib'), 2)} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
 import logging
+import random
 
 import pytest
 
 from nerdistill.data import LabelSet, Sentence
-from nerdistill.data.pools import build_pools
+from nerdistill.data.conll import read_conll
+from nerdistill.data.pools import build_pools, take_budget
 from nerdistill.datamodule import BlendDataModule, Collator, length_sorted_batches
 from nerdistill.encoding import IGNORE, encode
 from nerdistill.models import load_tokenizer
@@ -69,6 +71,16 @@ def test_budgets_are_seeded_and_overlap_options_hold(data_dir):
         build_pools(gold, llm, LABELS, gold_budget=20000)
     with pytest.raises(ValueError, match="gold_overlap"):
         build_pools(gold, llm, LABELS, gold_overlap="some")
+
+
+def test_gold_budgets_are_nested_and_keep_the_published_subsets(data_dir):
+    gold = read_conll(data_dir / "conll2003" / "train.txt", LABELS)
+    subsets = {k: [s.id for s in take_budget(gold, k, 0, "data.gold_budget")] for k in (100, 1000, 2000, len(gold))}
+    assert subsets[100] == subsets[1000][:100]
+    assert subsets[1000] == subsets[2000][:1000] and subsets[2000] == subsets[len(gold)][:2000]
+    assert sorted(subsets[len(gold)]) == sorted(s.id for s in gold)
+    # the 1,000 sentences docs/results.md was measured on (random.sample's draws)
+    assert subsets[1000] == [s.id for s in random.Random(0).sample(gold, 1000)]
 
 
 def make_module(data_dir, schedule, **kwargs) -> BlendDataModule:

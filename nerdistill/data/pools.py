@@ -29,14 +29,23 @@ def read_files(paths: Sequence[str | Path], labels: LabelSet) -> list[Sentence]:
 
 
 def take_budget(sentences: list[Sentence], budget: int | None, seed: int, key: str) -> list[Sentence]:
-    """A seeded random subset of ``budget`` sentences (all of them, in order, for ``None``)."""
+    """A seeded random subset of ``budget`` sentences (all of them, in order, for ``None``).
+
+    Budgets are nested: for one seed, a smaller budget's subset is the start of any larger one's,
+    so a gold-budget curve adds sentences instead of drawing new ones. (The draws are those of
+    ``random.Random(seed).sample`` for budgets up to about a tenth of the pool, continued the same
+    way beyond.)
+    """
     if budget is None:
         return sentences
     if budget < 0:
         raise ValueError(f"{key} must be >= 0 or null, got {budget}")
     if budget > len(sentences):
         raise ValueError(f"{key}={budget} is larger than its pool of {len(sentences)} sentences")
-    return random.Random(seed).sample(sentences, budget)
+    rng, chosen = random.Random(seed), dict[int, None]()
+    while len(chosen) < budget:
+        chosen.setdefault(rng.randrange(len(sentences)))
+    return [sentences[i] for i in chosen]
 
 
 def build_pools(
