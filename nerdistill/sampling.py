@@ -9,9 +9,10 @@ never drifts more than half an example from the schedule's running total.
 Each pool is an endless stream of seeded permutations: every example is drawn once before any
 repeats. Plans depend only on ``(seed, epoch)``, so every rank computes the same global batches
 and keeps its shard ``batch[rank::world_size]``. With ``sort_window > 0`` examples drawn within
-a window of steps are grouped by length (each pool sorted, then cut into the steps' exact
-counts, and chunks with the same composition shuffled among their steps): batches hold
-sentences of similar length while every step keeps the composition the schedule asks for.
+a window of steps are grouped by length (each pool sorted, repeats of an example after its first
+draw, then cut into the steps' exact counts, and chunks with the same composition shuffled among
+their steps): batches hold sentences of similar length, no example twice, while every step keeps
+the composition the schedule asks for.
 """
 
 from __future__ import annotations
@@ -131,8 +132,7 @@ class ScheduledBatchSampler(Sampler[list[int]]):
         original = self._original_stream.take(original_start, n_original) if n_original else np.empty(0, np.int64)
         if len(steps) == 1:
             return [np.concatenate([distilled, original])]
-        distilled = distilled[np.argsort(self.lengths[distilled], kind="stable")]
-        original = original[np.argsort(self.lengths[original], kind="stable")]
+        distilled, original = self._by_length(distilled), self._by_length(original)
         cuts_d = np.cumsum([0] + counts)
         cuts_o = np.cumsum([0] + [self.global_batch - c for c in counts])
         chunks = [
@@ -146,6 +146,17 @@ class ScheduledBatchSampler(Sampler[list[int]]):
             for slot, source in zip(slots, rng.permutation(slots)):
                 shuffled[slot] = chunks[source]
         return shuffled
+
+    def _by_length(self, drawn: np.ndarray) -> np.ndarray:
+        """``drawn`` sorted by length within each repeat: first draws of each example, then second
+        draws, ... A window longer than its pool draws an example more than once, and sorting by
+        length alone would put its copies side by side, in one batch."""
+        order = np.argsort(drawn, kind="stable")
+        first = np.r_[True, drawn[order][1:] != drawn[order][:-1]]
+        positions = np.arange(len(drawn))
+        repeat = np.empty(len(drawn), dtype=np.int64)
+        repeat[order] = positions - np.maximum.accumulate(np.where(first, positions, 0))
+        return drawn[np.lexsort((self.lengths[drawn], repeat))]
 
     def __iter__(self) -> Iterator[list[int]]:
         for batch in self.global_batches(self.epoch):

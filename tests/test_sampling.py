@@ -98,3 +98,13 @@ def test_single_pool_schedules_and_missing_pools():
 def test_error_diffusion_keeps_running_total_within_half_an_example():
     counts = distilled_counts(SimpleMix(mix=0.37), 100, 10)
     assert np.all(np.abs(np.cumsum(counts) - 3.7 * np.arange(1, 101)) <= 0.5 + 1e-9)
+
+
+@pytest.mark.parametrize("schedule", [Original(), SimpleMix(mix=0.5)])
+def test_a_window_longer_than_its_pool_never_puts_an_example_twice_in_a_batch(schedule):
+    # 25 steps x 16 = 400 draws per window from 300 gold examples (and from 700 distilled ones
+    # across permutation boundaries): sorting by length alone put copies side by side
+    batches = all_batches(make(schedule, lengths=LENGTHS, sort_window=25), 4)
+    assert all(len(set(b)) == len(b) for b in batches)
+    spread = np.mean([np.ptp(LENGTHS[b]) for b in batches])
+    assert spread < np.ptp(LENGTHS) / 5
