@@ -9,10 +9,10 @@ never drifts more than half an example from the schedule's running total.
 Each pool is an endless stream of seeded permutations: every example is drawn once before any
 repeats. Plans depend only on ``(seed, epoch)``, so every rank computes the same global batches
 and keeps its shard ``batch[rank::world_size]``. With ``sort_window > 0`` examples drawn within
-a window of steps are grouped by length (each pool sorted, repeats of an example after its first
-draw, then cut into the steps' exact counts, and chunks with the same composition shuffled among
-their steps): batches hold sentences of similar length, no example twice, while every step keeps
-the composition the schedule asks for.
+a window of steps are grouped by length (each pool sorted and cut into the steps' exact counts,
+an example drawn twice swapped out of a batch that already holds it, and chunks with the same
+composition shuffled among their steps): batches hold sentences of similar length and no
+example twice, while every step keeps the composition the schedule asks for.
 """
 
 from __future__ import annotations
@@ -132,9 +132,10 @@ class ScheduledBatchSampler(Sampler[list[int]]):
         original = self._original_stream.take(original_start, n_original) if n_original else np.empty(0, np.int64)
         if len(steps) == 1:
             return [np.concatenate([distilled, original])]
-        distilled, original = self._by_length(distilled), self._by_length(original)
         cuts_d = np.cumsum([0] + counts)
         cuts_o = np.cumsum([0] + [self.global_batch - c for c in counts])
+        distilled = _without_repeats_in_a_batch(distilled[np.argsort(self.lengths[distilled], kind="stable")], cuts_d)
+        original = _without_repeats_in_a_batch(original[np.argsort(self.lengths[original], kind="stable")], cuts_o)
         chunks = [
             np.concatenate([distilled[cuts_d[i] : cuts_d[i + 1]], original[cuts_o[i] : cuts_o[i + 1]]])
             for i in range(len(steps))
@@ -147,17 +148,38 @@ class ScheduledBatchSampler(Sampler[list[int]]):
                 shuffled[slot] = chunks[source]
         return shuffled
 
-    def _by_length(self, drawn: np.ndarray) -> np.ndarray:
-        """``drawn`` sorted by length within each repeat: first draws of each example, then second
-        draws, ... A window longer than its pool draws an example more than once, and sorting by
-        length alone would put its copies side by side, in one batch."""
-        order = np.argsort(drawn, kind="stable")
-        first = np.r_[True, drawn[order][1:] != drawn[order][:-1]]
-        positions = np.arange(len(drawn))
-        repeat = np.empty(len(drawn), dtype=np.int64)
-        repeat[order] = positions - np.maximum.accumulate(np.where(first, positions, 0))
-        return drawn[np.lexsort((self.lengths[drawn], repeat))]
-
     def __iter__(self) -> Iterator[list[int]]:
         for batch in self.global_batches(self.epoch):
             yield batch[self.rank :: self.world_size].tolist()
+
+
+def _without_repeats_in_a_batch(ordered: np.ndarray, cuts: np.ndarray) -> np.ndarray:
+    """``ordered`` (one pool's draws, sorted by length, cut into batches at ``cuts``) with every
+    second copy of an example swapped out of its batch, for the nearest item of a neighbouring
+    batch that holds neither: a window longer than its pool draws examples twice, and sorting
+    puts the copies side by side. Batches keep their lengths and sizes."""
+    ordered = ordered.copy()
+    batches = [(int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:])]
+    for k, (start, stop) in enumerate(batches):
+        seen: set[int] = set()
+        for p in range(start, stop):
+            if ordered[p] in seen:
+                q = _swap_partner(ordered, batches, k, int(ordered[p]))
+                if q is not None:
+                    ordered[p], ordered[q] = ordered[q], ordered[p]
+            seen.add(int(ordered[p]))
+    return ordered
+
+
+def _swap_partner(ordered: np.ndarray, batches: list[tuple[int, int]], k: int, repeated: int) -> int | None:
+    """Position nearest to batch ``k`` (next batches first, then earlier ones) of an item that is
+    not in batch ``k``, in a batch that does not hold ``repeated``."""
+    here = set(ordered[batches[k][0] : batches[k][1]].tolist())
+    for distance in range(1, len(batches)):
+        for j, positions in ((k + distance, lambda a, b: range(a, b)), (k - distance, lambda a, b: range(b - 1, a - 1, -1))):
+            if not 0 <= j < len(batches) or repeated in ordered[batches[j][0] : batches[j][1]]:
+                continue
+            for q in positions(*batches[j]):
+                if int(ordered[q]) not in here:
+                    return q
+    return None
