@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import pytorch_lightning as pl
 from hydra.utils import instantiate
 
 from benchmarks.common import compose_train, write_result
@@ -25,6 +26,7 @@ def plan_padding(schedule: str, window: int, workdir: Path) -> dict:
     """Padded/real token ratio and repeated slots over every batch of one run's plan."""
     cfg = compose_train([f"schedule={schedule}", f"data.sort_window={window}"], workdir)
     datamodule = instantiate(cfg.data, _partial_=True)(schedule=instantiate(cfg.schedule), labels=LabelSet(tuple(cfg.labels)))
+    datamodule.trainer = pl.Trainer(max_epochs=cfg.trainer.max_epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False)
     datamodule.setup("fit")
     sampler = datamodule.train_dataloader().sampler
     lengths = datamodule.datasets["train"].lengths

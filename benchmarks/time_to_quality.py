@@ -5,8 +5,10 @@ versus the HF Trainer default; wall time, test F1 and peak RSS per run, mean and
     python -m benchmarks.time_to_quality --recipes gold1000 --seeds 1
 
 Each run is a fresh process (``python -m nerdistill.train ...`` or ``benchmarks.hf_recipe``);
-finished runs are kept in ``results/time_to_quality_runs.jsonl`` and skipped when re-run. While
-``runs/time_to_quality/PAUSE`` exists no new run starts (other benchmarks get a quiet machine).
+finished runs are kept in ``results/time_to_quality_runs.jsonl`` with the CPU they ran on, and
+skipped when re-run on the same CPU model. Wall-time ratios are only taken between runs of one CPU
+model. While ``runs/time_to_quality/PAUSE`` exists no new run starts (other benchmarks get a quiet
+machine).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import DATA_DIR, RESULTS, ROOT, write_result
+from benchmarks.common import DATA_DIR, RESULTS, ROOT, machine, write_result
 
 RECIPES = {
     "gold1000": ["schedule=original"],  # the tuned 1,000-gold recipe: 20 passes, lr 2e-4
@@ -54,7 +56,9 @@ def main() -> None:
     log_file = RESULTS / "time_to_quality_runs.jsonl"
     if args.summarize:
         return summarize(log_file)
-    done = {(r["recipe"], r["variant"], r["seed"]) for r in map(json.loads, log_file.read_text().splitlines())} if log_file.exists() else set()
+    cpu = machine()["cpu"]
+    rows = [json.loads(line) for line in log_file.read_text().splitlines()] if log_file.exists() else []
+    done = {(r["recipe"], r["variant"], r["seed"]) for r in rows if r["cpu"] == cpu}
     RESULTS.mkdir(parents=True, exist_ok=True)
     for seed in map(int, args.seeds.split(",")):
         for recipe in args.recipes.split(","):
@@ -66,7 +70,7 @@ def main() -> None:
                 out = RUNS_DIR / f"{recipe}_{variant}_s{seed}"
                 wall, rss, load = measured(command(recipe, variant, seed, out))
                 metrics = json.loads((out / "metrics.json").read_text())
-                row = {"recipe": recipe, "variant": variant, "seed": seed, "wall_s": round(wall, 1), "peak_rss_gib": round(rss, 2),
+                row = {"cpu": cpu, "recipe": recipe, "variant": variant, "seed": seed, "wall_s": round(wall, 1), "peak_rss_gib": round(rss, 2),
                        "fit_s": metrics["timing"]["fit_s"], "test_s": metrics["timing"]["test_s"], "test_f1": round(metrics["test"]["micro"]["f1"], 4), "dev_f1_best": metrics.get("val_f1_best"), "load_avg": load}
                 with log_file.open("a") as f:
                     f.write(json.dumps(row) + "\n")
@@ -88,8 +92,19 @@ def measured(cmd: list[str]) -> tuple[float, float, float]:
 
 
 def summarize(log_file: Path) -> None:
-    """Mean and std over seeds per (recipe, variant), and the ratios the issue's targets name."""
+    """Per CPU model: mean and std over seeds per (recipe, variant), and the ratios the issue's
+    targets name."""
     rows = [json.loads(line) for line in log_file.read_text().splitlines()]
+    machines = {}
+    for cpu in sorted({r["cpu"] for r in rows}):
+        cells = summarize_cells([r for r in rows if r["cpu"] == cpu])
+        print(f"## {cpu}\n{markdown(cells)}")
+        machines[cpu] = {"cells": cells, "ratios": ratios(cells)}
+    write_result("time_to_quality", {"command": "python -m benchmarks.time_to_quality", "model": "minilm", "gold_budget": 1000, "teacher": "real GPT-3.5 labels (NoiseBench)", "by_cpu": machines})
+
+
+def summarize_cells(rows: list[dict]) -> dict[str, dict]:
+    """Mean and std over seeds of each (recipe, variant) among ``rows``."""
     cells: dict[str, dict] = {}
     for key in sorted({(r["recipe"], r["variant"]) for r in rows}):
         found = [r for r in rows if (r["recipe"], r["variant"]) == key]
@@ -100,17 +115,21 @@ def summarize(log_file: Path) -> None:
                 continue
             stats[field] = {"mean": round(statistics.mean(values), 4), "std": round(statistics.stdev(values), 4) if len(values) > 1 else None}
         cells[f"{key[0]}/{key[1]}"] = {"seeds": sorted(r["seed"] for r in found), **stats}
-    ratios = {}
+    return cells
+
+
+def ratios(cells: dict[str, dict]) -> dict[str, float]:
+    """Wall-time ratios and F1 differences of the fast variants against the others."""
+    found = {}
     for recipe in RECIPES:
         for ours in ("fast", "fast_final"):
             fast = cells.get(f"{recipe}/{ours}")
             for other in ("fp32_random", "hf_default"):
                 ref = cells.get(f"{recipe}/{other}")
                 if fast and ref:
-                    ratios[f"{recipe}: {other} wall / {ours} wall"] = round(ref["wall_s"]["mean"] / fast["wall_s"]["mean"], 2)
-                    ratios[f"{recipe}: {ours} F1 - {other} F1 (points)"] = round(100 * (fast["test_f1"]["mean"] - ref["test_f1"]["mean"]), 2)
-    print(markdown(cells))
-    write_result("time_to_quality", {"command": "python -m benchmarks.time_to_quality", "model": "minilm", "gold_budget": 1000, "teacher": "real GPT-3.5 labels (NoiseBench)", "cells": cells, "ratios": ratios})
+                    found[f"{recipe}: {other} wall / {ours} wall"] = round(ref["wall_s"]["mean"] / fast["wall_s"]["mean"], 2)
+                    found[f"{recipe}: {ours} F1 - {other} F1 (points)"] = round(100 * (fast["test_f1"]["mean"] - ref["test_f1"]["mean"]), 2)
+    return found
 
 
 def markdown(cells: dict[str, dict]) -> str:

@@ -9,6 +9,7 @@ import torch
 from transformers import PreTrainedModel
 
 from nerdistill.data.labels import LabelSet, as_label_set
+from nerdistill.dropout import use_cheap_dropout
 from nerdistill.encoding import IGNORE
 from nerdistill.inference import word_tags
 from nerdistill.metrics import flatten, ner_metrics
@@ -46,6 +47,7 @@ class TokenClassifier(pl.LightningModule):
         lr_restart: bool = False,
         max_grad_norm: float | None = 1.0,
         compile: bool = False,
+        cheap_dropout: bool = True,
     ) -> None:
         super().__init__()
         if lr_schedule not in ("linear", "constant"):
@@ -58,6 +60,8 @@ class TokenClassifier(pl.LightningModule):
         self.label_set = as_label_set(labels)
         self.model = backbone(labels=self.label_set)
         self.model.train()  # from_pretrained returns eval mode; Lightning keeps module modes as found
+        if cheap_dropout:
+            use_cheap_dropout(self.model)
         if compile:  # in place: parameter names and checkpoints stay those of the eager model
             self.model.compile(dynamic=True)
         self.val_f1_best = 0.0
