@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import tempfile
 import time
@@ -23,7 +22,6 @@ from benchmarks.hf_baseline import hf_train, token_count
 from nerdistill.allocator import keep_freed_memory
 from nerdistill.data.labels import LabelSet
 from nerdistill.models import resolve_name_or_path
-from nerdistill.openmp import spin_openmp_workers
 
 
 class EpochTimer(pl.Callback):
@@ -54,11 +52,8 @@ def nerdistill_fit(overrides: list[str], workdir: Path, callbacks: list[pl.Callb
 
 
 OURS = {
-    # the defaults: bf16-mixed, length-aware batches, cheap dropout masks, glibc keeps freed memory,
-    # spinning OpenMP workers
-    "nerdistill": [],
+    "nerdistill": [],  # the defaults: bf16-mixed, length-aware batches, cheap dropout masks, glibc keeps freed memory
     "nerdistill_torch_dropout": ["model.module.cheap_dropout=false"],  # PyTorch's CPU dropout masks
-    "nerdistill_openmp_default": [],  # libgomp's default spin before worker threads sleep
     "nerdistill_fp32_random": ["trainer.precision=32-true", "data.sort_window=0"],
     "nerdistill_compile": ["model.module.compile=true"],  # not in the default list: compiling takes minutes
 }
@@ -105,12 +100,9 @@ def main() -> None:
         return
 
     runs: dict[str, list[dict]] = {v: [] for v in args.variants.split(",")}
-    ours_env = dict(os.environ)
-    spin_openmp_workers(ours_env)  # as ``python -m nerdistill.train`` does before torch loads; HF runs as users run it
     for repeat in range(args.repeats):
         for variant in runs:
-            env = ours_env if variant in OURS and variant != "nerdistill_openmp_default" else None
-            runs[variant].append(run_isolated("benchmarks.train_throughput", ["--one", variant, "--sentences", str(args.sentences), "--batch-size", str(args.batch_size), "--model", args.model], env=env))
+            runs[variant].append(run_isolated("benchmarks.train_throughput", ["--one", variant, "--sentences", str(args.sentences), "--batch-size", str(args.batch_size), "--model", args.model]))
             print(f"[{repeat + 1}/{args.repeats}] {variant}: {runs[variant][-1]}", flush=True)
     results = {v: {k: round(statistics.median(r[k] for r in found), 2) for k in found[0]} | {"runs": found} for v, found in runs.items()}
     ratios = {}

@@ -83,7 +83,7 @@ def use_cheap_dropout(model: PreTrainedModel) -> PreTrainedModel:
     for parent in model.modules():
         for name, child in parent.named_children():
             if type(child) is nn.Dropout:
-                setattr(parent, name, CheapDropout(child.p))
+                setattr(parent, name, CheapDropout(child.p).train(child.training))
     if model.config._attn_implementation == "sdpa":
         model.set_attn_implementation(ATTENTION)
     return model

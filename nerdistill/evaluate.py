@@ -6,10 +6,6 @@ import json
 import logging
 from pathlib import Path
 
-from nerdistill.openmp import spin_openmp_workers
-
-spin_openmp_workers()  # before torch loads libgomp, which reads its settings once
-
 import hydra
 from omegaconf import DictConfig
 

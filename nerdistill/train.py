@@ -8,10 +8,6 @@ import os
 import time
 from pathlib import Path
 
-from nerdistill.openmp import spin_openmp_workers
-
-spin_openmp_workers()  # before torch loads libgomp, which reads its settings once
-
 import hydra
 import pytorch_lightning as pl
 import torch
