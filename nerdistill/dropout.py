@@ -8,20 +8,16 @@ rate is within 8e-6 of ``p``, seeded by ``torch.manual_seed`` like any other dra
 masks on a 2-core Xeon). Other devices keep PyTorch's own fused dropout.
 
 :func:`use_cheap_dropout` swaps a Hugging Face model's ``nn.Dropout`` modules for
-:class:`CheapDropout` and its attention for :func:`cheap_dropout_attention`, which applies the
-same masks to the attention probabilities while training on CPU and otherwise calls the model's
-scaled-dot-product attention unchanged.
+:class:`CheapDropout` (the hidden-state and classifier dropouts: 14 of a BERT step's 20 masks, 80%
+of their cost).
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
-from transformers import AttentionInterface, PreTrainedModel
-from transformers.integrations.sdpa_attention import sdpa_attention_forward
-from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+from transformers import PreTrainedModel
 
-ATTENTION = "nerdistill_cheap_dropout"
 UNIFORMS_PER_DRAW = 4  # 16-bit uniforms in one 64-bit draw
 
 
@@ -50,40 +46,14 @@ class CheapDropout(nn.Dropout):
         return cheap_dropout(x, self.p, self.training)
 
 
-def cheap_dropout_attention(
-    module: nn.Module,
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    attention_mask: torch.Tensor | None,
-    dropout: float = 0.0,
-    scaling: float | None = None,
-    **kwargs,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Attention for ``attn_implementation=nerdistill_cheap_dropout``: while training on CPU with
-    dropout, softmax attention whose probabilities go through :func:`cheap_dropout`; otherwise
-    ``sdpa_attention_forward``. ``attention_mask`` is SDPA's: boolean (True attends) or None."""
-    if dropout == 0.0 or not module.training or query.device.type != "cpu":
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
-    scores = torch.matmul(query, key.transpose(2, 3)) * (query.size(-1) ** -0.5 if scaling is None else scaling)
-    if attention_mask is not None:
-        scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
-    probabilities = cheap_dropout(scores.softmax(dim=-1), dropout, training=True)
-    return torch.matmul(probabilities, value).transpose(1, 2).contiguous(), probabilities
-
-
-AttentionInterface.register(ATTENTION, cheap_dropout_attention)
-AttentionMaskInterface.register(ATTENTION, sdpa_mask)
-
-
 def use_cheap_dropout(model: PreTrainedModel) -> PreTrainedModel:
-    """Swap ``model``'s dropout modules for :class:`CheapDropout` and, where it uses SDPA, its
-    attention for :func:`cheap_dropout_attention` (in place; parameters and outputs in eval mode
-    are unchanged)."""
+    """Swap ``model``'s ``nn.Dropout`` modules for :class:`CheapDropout`, in place (parameters,
+    and outputs in eval mode, unchanged). Attention-probability dropout stays inside PyTorch's
+    scaled-dot-product attention: an eager attention with these masks kept every layer's
+    attention matrices for backward and took a sequential MiniLM run's peak RSS from 2.6 to 3.1
+    GiB, for 3% of a step."""
     for parent in model.modules():
         for name, child in parent.named_children():
             if type(child) is nn.Dropout:
                 setattr(parent, name, CheapDropout(child.p).train(child.training))
-    if model.config._attn_implementation == "sdpa":
-        model.set_attn_implementation(ATTENTION)
     return model
