@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -71,6 +72,7 @@ def main() -> None:
                 while PAUSE.exists():  # lets other benchmarks use a quiet machine between runs
                     time.sleep(5)
                 out = RUNS_DIR / f"{recipe}_{variant}_s{seed}"
+                shutil.rmtree(out, ignore_errors=True)  # a fresh run, never a resumed one
                 wall, rss, load = measured(command(recipe, variant, seed, out))
                 metrics = json.loads((out / "metrics.json").read_text())
                 row = {"cpu": cpu, "recipe": recipe, "variant": variant, "seed": seed, "wall_s": round(wall, 1), "peak_rss_gib": round(rss, 2),

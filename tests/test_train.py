@@ -67,6 +67,11 @@ def test_ctrl_c_keeps_a_checkpoint_and_resume_continues_the_schedule(tmp_path, t
         train(compose_config("train", [*overrides, stop], tmp_path / "a"))
     assert (tmp_path / "a" / "checkpoints" / "interrupted.ckpt").exists()
     last = tmp_path / "a" / "checkpoints" / "last.ckpt"
+    # the same output dir without ckpt_path: an error, not a silent resume (Lightning's default
+    # with OnExceptionCheckpoint), and the interrupted run's checkpoint is kept
+    with pytest.raises(FileExistsError, match="ckpt_path="):
+        train(compose_config("train", overrides, tmp_path / "a"))
+    assert (tmp_path / "a" / "checkpoints" / "interrupted.ckpt").exists()
     metrics = train(compose_config("train", [*overrides, f"ckpt_path={last}"], tmp_path / "b"))
     assert metrics["global_step"] == 16
     with (tmp_path / "b" / "distilled_share.csv").open() as handle:
