@@ -33,11 +33,11 @@ VARIANTS = {
     "fast": [],  # the defaults: bf16-mixed, length-aware batches
     "fp32_random": ["trainer.precision=32-true", "data.sort_window=0"],
     "torch_dropout": ["model.module.cheap_dropout=false"],  # the fast path with PyTorch's CPU dropout masks
-    # (recorded only: "fast" and "fast_final" at commit ff7eda6, whose cheap dropout also replaced
-    # the attention with an eager one; its peak RSS led to the SDPA attention kept since)
     # like the HF default, no model selection: the same steps in one epoch, validated once at the end
     "fast_final": ["trainer.max_epochs=1"],
     "hf_default": None,  # benchmarks.hf_recipe (gold1000 only, as fast_final)
+    # recorded only: "fast_eager_attention" and "fast_final_eager_attention" are "fast" and
+    # "fast_final" at commit ff7eda6, whose cheap dropout also replaced the attention (peak RSS 3.1 GiB)
 }
 RUNS_DIR = ROOT / "benchmarks" / "runs" / "time_to_quality"
 PAUSE = RUNS_DIR / "PAUSE"

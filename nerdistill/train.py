@@ -30,10 +30,10 @@ def train(cfg: DictConfig) -> dict:
     labels = LabelSet(tuple(cfg.labels))
     schedule = instantiate(cfg.schedule)
     datamodule = instantiate(cfg.data, _partial_=True)(schedule=schedule, labels=labels)
-    refuse_silent_resume(out, cfg.get("ckpt_path"))
+    callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values() if c is not None]
+    refuse_silent_resume(callbacks, cfg.get("ckpt_path"))
     datamodule.prepare_pools()  # bad data or config fails here, before any model loads
     module = instantiate(cfg.model.module, _partial_=True)(labels=list(labels.types))
-    callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values() if c is not None]
     loggers = [instantiate(c) for c in cfg.get("logger", {}).values() if c is not None] if cfg.get("logger") else False
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
     for logger in trainer.loggers:
@@ -65,16 +65,19 @@ def train(cfg: DictConfig) -> dict:
             wandb.finish()  # each multirun job gets its own W&B run
 
 
-def refuse_silent_resume(out: Path, ckpt_path: str | None) -> None:
+def refuse_silent_resume(callbacks: list[pl.Callback], ckpt_path: str | None) -> None:
     """With an ``OnExceptionCheckpoint`` callback, Lightning's ``fit(ckpt_path=None)`` resumes from
-    the newest checkpoint in the callbacks' folders: a run into an output dir that holds an earlier
-    run's checkpoints would silently continue that run. Resuming must be asked for."""
-    found = sorted(p.name for p in (out / "checkpoints").glob("*.ckpt")) if (out / "checkpoints").is_dir() else []
-    if found and not ckpt_path:
-        raise FileExistsError(
-            f"{out / 'checkpoints'} already holds checkpoints of an earlier run ({', '.join(found)}): "
-            f"pass ckpt_path={out / 'checkpoints' / 'last.ckpt'} to resume it, or choose a new output dir (hydra.run.dir=...)"
-        )
+    the newest checkpoint in the checkpoint callbacks' folders: a run into an output dir that holds
+    an earlier run's checkpoints would silently continue that run. Resuming must be asked for."""
+    if ckpt_path:
+        return
+    for folder in sorted({Path(c.dirpath) for c in callbacks if getattr(c, "dirpath", None)}):
+        found = sorted(p.name for p in folder.glob("*.ckpt"))
+        if found:
+            raise FileExistsError(
+                f"{folder} already holds checkpoints of an earlier run ({', '.join(found)}): "
+                f"pass ckpt_path={folder / 'last.ckpt'} to resume it, or choose a new output dir (hydra.run.dir=...)"
+            )
 
 
 def set_torch_threads(setting: int | str | None) -> None:
