@@ -3,6 +3,7 @@ so they save from scripts and display inline in notebooks alike."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from matplotlib.figure import Figure
@@ -10,6 +11,12 @@ from matplotlib.figure import Figure
 from nerdistill.sweep import Group, mean_std
 
 MICRO_F1 = "test micro F1"
+LINESTYLES = ("-", "--", ":", "-.")  # schedules often overlap (share 0 or 1); styles keep each visible
+
+
+def short_floats(text: str, digits: int = 3) -> str:
+    """``switch=0.4229826029254782`` -> ``switch=0.423``: a schedule's repr fit for a legend."""
+    return re.sub(r"\d+\.\d{%d,}" % (digits + 1), lambda m: f"{float(m.group()):.{digits}g}", text)
 
 
 def micro_f1(metrics: dict) -> float:
@@ -41,8 +48,8 @@ def distilled_share(groups: Sequence[Group]) -> Figure:
         curve = group.runs[0].share_curve()
         if group.schedule in seen or not curve:
             continue
+        ax.plot(*zip(*curve), linestyle=LINESTYLES[len(seen) % len(LINESTYLES)], label=short_floats(group.schedule))
         seen.add(group.schedule)
-        ax.plot(*zip(*curve), label=group.schedule)
     ax.set(xlabel="training progress (step / total steps)", ylabel="distilled share of each batch", ylim=(-0.03, 1.03))
     if seen:
         ax.legend(fontsize="small")

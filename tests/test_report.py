@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from nerdistill.annotation_report import build_annotation_report
+from nerdistill.plots import short_floats
 from nerdistill.report import build_report, gold_equivalent, main
 from nerdistill.sweep import GOLD_ONLY, NOISEBENCH, describe_teacher
 from tests.conftest import ROOT
@@ -142,3 +143,8 @@ def test_an_annotate_job_without_gold_has_no_quality(tmp_path):
     write_annotate_run(tmp_path / "sweep" / "0", prompt="cot", f1=None)
     md = build_annotation_report([tmp_path / "sweep"]).markdown()
     assert "| micro F1 | – |" in md and "LOC F1" not in md
+
+
+def test_schedule_legends_round_long_floats():
+    assert short_floats("Sequential(order='distilled_first', switch=0.4229826029254782)") == "Sequential(order='distilled_first', switch=0.423)"
+    assert short_floats("Sigmoid(steepness=10.0, midpoint=0.5)") == "Sigmoid(steepness=10.0, midpoint=0.5)"
