@@ -35,7 +35,7 @@ def machine() -> dict:
     """CPU model, core count, torch threads, AMX/AVX512-BF16 support and the git commit."""
     flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     model = next((line.split(":", 1)[1].strip() for line in flags.splitlines() if line.startswith("model name")), platform.processor())
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True).stdout.strip()  # "-dirty": uncommitted changes
     return {
         "cpu": model,
         "cores": os.cpu_count(),

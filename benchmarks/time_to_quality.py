@@ -5,9 +5,10 @@ versus the HF Trainer default; wall time, test F1 and peak RSS per run, mean and
     python -m benchmarks.time_to_quality --recipes gold1000 --seeds 1
 
 Each run is a fresh process (``python -m nerdistill.train ...`` or ``benchmarks.hf_recipe``);
-finished runs are kept in ``results/time_to_quality_runs.jsonl`` with the CPU they ran on, and
-skipped when re-run on the same CPU model. Wall-time ratios are only taken between runs of one CPU
-model. While ``runs/time_to_quality/PAUSE`` exists no new run starts (other benchmarks get a quiet
+finished runs are kept in ``results/time_to_quality_runs.jsonl`` with the CPU they ran on and a
+``--session`` label, and skipped when re-run on the same CPU in the same session. Wall-time ratios are
+only taken between runs of one CPU and session: the same machine type ran 10-15% apart on different
+days, and a variant's meaning follows the defaults of the commit it ran at. While ``runs/time_to_quality/PAUSE`` exists no new run starts (other benchmarks get a quiet
 machine).
 """
 
@@ -30,9 +31,10 @@ RECIPES = {
     "sequential": ["schedule=sequential"],  # 3 passes over GPT-3.5 labels, then the gold recipe
 }
 VARIANTS = {
-    "fast": [],  # the defaults: bf16-mixed, length-aware batches
-    "fp32_random": ["trainer.precision=32-true", "data.sort_window=0"],
+    "fast": [],  # the defaults: bf16-mixed, length-aware batches, cheap dropout masks, frozen word embeddings
+    "fp32_random": ["trainer.precision=32-true", "data.sort_window=0", "model.module.freeze_word_embeddings=false"],
     "torch_dropout": ["model.module.cheap_dropout=false"],  # the fast path with PyTorch's CPU dropout masks
+    "trained_embeddings": ["model.module.freeze_word_embeddings=false"],  # the fast path training every parameter
     # like the HF default, no model selection: the same steps in one epoch, validated once at the end
     "fast_final": ["trainer.max_epochs=1"],
     "hf_default": None,  # benchmarks.hf_recipe (gold1000 only, as fast_final)
@@ -55,6 +57,7 @@ def main() -> None:
     parser.add_argument("--recipes", default=",".join(RECIPES))
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--seeds", default="1,2,3")
+    parser.add_argument("--session", default="", help="label for this sitting's runs (ratios are taken within one)")
     parser.add_argument("--summarize", action="store_true", help="only rewrite the summary from the finished runs")
     args = parser.parse_args()
     log_file = RESULTS / "time_to_quality_runs.jsonl"
@@ -62,7 +65,7 @@ def main() -> None:
         return summarize(log_file)
     cpu = machine()["cpu"]
     rows = [json.loads(line) for line in log_file.read_text().splitlines()] if log_file.exists() else []
-    done = {(r["recipe"], r["variant"], r["seed"]) for r in rows if r["cpu"] == cpu}
+    done = {(r["recipe"], r["variant"], r["seed"]) for r in rows if sitting(r) == sitting({"cpu": cpu, "session": args.session})}
     RESULTS.mkdir(parents=True, exist_ok=True)
     for seed in map(int, args.seeds.split(",")):
         for recipe in args.recipes.split(","):
@@ -75,7 +78,7 @@ def main() -> None:
                 shutil.rmtree(out, ignore_errors=True)  # a fresh run, never a resumed one
                 wall, rss, load = measured(command(recipe, variant, seed, out))
                 metrics = json.loads((out / "metrics.json").read_text())
-                row = {"cpu": cpu, "recipe": recipe, "variant": variant, "seed": seed, "wall_s": round(wall, 1), "peak_rss_gib": round(rss, 2),
+                row = {"cpu": cpu, **({"session": args.session} if args.session else {}), "recipe": recipe, "variant": variant, "seed": seed, "wall_s": round(wall, 1), "peak_rss_gib": round(rss, 2),
                        "fit_s": metrics["timing"]["fit_s"], "test_s": metrics["timing"]["test_s"], "test_f1": round(metrics["test"]["micro"]["f1"], 4), "dev_f1_best": metrics.get("val_f1_best"), "load_avg": load}
                 with log_file.open("a") as f:
                     f.write(json.dumps(row) + "\n")
@@ -96,15 +99,20 @@ def measured(cmd: list[str]) -> tuple[float, float, float]:
     return wall, usage.ru_maxrss / 2**20, round(os.getloadavg()[1], 2)  # ru_maxrss is in KiB on Linux
 
 
+def sitting(row: dict) -> str:
+    """The CPU model, and the session label where the run has one."""
+    return row["cpu"] + (f" [{row['session']}]" if row.get("session") else "")
+
+
 def summarize(log_file: Path) -> None:
-    """Per CPU model: mean and std over seeds per (recipe, variant), and the ratios the issue's
-    targets name."""
+    """Per CPU model and session: mean and std over seeds per (recipe, variant), and the ratios the
+    issue's targets name."""
     rows = [json.loads(line) for line in log_file.read_text().splitlines()]
     machines = {}
-    for cpu in sorted({r["cpu"] for r in rows}):
-        cells = summarize_cells([r for r in rows if r["cpu"] == cpu])
-        print(f"## {cpu}\n{markdown(cells)}")
-        machines[cpu] = {"cells": cells, "ratios": ratios(cells)}
+    for name in sorted({sitting(r) for r in rows}):
+        cells = summarize_cells([r for r in rows if sitting(r) == name])
+        print(f"## {name}\n{markdown(cells)}")
+        machines[name] = {"cells": cells, "ratios": ratios(cells)}
     write_result("time_to_quality", {"command": "python -m benchmarks.time_to_quality", "model": "minilm", "gold_budget": 1000, "teacher": "real GPT-3.5 labels (NoiseBench)", "by_cpu": machines})
 
 

@@ -52,9 +52,10 @@ def nerdistill_fit(overrides: list[str], workdir: Path, callbacks: list[pl.Callb
 
 
 OURS = {
-    "nerdistill": [],  # the defaults: bf16-mixed, length-aware batches, cheap dropout masks, glibc keeps freed memory
+    "nerdistill": [],  # the defaults: bf16-mixed, length-aware batches, cheap dropout masks, frozen word embeddings, glibc keeps freed memory
     "nerdistill_torch_dropout": ["model.module.cheap_dropout=false"],  # PyTorch's CPU dropout masks
-    "nerdistill_fp32_random": ["trainer.precision=32-true", "data.sort_window=0"],
+    "nerdistill_fp32_random": ["trainer.precision=32-true", "data.sort_window=0", "model.module.freeze_word_embeddings=false"],
+    "nerdistill_trained_embeddings": ["model.module.freeze_word_embeddings=false"],  # every parameter trained
     "nerdistill_compile": ["model.module.compile=true"],  # not in the default list: compiling takes minutes
 }
 HF = {

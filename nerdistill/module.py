@@ -48,6 +48,7 @@ class TokenClassifier(pl.LightningModule):
         max_grad_norm: float | None = 1.0,
         compile: bool = False,
         cheap_dropout: bool = True,
+        freeze_word_embeddings: bool = False,
     ) -> None:
         super().__init__()
         if lr_schedule not in ("linear", "constant"):
@@ -62,6 +63,8 @@ class TokenClassifier(pl.LightningModule):
         self.model.train()  # from_pretrained returns eval mode; Lightning keeps module modes as found
         if cheap_dropout:
             use_cheap_dropout(self.model)
+        if freeze_word_embeddings:
+            self.model.get_input_embeddings().requires_grad_(False)
         if compile:  # in place: parameter names and checkpoints stay those of the eager model
             self.model.compile(dynamic=True)
         self.val_f1_best = 0.0

@@ -1,0 +1,44 @@
+"""TokenClassifier's optimisation: frozen word embeddings stay as loaded, everything else trains."""
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from nerdistill.data.labels import LabelSet
+from nerdistill.encoding import IGNORE
+from nerdistill.models import tiny_backbone
+from nerdistill.module import TokenClassifier
+
+LABELS = LabelSet(("PER", "ORG", "LOC", "MISC"))
+
+
+def batches(count: int, size: int = 4, length: int = 6) -> list[dict]:
+    generator = torch.Generator().manual_seed(0)
+    out = []
+    for _ in range(count):
+        labels = torch.randint(0, len(LABELS.tags), (size, length), generator=generator)
+        labels[:, 0] = IGNORE
+        out.append({
+            "input_ids": torch.randint(1000, 2000, (size, length), generator=generator),
+            "attention_mask": torch.ones(size, length, dtype=torch.long),
+            "labels": labels,
+            "gold_tags": [["O"] * (length - 1)] * size,
+            "distilled_share": torch.tensor(0.0),
+        })
+    return out
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_frozen_word_embeddings_stay_as_loaded_while_the_rest_trains(tmp_path, freeze):
+    pl.seed_everything(0)
+    module = TokenClassifier(backbone=tiny_backbone, labels=LABELS, lr=1e-2, freeze_word_embeddings=freeze)
+    words = module.model.get_input_embeddings().weight
+    before_words, before_head = words.detach().clone(), module.model.classifier.weight.detach().clone()
+    trainer = pl.Trainer(max_steps=3, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    trainer.fit(module, train_dataloaders=torch.utils.data.DataLoader(batches(3), batch_size=None))
+
+    optimised = {id(p) for group in trainer.optimizers[0].param_groups for p in group["params"]}
+    assert (id(words) in optimised) is not freeze
+    assert torch.equal(words, before_words) is freeze
+    assert not torch.equal(module.model.classifier.weight, before_head)
+    assert module.model.bert.embeddings.position_embeddings.weight.requires_grad  # only the word matrix is frozen
