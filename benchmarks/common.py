@@ -19,6 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 DATA_DIR = Path(os.environ.get("NERDISTILL_DATA_DIR", ROOT.parent / "shared" / "data")).resolve()
 RESULTS = ROOT / "benchmarks" / "results"
+# overrides shared by the benchmarks' variants
+TRAINED_EMBEDDINGS = ["model.module.freeze_word_embeddings=false"]  # every parameter trained
+SLOW_PATH = ["trainer.precision=32-true", "data.sort_window=0", *TRAINED_EMBEDDINGS]  # fp32, random batches
 
 
 def compose_train(overrides: list[str], output_dir: Path) -> DictConfig:

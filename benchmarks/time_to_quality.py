@@ -7,9 +7,9 @@ versus the HF Trainer default; wall time, test F1 and peak RSS per run, mean and
 Each run is a fresh process (``python -m nerdistill.train ...`` or ``benchmarks.hf_recipe``);
 finished runs are kept in ``results/time_to_quality_runs.jsonl`` with the CPU they ran on and a
 ``--session`` label, and skipped when re-run on the same CPU in the same session. Wall-time ratios are
-only taken between runs of one CPU and session: the same machine type ran 10-15% apart on different
-days, and a variant's meaning follows the defaults of the commit it ran at. While ``runs/time_to_quality/PAUSE`` exists no new run starts (other benchmarks get a quiet
-machine).
+only taken between runs of one CPU and session: the same machine type ran about 7% apart in two
+sittings of one day, and a variant's meaning follows the defaults of the commit it ran at. While
+``runs/time_to_quality/PAUSE`` exists no new run starts (other benchmarks get a quiet machine).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import DATA_DIR, RESULTS, ROOT, machine, write_result
+from benchmarks.common import DATA_DIR, RESULTS, ROOT, SLOW_PATH, TRAINED_EMBEDDINGS, machine, write_result
 
 RECIPES = {
     "gold1000": ["schedule=original"],  # the tuned 1,000-gold recipe: 20 passes, lr 2e-4
@@ -32,9 +32,9 @@ RECIPES = {
 }
 VARIANTS = {
     "fast": [],  # the defaults: bf16-mixed, length-aware batches, cheap dropout masks, frozen word embeddings
-    "fp32_random": ["trainer.precision=32-true", "data.sort_window=0", "model.module.freeze_word_embeddings=false"],
+    "fp32_random": SLOW_PATH,
     "torch_dropout": ["model.module.cheap_dropout=false"],  # the fast path with PyTorch's CPU dropout masks
-    "trained_embeddings": ["model.module.freeze_word_embeddings=false"],  # the fast path training every parameter
+    "trained_embeddings": TRAINED_EMBEDDINGS,  # the fast path training every parameter
     # like the HF default, no model selection: the same steps in one epoch, validated once at the end
     "fast_final": ["trainer.max_epochs=1"],
     "hf_default": None,  # benchmarks.hf_recipe (gold1000 only, as fast_final)
@@ -65,7 +65,8 @@ def main() -> None:
         return summarize(log_file)
     cpu = machine()["cpu"]
     rows = [json.loads(line) for line in log_file.read_text().splitlines()] if log_file.exists() else []
-    done = {(r["recipe"], r["variant"], r["seed"]) for r in rows if sitting(r) == sitting({"cpu": cpu, "session": args.session})}
+    here = sitting({"cpu": cpu, "session": args.session})
+    done = {(r["recipe"], r["variant"], r["seed"]) for r in rows if sitting(r) == here}
     RESULTS.mkdir(parents=True, exist_ok=True)
     for seed in map(int, args.seeds.split(",")):
         for recipe in args.recipes.split(","):

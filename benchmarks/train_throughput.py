@@ -17,7 +17,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 from hydra.utils import instantiate
 
-from benchmarks.common import compose_train, run_isolated, write_result
+from benchmarks.common import SLOW_PATH, TRAINED_EMBEDDINGS, compose_train, run_isolated, write_result
 from benchmarks.hf_baseline import hf_train, token_count
 from nerdistill.allocator import keep_freed_memory
 from nerdistill.data.labels import LabelSet
@@ -54,8 +54,8 @@ def nerdistill_fit(overrides: list[str], workdir: Path, callbacks: list[pl.Callb
 OURS = {
     "nerdistill": [],  # the defaults: bf16-mixed, length-aware batches, cheap dropout masks, frozen word embeddings, glibc keeps freed memory
     "nerdistill_torch_dropout": ["model.module.cheap_dropout=false"],  # PyTorch's CPU dropout masks
-    "nerdistill_fp32_random": ["trainer.precision=32-true", "data.sort_window=0", "model.module.freeze_word_embeddings=false"],
-    "nerdistill_trained_embeddings": ["model.module.freeze_word_embeddings=false"],  # every parameter trained
+    "nerdistill_fp32_random": SLOW_PATH,
+    "nerdistill_trained_embeddings": TRAINED_EMBEDDINGS,
     "nerdistill_compile": ["model.module.compile=true"],  # not in the default list: compiling takes minutes
 }
 HF = {
