@@ -15,12 +15,17 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, open_dict
 
+from nerdistill.runtime import choose_precision, cpu_bf16
+
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 DATA_DIR = Path(os.environ.get("NERDISTILL_DATA_DIR", ROOT.parent / "shared" / "data")).resolve()
 RESULTS = ROOT / "benchmarks" / "results"
 # overrides shared by the benchmarks' variants
 TRAINED_EMBEDDINGS = ["model.module.freeze_word_embeddings=false"]  # every parameter trained
+# environment variables that limit the instruction sets oneDNN, MKL and ATen use: a CPU without
+# native bf16 (or without AVX-512) reproduced on one that has it
+ISA_LIMITS = ("ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "ATEN_CPU_CAPABILITY")
 SLOW_PATH = ["trainer.precision=32-true", "data.sort_window=0", *TRAINED_EMBEDDINGS]  # fp32, random batches
 
 
@@ -35,7 +40,8 @@ def compose_train(overrides: list[str], output_dir: Path) -> DictConfig:
 
 
 def machine() -> dict:
-    """CPU model, core count, torch threads, AMX/AVX512-BF16 support and the git commit."""
+    """CPU model, core count, torch threads, AMX/AVX512-BF16 support, what ``precision: auto``
+    resolves to here (and any ISA limits in the environment), and the git commit."""
     flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     model = next((line.split(":", 1)[1].strip() for line in flags.splitlines() if line.startswith("model name")), platform.processor())
     commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True).stdout.strip()  # "-dirty": uncommitted changes
@@ -45,6 +51,9 @@ def machine() -> dict:
         "torch_threads": torch.get_num_threads(),
         "amx_bf16": "amx_bf16" in flags,
         "avx512_bf16": "avx512_bf16" in flags,
+        "native_bf16": cpu_bf16()[0],
+        "precision_auto": choose_precision("auto", "cpu").precision,
+        "isa_limits": {k: os.environ[k] for k in ISA_LIMITS if k in os.environ},
         "torch": torch.__version__,
         "commit": commit,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

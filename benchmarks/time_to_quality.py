@@ -31,7 +31,7 @@ RECIPES = {
     "sequential": ["schedule=sequential"],  # 3 passes over GPT-3.5 labels, then the gold recipe
 }
 VARIANTS = {
-    "fast": [],  # the defaults: bf16-mixed, length-aware batches, cheap dropout masks, frozen word embeddings
+    "fast": [],  # the defaults: precision auto, length-aware batches, cheap dropout masks, frozen word embeddings
     "fp32_random": SLOW_PATH,
     "torch_dropout": ["model.module.cheap_dropout=false"],  # the fast path with PyTorch's CPU dropout masks
     "trained_embeddings": TRAINED_EMBEDDINGS,  # the fast path training every parameter
@@ -63,9 +63,9 @@ def main() -> None:
     log_file = RESULTS / "time_to_quality_runs.jsonl"
     if args.summarize:
         return summarize(log_file)
-    cpu = machine()["cpu"]
+    cpu, limits = machine()["cpu"], machine()["isa_limits"]
     rows = [json.loads(line) for line in log_file.read_text().splitlines()] if log_file.exists() else []
-    here = sitting({"cpu": cpu, "session": args.session})
+    here = sitting({"cpu": cpu, "session": args.session, "isa_limits": limits})
     done = {(r["recipe"], r["variant"], r["seed"]) for r in rows if sitting(r) == here}
     RESULTS.mkdir(parents=True, exist_ok=True)
     for seed in map(int, args.seeds.split(",")):
@@ -80,7 +80,8 @@ def main() -> None:
                 wall, rss, load = measured(command(recipe, variant, seed, out))
                 metrics = json.loads((out / "metrics.json").read_text())
                 row = {"cpu": cpu, **({"session": args.session} if args.session else {}), "recipe": recipe, "variant": variant, "seed": seed, "wall_s": round(wall, 1), "peak_rss_gib": round(rss, 2),
-                       "fit_s": metrics["timing"]["fit_s"], "test_s": metrics["timing"]["test_s"], "test_f1": round(metrics["test"]["micro"]["f1"], 4), "dev_f1_best": metrics.get("val_f1_best"), "load_avg": load}
+                       "fit_s": metrics["timing"]["fit_s"], "test_s": metrics["timing"]["test_s"], "test_f1": round(metrics["test"]["micro"]["f1"], 4), "dev_f1_best": metrics.get("val_f1_best"), "load_avg": load,
+                       "precision": metrics.get("precision", "32-true" if variant == "hf_default" else None), **({"isa_limits": limits} if limits else {})}
                 with log_file.open("a") as f:
                     f.write(json.dumps(row) + "\n")
                 print(row, flush=True)
@@ -101,8 +102,9 @@ def measured(cmd: list[str]) -> tuple[float, float, float]:
 
 
 def sitting(row: dict) -> str:
-    """The CPU model, and the session label where the run has one."""
-    return row["cpu"] + (f" [{row['session']}]" if row.get("session") else "")
+    """The CPU model, any instruction-set limits it ran under, and the session label where the run has one."""
+    limits = " ".join(f"{k}={v}" for k, v in sorted(row.get("isa_limits", {}).items()))
+    return row["cpu"] + (f" ({limits})" if limits else "") + (f" [{row['session']}]" if row.get("session") else "")
 
 
 def summarize(log_file: Path) -> None:

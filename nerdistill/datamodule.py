@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Sequence
@@ -11,7 +12,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from nerdistill.data.conll import read_conll
+from nerdistill.data.conll import Sentence, read_conll
 from nerdistill.data.labels import LabelSet, as_label_set
 from nerdistill.data.pools import Overlap, build_pools
 from nerdistill.encoding import IGNORE, Encoded, TokenCache
@@ -57,13 +58,19 @@ class Collator:
             input_ids[row, :n] = torch.from_numpy(item.input_ids)
             labels[row, :n] = torch.from_numpy(item.labels)
             attention[row, :n] = 1
-        return {
+        batch = {
             "input_ids": input_ids,
             "attention_mask": attention,
             "labels": labels,
             "gold_tags": [item.sentence.tags for item in items],
             "distilled_share": sum(item.distilled for item in items) / len(items),
         }
+        if any(item.weights is not None for item in items):  # per-label loss weights; 1 for unweighted sentences
+            weights = torch.zeros((len(items), width), dtype=torch.float32)
+            for row, item in enumerate(items):
+                weights[row, : len(item.input_ids)] = torch.from_numpy(item.weights) if item.weights is not None else 1.0
+            batch["weights"] = weights
+        return batch
 
 
 def length_sorted_batches(lengths: np.ndarray, batch_size: int) -> list[list[int]]:
@@ -72,12 +79,19 @@ def length_sorted_batches(lengths: np.ndarray, batch_size: int) -> list[list[int
     return [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
 
 
+def scale_weights(sentence: Sentence, factor: float) -> Sentence:
+    """``sentence`` with every token's loss weight (1 where unset) multiplied by ``factor``."""
+    weights = sentence.weights or (1.0,) * len(sentence.tokens)
+    return dataclasses.replace(sentence, weights=tuple(w * factor for w in weights))
+
+
 class BlendDataModule(pl.LightningDataModule):
     """Gold and distilled pools blended by ``schedule``; validation and test are gold splits.
 
     The step budget draws ``passes[pool] * len(pool)`` sentences from each pool the schedule
     uses, over the global batch size; it is cut into ``trainer.max_epochs`` epochs (validation
-    rounds). ``steps_per_epoch`` fixes the epoch length instead. Pool-dependent schedule defaults
+    rounds). ``steps_per_epoch`` fixes the epoch length instead. ``distilled_loss_weight`` scales the
+    loss of every distilled token (how much a distilled example counts; the schedule sets how often). Pool-dependent schedule defaults
     (sequential's switch, simple_mix's share) see the pools' sizes weighted by their passes, so
     sequential and simple_mix realise the passes exactly. Tokenised sentences are cached under
     ``cache_dir``, keyed by content (``None``: no cache).
@@ -105,6 +119,7 @@ class BlendDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         cache_dir: str | None = None,
         seed: int = 0,
+        distilled_loss_weight: float = 1.0,
     ) -> None:
         super().__init__()
         if batch_size < 1 or eval_batch_size < 1:
@@ -112,6 +127,8 @@ class BlendDataModule(pl.LightningDataModule):
         passes = dict(passes or {"original": 1, "distilled": 1})
         if set(passes) != {"original", "distilled"} or min(passes.values()) <= 0:
             raise ValueError(f"data.passes needs positive 'original' and 'distilled' entries, got {passes}")
+        if not distilled_loss_weight > 0:
+            raise ValueError(f"data.distilled_loss_weight must be positive, got {distilled_loss_weight}")
         if steps_per_epoch is not None and steps_per_epoch < 1:
             raise ValueError(f"data.steps_per_epoch must be positive or null, got {steps_per_epoch}")
         self.original_files, self.distilled_files = list(original), list(distilled)
@@ -126,6 +143,7 @@ class BlendDataModule(pl.LightningDataModule):
         self.fixed_steps_per_epoch, self.sort_window = steps_per_epoch, sort_window
         self.num_workers, self.seed = num_workers, seed
         self.cache_dir = cache_dir
+        self.distilled_loss_weight = distilled_loss_weight
         self.schedule: Schedule | None = None
         self.tokenizer = None
         self.datasets: dict[str, EncodedDataset] = {}
@@ -155,6 +173,8 @@ class BlendDataModule(pl.LightningDataModule):
         self.tokenizer = load_tokenizer(self.tokenizer_name)
         original = self.pools.original if self.n_original else []
         distilled = self.pools.distilled if self.n_distilled else []
+        if self.distilled_loss_weight != 1.0:
+            distilled = [scale_weights(sentence, self.distilled_loss_weight) for sentence in distilled]
         cache = TokenCache(self.cache_dir, self.tokenizer, self.labels, self.max_length)
         self.datasets["train"] = EncodedDataset(cache.encode(original, name="original") + cache.encode(distilled, distilled=True, name="distilled"))
         for split, sentences in self.eval_sentences.items():

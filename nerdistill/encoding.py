@@ -23,12 +23,14 @@ IGNORE = -100
 
 @dataclass(frozen=True)
 class Encoded:
-    """One sentence as model input: sub-token ids, labels on first sub-tokens (-100 elsewhere)."""
+    """One sentence as model input: sub-token ids, labels on first sub-tokens (-100 elsewhere),
+    and for weighted sentences each label's loss weight (words of weight 0 get no label)."""
 
     input_ids: np.ndarray
     labels: np.ndarray
     distilled: bool
     sentence: Sentence
+    weights: np.ndarray | None = None
 
 
 def encode(sentences: Sequence[Sentence], tokenizer, labels: LabelSet, max_length: int, distilled: bool = False, name: str = "data") -> list[Encoded]:
@@ -42,14 +44,18 @@ def encode(sentences: Sequence[Sentence], tokenizer, labels: LabelSet, max_lengt
         word_ids = batch.word_ids(i)
         ids = np.asarray(batch["input_ids"][i], dtype=np.int64)
         tags = np.full(len(ids), IGNORE, dtype=np.int64)
+        weights = np.zeros(len(ids), dtype=np.float32) if sentence.weights is not None else None
         previous = None
         for position, word in enumerate(word_ids):
             if word is not None and word != previous:
-                tags[position] = label2id[sentence.tags[word]]
+                if weights is None or sentence.weights[word] > 0:
+                    tags[position] = label2id[sentence.tags[word]]
+                if weights is not None:
+                    weights[position] = sentence.weights[word]
             previous = word
         kept = max((w for w in word_ids if w is not None), default=-1) + 1
         truncated += kept < len(sentence.tokens)
-        out.append(Encoded(ids, tags, distilled, sentence))
+        out.append(Encoded(ids, tags, distilled, sentence, weights))
     warn_truncated(name, truncated, len(sentences), max_length)
     return out
 
@@ -87,7 +93,7 @@ class TokenCache:
     def key(self, sentences: Sequence[Sentence]) -> str:
         digest = hashlib.sha256(json.dumps([self._tokenizer_key, self.max_length, list(self.labels.tags)]).encode())
         for sentence in sentences:
-            digest.update(json.dumps([sentence.tokens, sentence.tags]).encode())
+            digest.update(json.dumps([sentence.tokens, sentence.tags] + ([sentence.weights] if sentence.weights is not None else [])).encode())
         return digest.hexdigest()[:32]
 
     def encode(self, sentences: Sequence[Sentence], distilled: bool = False, name: str = "data") -> list[Encoded]:
@@ -113,12 +119,16 @@ class TokenCache:
         if len(offsets) != len(sentences) + 1:
             raise ValueError(f"{len(offsets) - 1} entries for {len(sentences)} sentences")
         ids, labels = stored["input_ids"], stored["labels"]
-        return [Encoded(ids[a:b], labels[a:b], distilled, s) for s, a, b in zip(sentences, offsets[:-1], offsets[1:])]
+        weights = stored["weights"] if "weights" in stored.files else None
+        return [Encoded(ids[a:b], labels[a:b], distilled, s, weights[a:b] if weights is not None and s.weights is not None else None) for s, a, b in zip(sentences, offsets[:-1], offsets[1:])]
 
     def _store(self, path: Path, items: list[Encoded]) -> None:
         """Write atomically (temp file, then rename), so a crash never leaves half an entry."""
         self.directory.mkdir(parents=True, exist_ok=True)
         offsets = np.cumsum([0] + [len(item.input_ids) for item in items])
         with tempfile.NamedTemporaryFile(dir=self.directory, suffix=".tmp", delete=False) as tmp:
-            np.savez(tmp, input_ids=np.concatenate([i.input_ids for i in items]), labels=np.concatenate([i.labels for i in items]), offsets=offsets)
+            arrays = {"input_ids": np.concatenate([i.input_ids for i in items]), "labels": np.concatenate([i.labels for i in items]), "offsets": offsets}
+            if any(i.weights is not None for i in items):
+                arrays["weights"] = np.concatenate([i.weights if i.weights is not None else np.ones(len(i.input_ids), np.float32) for i in items])
+            np.savez(tmp, **arrays)
         os.replace(tmp.name, path)

@@ -27,12 +27,12 @@ def format_table(metrics: dict) -> str:
 
 
 def evaluate(cfg: DictConfig) -> dict:
-    tagger = Tagger(cfg.model_dir, cfg.batch_size, cfg.max_length, cfg.precision)
+    tagger = Tagger(cfg.model_dir, cfg.batch_size, cfg.max_length, cfg.precision, quantize=cfg.get("quantize"))
     path = Path(cfg.splits[cfg.split]) if cfg.split in cfg.splits else Path(cfg.split)
     sentences = read_conll(path, tagger.labels)
     predicted = tagger.tag([s.tokens for s in sentences])
     metrics = ner_metrics([s.tags for s in sentences], predicted)
-    result = {"model_dir": str(cfg.model_dir), "data": str(path), "sentences": len(sentences), **metrics}
+    result = {"model_dir": str(cfg.model_dir), "data": str(path), "sentences": len(sentences), "precision": tagger.precision, **metrics}
     out = Path(cfg.paths.output_dir)
     (out / "metrics.json").write_text(json.dumps(result, indent=2))
     print(f"{path} ({len(sentences)} sentences)\n{format_table(metrics)}")

@@ -1,11 +1,14 @@
-"""Tag sentences with a trained model: length-sorted batches, bf16 autocast where it pays."""
+"""Tag sentences with a trained model: length-sorted batches, bf16 autocast where the hardware
+computes bf16 natively, and optional int8 dynamic quantisation of the linear layers on CPU."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
 
+import numpy as np
 import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
@@ -16,6 +19,9 @@ from nerdistill.data.labels import LabelSet
 from nerdistill.datamodule import Collator, EncodedDataset, length_sorted_batches
 from nerdistill.encoding import IGNORE, encode
 from nerdistill.models import load_tokenizer
+from nerdistill.runtime import resolve_precision
+
+QUANTIZE = (None, "int8")
 
 
 def word_tags(logits: torch.Tensor, labels: torch.Tensor, word_counts: Sequence[int], id2label: dict[int, str]) -> list[list[str]]:
@@ -51,24 +57,62 @@ def _load_checkpoint(path: Path) -> tuple[PreTrainedModel, str]:
     return module.model, cfg.model.tokenizer
 
 
+def quantize_linear_int8(model: PreTrainedModel) -> PreTrainedModel:
+    """``model`` with every ``nn.Linear`` replaced by PyTorch's dynamically quantised int8 linear
+    (weights int8 per tensor, activations quantised per batch); eval only, on CPU."""
+    with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.ao.quantization.quantize_dynamic(model.cpu(), {torch.nn.Linear}, dtype=torch.qint8)
+
+
 class Tagger:
     """A trained token classifier (see :func:`load_model` for what ``model_dir`` may be) that tags tokenised sentences."""
 
-    def __init__(self, model_dir: str | Path, batch_size: int = 128, max_length: int = 128, precision: str = "bf16-mixed", device: str | None = None) -> None:
+    def __init__(
+        self,
+        model_dir: str | Path,
+        batch_size: int = 128,
+        max_length: int = 128,
+        precision: str = "auto",
+        device: str | None = None,
+        quantize: str | None = None,
+    ) -> None:
+        """``precision``: ``auto`` (bf16 autocast where the device computes bf16 natively, else
+        fp32), or a Lightning precision name (bf16 ones autocast, the rest run fp32).
+        ``quantize="int8"``: the linear layers as int8 dynamic quantisation (CPU only; the rest in
+        fp32, ``precision`` unused); :attr:`precision` is then ``int8``."""
+        if quantize not in QUANTIZE:
+            raise ValueError(f"quantize={quantize!r}: expected null or 'int8'")
         model, tokenizer = load_model(model_dir)
         self.model = model.eval()
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if quantize and self.device.type != "cpu":
+            raise ValueError(f"quantize=int8 runs on the CPU only, not on {self.device.type}")
+        chosen = resolve_precision(precision, self.device.type).precision if not quantize else None
+        self.precision = "int8" if quantize else chosen
+        if quantize:
+            self.model = quantize_linear_int8(self.model)
         self.model.to(self.device)
         self.tokenizer = load_tokenizer(tokenizer)
         id2label = {int(k): v for k, v in self.model.config.id2label.items()}
         self.id2label = id2label
         self.labels = LabelSet(tuple(dict.fromkeys(tag[2:] for tag in id2label.values() if tag != "O")))
         self.batch_size, self.max_length = batch_size, max_length
-        self.autocast = precision.startswith("bf16")
+        self.autocast = self.precision.startswith("bf16")
 
-    @torch.inference_mode()
     def tag(self, sentences: Sequence[Sequence[str]], sort_by_length: bool = True) -> list[list[str]]:
         """IOB2 tags for each sentence (a list of tokens), in input order."""
+        return [tags for tags, _ in self._run(sentences, sort_by_length, probabilities=False)]
+
+    def tag_with_probabilities(self, sentences: Sequence[Sequence[str]]) -> list[tuple[list[str], np.ndarray]]:
+        """Per sentence, its IOB2 tags and a ``(words, tags)`` array of the model's probabilities
+        (softmax over ``self.id2label`` in id order, each word's first sub-token); a word cut by
+        truncation gets ``O`` with probability 1."""
+        return self._run(sentences, True, probabilities=True)
+
+    @torch.inference_mode()
+    def _run(self, sentences: Sequence[Sequence[str]], sort_by_length: bool, probabilities: bool) -> list[tuple[list[str], np.ndarray | None]]:
         wrapped = [Sentence(tuple(tokens), ("O",) * len(tokens), str(i), "input") for i, tokens in enumerate(sentences)]
         items = encode(wrapped, self.tokenizer, self.labels, self.max_length, name="input")
         if sort_by_length:
@@ -76,13 +120,25 @@ class Tagger:
         else:
             batches = [list(range(i, min(i + self.batch_size, len(items)))) for i in range(0, len(items), self.batch_size)]
         collate = Collator(self.tokenizer.pad_token_id)
-        results: list[list[str]] = [[] for _ in items]
+        results: list[tuple[list[str], np.ndarray | None]] = [([], None) for _ in items]
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.autocast else nullcontext()
+        outside = np.zeros(len(self.id2label), dtype=np.float32)
+        outside[next(i for i, tag in self.id2label.items() if tag == "O")] = 1.0
         for batch_indices in batches:
             batch = collate([items[i] for i in batch_indices])
             with autocast:
                 logits = self.model(input_ids=batch["input_ids"].to(self.device), attention_mask=batch["attention_mask"].to(self.device)).logits
-            tags = word_tags(logits.float(), batch["labels"], [len(t) for t in batch["gold_tags"]], self.id2label)
-            for index, sentence_tags in zip(batch_indices, tags):
-                results[index] = sentence_tags
+            logits = logits.float()
+            word_counts = [len(t) for t in batch["gold_tags"]]
+            tags = word_tags(logits, batch["labels"], word_counts, self.id2label)
+            if probabilities:
+                first = (batch["labels"] != IGNORE).to(logits.device)
+                probs = logits.softmax(-1)
+            for row, (index, sentence_tags) in enumerate(zip(batch_indices, tags)):
+                if probabilities:
+                    kept = probs[row][first[row]].cpu().numpy()
+                    padding = np.tile(outside, (word_counts[row] - len(kept), 1))
+                    results[index] = (sentence_tags, np.concatenate([kept, padding]) if len(padding) else kept)
+                else:
+                    results[index] = (sentence_tags, None)
         return results

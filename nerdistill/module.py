@@ -33,6 +33,18 @@ def lr_factor(progress: float, phases: Sequence[float], warmup_ratio: float, sch
     return max(0.0, (1.0 - local) / max(1.0 - warmup_ratio, 1e-12))
 
 
+def token_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy over labelled tokens (``labels != IGNORE``). With ``weights``, each token's
+    term is multiplied by its weight and the sum divided by the number of labelled tokens, so a
+    weight of 1 everywhere gives the plain mean and lower weights count for less."""
+    flat_logits, flat_labels = logits.flatten(0, 1).float(), labels.flatten()
+    if weights is None:
+        return torch.nn.functional.cross_entropy(flat_logits, flat_labels, ignore_index=IGNORE)
+    per_token = torch.nn.functional.cross_entropy(flat_logits, flat_labels, ignore_index=IGNORE, reduction="none")
+    labelled = (flat_labels != IGNORE).sum().clamp(min=1)
+    return (per_token * weights.flatten().to(per_token.dtype)).sum() / labelled
+
+
 class TokenClassifier(pl.LightningModule):
     """Wraps a Hugging Face token-classification model; logs seqeval metrics per epoch."""
 
@@ -61,7 +73,7 @@ class TokenClassifier(pl.LightningModule):
         self.label_set = as_label_set(labels)
         self.model = backbone(labels=self.label_set)
         self.model.train()  # from_pretrained returns eval mode; Lightning keeps module modes as found
-        if cheap_dropout:
+        if cheap_dropout and not compile:  # compiled, the masks are fused into the graph; these would break it at every dropout
             use_cheap_dropout(self.model)
         if freeze_word_embeddings:
             self.model.get_input_embeddings().requires_grad_(False)
@@ -76,7 +88,7 @@ class TokenClassifier(pl.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         logits = self(batch)
-        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), batch["labels"].flatten(), ignore_index=IGNORE)
+        loss = token_loss(logits, batch["labels"], batch.get("weights"))
         # the progress bar turns its metrics into Python numbers every step: a host sync on a GPU
         self.log("train/loss", loss, on_step=True, prog_bar=loss.device.type == "cpu", batch_size=len(batch["gold_tags"]))
         self.log("train/distilled_share", batch["distilled_share"], on_step=True, batch_size=len(batch["gold_tags"]))

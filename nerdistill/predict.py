@@ -30,7 +30,7 @@ def read_input(path: Path, fmt: str, tagger: Tagger) -> list[tuple[str, ...]]:
 
 
 def predict(cfg: DictConfig) -> Path:
-    tagger = Tagger(cfg.model_dir, cfg.batch_size, cfg.max_length, cfg.precision)
+    tagger = Tagger(cfg.model_dir, cfg.batch_size, cfg.max_length, cfg.precision, quantize=cfg.get("quantize"))
     sentences = read_input(Path(cfg.input_file), cfg.format, tagger)
     tags = tagger.tag(sentences)
     output = Path(cfg.output)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -12,21 +11,25 @@ import hydra
 import pytorch_lightning as pl
 import torch
 import wandb
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import WandbLogger
 
 from nerdistill.allocator import keep_freed_memory
+from nerdistill import relabel
 from nerdistill.data.labels import LabelSet
+from nerdistill.runtime import device_type, resolve_precision, set_torch_threads
 
 log = logging.getLogger(__name__)
 
 
 def train(cfg: DictConfig) -> dict:
     """Fit, test with the best checkpoint, and write metrics.json and the HF-format model."""
-    pl.seed_everything(cfg.seed, workers=True)
+    started = time.perf_counter()
+    precision = trainer_precision(cfg)
     out = Path(cfg.paths.output_dir)
+    denoised = relabel.prepare(cfg, out, train) if relabel.enabled(cfg) else None  # points cfg.data.distilled at the relabelled pool
+    pl.seed_everything(cfg.seed, workers=True)
     labels = LabelSet(tuple(cfg.labels))
     schedule = instantiate(cfg.schedule)
     datamodule = instantiate(cfg.data, _partial_=True)(schedule=schedule, labels=labels)
@@ -35,11 +38,11 @@ def train(cfg: DictConfig) -> dict:
     datamodule.prepare_pools()  # bad data or config fails here, before any model loads
     module = instantiate(cfg.model.module, _partial_=True)(labels=list(labels.types))
     loggers = [instantiate(c) for c in cfg.get("logger", {}).values() if c is not None] if cfg.get("logger") else False
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    trainer = build_trainer(cfg, precision, callbacks=callbacks, logger=loggers)
     for logger in trainer.loggers:
-        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True) | {"precision": precision})
     try:
-        started = time.perf_counter()
+        fit_started = time.perf_counter()
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         fitted = time.perf_counter()
         best = getattr(trainer.checkpoint_callback, "best_model_path", "")  # "" without a ModelCheckpoint
@@ -51,9 +54,12 @@ def train(cfg: DictConfig) -> dict:
             "global_step": trainer.global_step,
             "schedule": str(datamodule.schedule),
             "pools": {"original": datamodule.n_original, "distilled": datamodule.n_distilled},
+            "precision": precision,
             # fit includes the validation rounds; test is one pass over the test split
-            "timing": {"fit_s": round(fitted - started, 1), "test_s": round(time.perf_counter() - fitted, 1)},
+            "timing": {"fit_s": round(fitted - fit_started, 1), "test_s": round(time.perf_counter() - fitted, 1), "total_s": round(time.perf_counter() - started, 1)},
         }
+        if denoised is not None:
+            metrics["denoise"] = denoised
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
         export = out / "model"
         module.model.save_pretrained(export)
@@ -63,6 +69,16 @@ def train(cfg: DictConfig) -> dict:
     finally:
         if any(isinstance(logger, WandbLogger) for logger in trainer.loggers):
             wandb.finish()  # each multirun job gets its own W&B run
+
+
+def trainer_precision(cfg: DictConfig) -> str:
+    """``trainer.precision`` resolved for the trainer's device (``auto``: by hardware), logged."""
+    return resolve_precision(cfg.trainer.precision, device_type(cfg.trainer.get("accelerator")), "trainer.precision").precision
+
+
+def build_trainer(cfg: DictConfig, precision: str | None = None, **kwargs) -> pl.Trainer:
+    """``cfg.trainer`` instantiated with its precision resolved (see :func:`trainer_precision`)."""
+    return instantiate(cfg.trainer, precision=precision or trainer_precision(cfg), **kwargs)
 
 
 def refuse_silent_resume(callbacks: list[pl.Callback], ckpt_path: str | None) -> None:
@@ -78,18 +94,6 @@ def refuse_silent_resume(callbacks: list[pl.Callback], ckpt_path: str | None) ->
                 f"{folder} already holds checkpoints of an earlier run ({', '.join(found)}): "
                 f"pass ckpt_path={folder / 'last.ckpt'} to resume it, or choose a new output dir (hydra.run.dir=...)"
             )
-
-
-def set_torch_threads(setting: int | str | None) -> None:
-    """``auto``: under Hydra's joblib launcher, each of its ``n_jobs`` parallel jobs gets an equal
-    share of the cores (PyTorch would otherwise give every job all of them); an int sets it."""
-    if setting == "auto":
-        launcher = HydraConfig.get().launcher if HydraConfig.initialized() else {}
-        n_jobs = launcher.get("n_jobs") if "joblib" in str(launcher.get("_target_", "")).lower() else None
-        setting = max(1, (os.cpu_count() or 1) // n_jobs) if n_jobs and n_jobs > 0 else None
-    if setting:
-        torch.set_num_threads(int(setting))
-        log.info("PyTorch uses %d threads", torch.get_num_threads())
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")

@@ -3,6 +3,7 @@
 import pytest
 from hydra.utils import instantiate
 
+from nerdistill.train import build_trainer
 from tests.conftest import CONF, compose_config
 
 
@@ -20,7 +21,7 @@ def test_every_option_composes(group, tmp_path):
 @pytest.mark.parametrize("option", ["default", "cpu"])
 def test_cpu_trainers_instantiate(option, tmp_path):
     cfg = compose_config("train", [f"trainer={option}"], tmp_path)
-    trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
+    trainer = build_trainer(cfg, logger=False, enable_checkpointing=False)
     assert trainer.max_epochs == 5
 
 

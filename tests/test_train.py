@@ -37,10 +37,15 @@ def test_fast_dev_run_writes_metrics_share_log_and_hf_model(tmp_path, tiny_train
 
 
 @pytest.mark.slow
-def test_compiled_model_trains_and_saves_eager_parameter_names(tmp_path, tiny_train_overrides):
-    cfg = compose_config("train", [*tiny_train_overrides, "model.module.compile=true"], tmp_path)
+def test_compiled_model_trains_and_saves_eager_parameter_names(tmp_path, tiny_train_overrides, monkeypatch):
+    # Dynamo captures the graphs as with the default backend; what this test is about (the in-place
+    # compile keeps checkpoints and exports eager) does not need inductor's code generation, which
+    # takes minutes on 2 CPU cores
+    compile_module = torch.nn.Module.compile
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **kwargs: compile_module(self, backend="eager", **kwargs))
+    cfg = compose_config("train", [*tiny_train_overrides, "model.module.compile=true", "trainer.max_steps=3"], tmp_path)
     metrics = train(cfg)
-    assert metrics["global_step"] == 16
+    assert metrics["global_step"] == 3
     state = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
     assert "model.classifier.weight" in state and not any("_orig_mod" in key for key in state)
     assert isinstance(pipeline("token-classification", model=str(tmp_path / "model"))("Peter visited Paris ."), list)

@@ -28,7 +28,9 @@ class Sentence:
 
     ``id`` is ``<source>:<block>``, where block counts blank-line separated blocks of the file
     (``-DOCSTART-`` blocks included, 0-based), so it is stable across runs and matches the
-    ``train_gpt35.index`` convention. ``provenance`` is set on distilled sentences.
+    ``train_gpt35.index`` convention. ``provenance`` is set on distilled sentences. ``weights``,
+    where set, is each token's loss weight (0: unlabelled, left out of the loss; see
+    :mod:`nerdistill.denoise`); ``None`` means 1 everywhere.
     """
 
     tokens: tuple[str, ...]
@@ -36,6 +38,7 @@ class Sentence:
     id: str
     source: str
     provenance: dict[str, Any] | None = field(default=None, compare=False)
+    weights: tuple[float, ...] | None = field(default=None, compare=False)
 
     @property
     def text_key(self) -> str:

@@ -10,6 +10,7 @@ from typing import Literal
 
 from nerdistill.data.conll import Sentence, read_conll
 from nerdistill.data.labels import LabelSet
+from nerdistill.data.weighted import SUFFIX, read_weighted
 
 Overlap = Literal["any", "same", "disjoint"]
 
@@ -21,10 +22,11 @@ class Pools:
 
 
 def read_files(paths: Sequence[str | Path], labels: LabelSet) -> list[Sentence]:
-    """Read and concatenate CoNLL files; ids carry each file's name."""
+    """Read and concatenate CoNLL files, or ``.jsonl`` files of sentences with per-token loss
+    weights (what relabelling writes, :mod:`nerdistill.data.weighted`); ids carry each file's name."""
     sentences: list[Sentence] = []
     for path in paths:
-        sentences.extend(read_conll(path, labels))
+        sentences.extend(read_weighted(path, labels) if str(path).endswith(SUFFIX) else read_conll(path, labels))
     return sentences
 
 

@@ -32,6 +32,7 @@ from typing import Any
 from nerdistill.data.conll import read_conll
 from nerdistill.data.labels import DEFAULT_TYPES, LabelSet, spans
 from nerdistill.data.text import tokenize
+from nerdistill.runtime import choose_precision
 from nerdistill.teacher.noise import DEFAULT_MIX, NoiseModel
 from nerdistill.teacher.prompts import format_answer
 
@@ -51,6 +52,7 @@ class SimSettings:
 
     oracle: list[str] = field(default_factory=list)
     model_dir: str | None = None
+    precision: str = "auto"
     target_f1: float | None = None
     target_f1_by_style: dict[str, float] = field(default_factory=lambda: {"standard": 0.65, "cot": 0.73})
     mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MIX))
@@ -72,8 +74,13 @@ class SimSettings:
     port: int = 0
 
     def identity(self) -> str:
-        """``sim:<sha256 of the settings without host and port>``: stable across ephemeral ports."""
-        settings = {k: v for k, v in asdict(self).items() if k not in ("host", "port")}
+        """``sim:<sha256 of the settings without host and port>``: stable across ephemeral ports.
+        ``precision`` counts only where a ``model_dir`` tags in bf16 on this machine (fp32, the
+        tagger's precision before the setting existed, keeps the earlier identity)."""
+        settings = {k: v for k, v in asdict(self).items() if k not in ("host", "port", "precision")}
+        chosen = choose_precision(self.precision, "cpu", "teacher.sim.precision")
+        if self.model_dir and chosen.bf16:
+            settings["precision"] = chosen.precision
         return "sim:" + hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
     def target_for(self, style: str) -> float:
@@ -118,7 +125,7 @@ class SimTeacher:
         if settings.model_dir:
             from nerdistill.inference import Tagger
 
-            self.tagger = Tagger(settings.model_dir, batch_size=1, precision="32", device="cpu")
+            self.tagger = Tagger(settings.model_dir, batch_size=1, precision=settings.precision, device="cpu")
         self.key = os.environ.get(settings.api_key_env) if settings.api_key_env else None
         if settings.api_key_env and not self.key:
             raise ValueError(f"simulator: teacher.sim.api_key_env={settings.api_key_env} is not set in the environment")

@@ -1,0 +1,60 @@
+"""Sentences with per-token loss weights as JSON lines: what relabelling writes and training reads.
+
+One object per line: ``{"id", "tokens", "tags", "weights", ...}``; other keys (the teacher's and the
+model's tags, what changed and why) are kept as provenance. Tags are validated like CoNLL's.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from nerdistill.data.conll import CoNLLFormatError, Sentence
+from nerdistill.data.labels import LabelSet, as_label_set
+
+SUFFIX = ".jsonl"
+CORE_KEYS = ("id", "tokens", "tags", "weights")
+
+
+def write_weighted(path: str | Path, sentences: Iterable[Sentence]) -> None:
+    """Write ``sentences`` (weights and provenance included) atomically: a temp file, then a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False, encoding="utf-8") as handle:
+        for s in sentences:
+            record = {"id": s.id, "tokens": list(s.tokens), "tags": list(s.tags), "weights": list(s.weights) if s.weights is not None else None}
+            handle.write(json.dumps(record | {k: v for k, v in (s.provenance or {}).items() if k not in CORE_KEYS}, ensure_ascii=False) + "\n")
+    os.replace(handle.name, path)
+
+
+def read_weighted(path: str | Path, labels: LabelSet | None = None, source: str | None = None) -> list[Sentence]:
+    """Read a file :func:`write_weighted` wrote; errors name the file and line."""
+    path, label_set = Path(path), as_label_set(labels)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise CoNLLFormatError(path, None, f"cannot read as UTF-8 text ({err})") from err
+    sentences = []
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            tokens, tags, weights = tuple(map(str, record["tokens"])), tuple(map(str, record["tags"])), record.get("weights")
+        except (json.JSONDecodeError, KeyError, TypeError) as err:
+            raise CoNLLFormatError(path, lineno, f"not a sentence record with tokens and tags ({err})") from err
+        if not tokens or len(tags) != len(tokens) or (weights is not None and len(weights) != len(tokens)):
+            raise CoNLLFormatError(path, lineno, f"{len(tokens)} tokens, {len(tags)} tags and {len(weights or tokens)} weights must be equal and non-zero")
+        if bad := [t for t in tags if t not in label_set]:
+            raise CoNLLFormatError(path, lineno, f"tag {bad[0]!r} is not in the label set {list(label_set.tags)}")
+        if weights is not None and not all(isinstance(w, (int, float)) and math.isfinite(w) and w >= 0 for w in weights):
+            raise CoNLLFormatError(path, lineno, "weights must be finite numbers >= 0")
+        provenance = {k: v for k, v in record.items() if k not in CORE_KEYS}
+        sentences.append(Sentence(tokens, tags, str(record.get("id", f"{path.name}:{lineno}")), source or path.name, provenance or None, tuple(map(float, weights)) if weights is not None else None))
+    if not sentences:
+        raise CoNLLFormatError(path, None, "file holds no sentences")
+    return sentences
