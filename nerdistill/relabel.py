@@ -7,6 +7,7 @@ relabelling model on that pool. The pools are written into the run dir for inspe
 from __future__ import annotations
 
 import copy
+import fcntl
 import hashlib
 import json
 import logging
@@ -67,6 +68,13 @@ def gold_model(cfg: DictConfig, train: Callable[[DictConfig], dict]) -> tuple[Pa
         return path, metrics
     probe = sub_run(cfg, Path("."), schedule={"_target_": "nerdistill.schedules.Original"})
     folder = Path(cfg.denoise.gold_dir) / gold_key(probe)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # parallel sweep jobs that need the same gold model train it once
+        return _gold_model_locked(cfg, folder, train)
+
+
+def _gold_model_locked(cfg: DictConfig, folder: Path, train: Callable[[DictConfig], dict]) -> tuple[Path, dict]:
     done = folder / "metrics.json"
     if done.exists():
         log.info("gold model reused from %s", folder)
