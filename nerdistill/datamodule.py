@@ -70,6 +70,13 @@ class Collator:
             for row, item in enumerate(items):
                 weights[row, : len(item.input_ids)] = torch.from_numpy(item.weights) if item.weights is not None else 1.0
             batch["weights"] = weights
+        if any(item.targets is not None for item in items):  # soft targets; one-hot labels for the other sentences
+            n_tags = next(item.targets.shape[1] for item in items if item.targets is not None)
+            targets = torch.nn.functional.one_hot(labels.clamp(min=0), n_tags).float()
+            for row, item in enumerate(items):
+                if item.targets is not None:
+                    targets[row, : len(item.input_ids)] = torch.from_numpy(item.targets)
+            batch["targets"] = targets
         return batch
 
 

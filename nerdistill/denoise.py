@@ -11,6 +11,8 @@ Per token, with the teacher's (LLM's) tag ``t`` and the model's most likely tag 
 - ``agree``: tokens whose tag (after the above) differs from the model's get weight 0: unlabelled,
   left out of the loss;
 - ``confidence``: every other token's loss weight is the model's probability of its tag;
+- ``soft`` (a number ``b`` in [0, 1]): each token is trained towards ``b`` x its tag (one-hot) +
+  ``(1 - b)`` x the model's distribution ("soft bootstrapping"; 0 is distillation of the model);
 - ``trust``: entity types whose teacher F1, measured on the gold sentences the teacher also
   annotated (never on dev or test), falls below ``trust`` are unlabelled where the teacher names them
   and the model does not agree;
@@ -48,6 +50,7 @@ class Relabel:
     min_weight: float = 0.0
     trust: float | None = None
     text_only: bool = False
+    soft: float | None = None
 
     def __post_init__(self) -> None:
         thresholds = self.threshold.values() if isinstance(self.threshold, Mapping) else [self.threshold]
@@ -55,6 +58,8 @@ class Relabel:
             raise ValueError(f"denoise.threshold must be in [0, 1] (or a map of type -> value in [0, 1]), got {self.threshold}")
         if not 0.0 <= self.min_weight <= 1.0:
             raise ValueError(f"denoise.min_weight must be in [0, 1], got {self.min_weight}")
+        if self.soft is not None and not 0.0 <= self.soft <= 1.0:
+            raise ValueError(f"denoise.soft must be in [0, 1] or null, got {self.soft}")
         if self.trust is not None and not 0.0 <= self.trust <= 1.0:
             raise ValueError(f"denoise.trust must be in [0, 1] or null, got {self.trust}")
 
@@ -136,7 +141,11 @@ def relabel_sentence(
         "changes": [{"token": i, "from": teacher[i], "to": final[i], "why": why, "p": round(float(probabilities[i, index[model_tags[i]]]), 4)} for i, why in sorted(reasons.items())],
         "unlabelled": [{"token": i, "why": why} for i, why in sorted(unlabelled.items())],
     }
-    return replace(sentence, tags=tuple(final), weights=tuple(weights) if rule.weighs else None, provenance=provenance)
+    targets = None
+    if rule.soft is not None:
+        hard = np.eye(len(tags), dtype=np.float64)[[index[tag] for tag in final]]
+        targets = tuple(tuple(float(p) for p in row) for row in rule.soft * hard + (1 - rule.soft) * probabilities.astype(np.float64))
+    return replace(sentence, tags=tuple(final), weights=tuple(weights) if rule.weighs else None, targets=targets, provenance=provenance)
 
 
 def teacher_quality_by_type(gold: Sequence[Sentence], teacher: Sequence[Sentence], labels: LabelSet) -> tuple[dict[str, float], int]:

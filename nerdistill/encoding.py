@@ -24,13 +24,15 @@ IGNORE = -100
 @dataclass(frozen=True)
 class Encoded:
     """One sentence as model input: sub-token ids, labels on first sub-tokens (-100 elsewhere),
-    and for weighted sentences each label's loss weight (words of weight 0 get no label)."""
+    for weighted sentences each label's loss weight (words of weight 0 get no label), and for
+    sentences with soft targets a ``(sub-tokens, tags)`` array of them (zero rows elsewhere)."""
 
     input_ids: np.ndarray
     labels: np.ndarray
     distilled: bool
     sentence: Sentence
     weights: np.ndarray | None = None
+    targets: np.ndarray | None = None
 
 
 def encode(sentences: Sequence[Sentence], tokenizer, labels: LabelSet, max_length: int, distilled: bool = False, name: str = "data") -> list[Encoded]:
@@ -45,6 +47,7 @@ def encode(sentences: Sequence[Sentence], tokenizer, labels: LabelSet, max_lengt
         ids = np.asarray(batch["input_ids"][i], dtype=np.int64)
         tags = np.full(len(ids), IGNORE, dtype=np.int64)
         weights = np.zeros(len(ids), dtype=np.float32) if sentence.weights is not None else None
+        targets = np.zeros((len(ids), len(labels.tags)), dtype=np.float32) if sentence.targets is not None else None
         previous = None
         for position, word in enumerate(word_ids):
             if word is not None and word != previous:
@@ -52,10 +55,12 @@ def encode(sentences: Sequence[Sentence], tokenizer, labels: LabelSet, max_lengt
                     tags[position] = label2id[sentence.tags[word]]
                 if weights is not None:
                     weights[position] = sentence.weights[word]
+                if targets is not None:
+                    targets[position] = sentence.targets[word]
             previous = word
         kept = max((w for w in word_ids if w is not None), default=-1) + 1
         truncated += kept < len(sentence.tokens)
-        out.append(Encoded(ids, tags, distilled, sentence, weights))
+        out.append(Encoded(ids, tags, distilled, sentence, weights, targets))
     warn_truncated(name, truncated, len(sentences), max_length)
     return out
 
@@ -93,7 +98,8 @@ class TokenCache:
     def key(self, sentences: Sequence[Sentence]) -> str:
         digest = hashlib.sha256(json.dumps([self._tokenizer_key, self.max_length, list(self.labels.tags)]).encode())
         for sentence in sentences:
-            digest.update(json.dumps([sentence.tokens, sentence.tags] + ([sentence.weights] if sentence.weights is not None else [])).encode())
+            extra = [x for x in (sentence.weights, sentence.targets) if x is not None]
+            digest.update(json.dumps([sentence.tokens, sentence.tags, sentence.weights is not None, *extra]).encode() if extra else json.dumps([sentence.tokens, sentence.tags]).encode())
         return digest.hexdigest()[:32]
 
     def encode(self, sentences: Sequence[Sentence], distilled: bool = False, name: str = "data") -> list[Encoded]:
@@ -120,7 +126,11 @@ class TokenCache:
             raise ValueError(f"{len(offsets) - 1} entries for {len(sentences)} sentences")
         ids, labels = stored["input_ids"], stored["labels"]
         weights = stored["weights"] if "weights" in stored.files else None
-        return [Encoded(ids[a:b], labels[a:b], distilled, s, weights[a:b] if weights is not None and s.weights is not None else None) for s, a, b in zip(sentences, offsets[:-1], offsets[1:])]
+        targets = stored["targets"] if "targets" in stored.files else None
+        return [
+            Encoded(ids[a:b], labels[a:b], distilled, s, weights[a:b] if weights is not None and s.weights is not None else None, targets[a:b] if targets is not None and s.targets is not None else None)
+            for s, a, b in zip(sentences, offsets[:-1], offsets[1:])
+        ]
 
     def _store(self, path: Path, items: list[Encoded]) -> None:
         """Write atomically (temp file, then rename), so a crash never leaves half an entry."""
@@ -130,5 +140,8 @@ class TokenCache:
             arrays = {"input_ids": np.concatenate([i.input_ids for i in items]), "labels": np.concatenate([i.labels for i in items]), "offsets": offsets}
             if any(i.weights is not None for i in items):
                 arrays["weights"] = np.concatenate([i.weights if i.weights is not None else np.ones(len(i.input_ids), np.float32) for i in items])
+            if any(i.targets is not None for i in items):
+                width = next(i.targets.shape[1] for i in items if i.targets is not None)
+                arrays["targets"] = np.concatenate([i.targets if i.targets is not None else np.zeros((len(i.input_ids), width), np.float32) for i in items])
             np.savez(tmp, **arrays)
         os.replace(tmp.name, path)

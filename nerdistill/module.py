@@ -33,16 +33,22 @@ def lr_factor(progress: float, phases: Sequence[float], warmup_ratio: float, sch
     return max(0.0, (1.0 - local) / max(1.0 - warmup_ratio, 1e-12))
 
 
-def token_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
-    """Cross-entropy over labelled tokens (``labels != IGNORE``). With ``weights``, each token's
+def token_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None, targets: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy over labelled tokens (``labels != IGNORE``): against the label, or against the
+    soft ``targets`` (a distribution over tags per token) where given. With ``weights``, each token's
     term is multiplied by its weight and the sum divided by the number of labelled tokens, so a
     weight of 1 everywhere gives the plain mean and lower weights count for less."""
     flat_logits, flat_labels = logits.flatten(0, 1).float(), labels.flatten()
-    if weights is None:
+    if weights is None and targets is None:
         return torch.nn.functional.cross_entropy(flat_logits, flat_labels, ignore_index=IGNORE)
-    per_token = torch.nn.functional.cross_entropy(flat_logits, flat_labels, ignore_index=IGNORE, reduction="none")
-    labelled = (flat_labels != IGNORE).sum().clamp(min=1)
-    return (per_token * weights.flatten().to(per_token.dtype)).sum() / labelled
+    labelled = flat_labels != IGNORE
+    if targets is None:
+        per_token = torch.nn.functional.cross_entropy(flat_logits, flat_labels, ignore_index=IGNORE, reduction="none")
+    else:
+        per_token = -(targets.flatten(0, 1).to(flat_logits.dtype) * flat_logits.log_softmax(-1)).sum(-1) * labelled
+    if weights is not None:
+        per_token = per_token * weights.flatten().to(per_token.dtype)
+    return per_token.sum() / labelled.sum().clamp(min=1)
 
 
 class TokenClassifier(pl.LightningModule):
@@ -88,7 +94,7 @@ class TokenClassifier(pl.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         logits = self(batch)
-        loss = token_loss(logits, batch["labels"], batch.get("weights"))
+        loss = token_loss(logits, batch["labels"], batch.get("weights"), batch.get("targets"))
         # the progress bar turns its metrics into Python numbers every step: a host sync on a GPU
         self.log("train/loss", loss, on_step=True, prog_bar=loss.device.type == "cpu", batch_size=len(batch["gold_tags"]))
         self.log("train/distilled_share", batch["distilled_share"], on_step=True, batch_size=len(batch["gold_tags"]))

@@ -102,6 +102,8 @@ def relabel_pool(cfg: DictConfig, pools: Pools, rule: Relabel, model_dir: Path, 
     if tuple(tagger.labels.types) != labels.types:
         raise ValueError(f"denoise: the model in {model_dir} predicts {list(tagger.labels.types)}, not this run's labels {list(labels.types)}")
     tags = [tagger.id2label[i] for i in range(len(tagger.id2label))]
+    if tags != list(labels.tags):
+        raise ValueError(f"denoise: the model in {model_dir} orders its tags {tags}, not as this run's label set {list(labels.tags)}")
     predicted = tagger.tag_with_probabilities([s.tokens for s in pools.distilled])
     stats = RelabelStats()
     relabelled = [relabel_sentence(s, model_tags, probs, tags, rule, untrusted, stats) for s, (model_tags, probs) in zip(pools.distilled, predicted)]

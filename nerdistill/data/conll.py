@@ -30,7 +30,8 @@ class Sentence:
     (``-DOCSTART-`` blocks included, 0-based), so it is stable across runs and matches the
     ``train_gpt35.index`` convention. ``provenance`` is set on distilled sentences. ``weights``,
     where set, is each token's loss weight (0: unlabelled, left out of the loss; see
-    :mod:`nerdistill.denoise`); ``None`` means 1 everywhere.
+    :mod:`nerdistill.denoise`); ``None`` means 1 everywhere. ``targets``, where set, is each
+    token's soft target: a distribution over the label set's tags, trained towards instead of its tag.
     """
 
     tokens: tuple[str, ...]
@@ -39,6 +40,7 @@ class Sentence:
     source: str
     provenance: dict[str, Any] | None = field(default=None, compare=False)
     weights: tuple[float, ...] | None = field(default=None, compare=False)
+    targets: tuple[tuple[float, ...], ...] | None = field(default=None, compare=False)
 
     @property
     def text_key(self) -> str:

@@ -1,7 +1,10 @@
-"""Sentences with per-token loss weights as JSON lines: what relabelling writes and training reads.
+"""Sentences with per-token loss weights and soft targets as JSON lines: what relabelling writes and
+training reads.
 
-One object per line: ``{"id", "tokens", "tags", "weights", ...}``; other keys (the teacher's and the
-model's tags, what changed and why) are kept as provenance. Tags are validated like CoNLL's.
+One object per line: ``{"id", "tokens", "tags", "weights", "targets", ...}`` (``weights`` and
+``targets`` may be null; a target is a distribution over the label set's tags, in their order);
+other keys (the teacher's and the model's tags, what changed and why) are kept as provenance. Tags
+are validated like CoNLL's.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from nerdistill.data.conll import CoNLLFormatError, Sentence
 from nerdistill.data.labels import LabelSet, as_label_set
 
 SUFFIX = ".jsonl"
-CORE_KEYS = ("id", "tokens", "tags", "weights")
+CORE_KEYS = ("id", "tokens", "tags", "weights", "targets")
 
 
 def write_weighted(path: str | Path, sentences: Iterable[Sentence]) -> None:
@@ -26,7 +29,8 @@ def write_weighted(path: str | Path, sentences: Iterable[Sentence]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False, encoding="utf-8") as handle:
         for s in sentences:
-            record = {"id": s.id, "tokens": list(s.tokens), "tags": list(s.tags), "weights": list(s.weights) if s.weights is not None else None}
+            record = {"id": s.id, "tokens": list(s.tokens), "tags": list(s.tags), "weights": list(s.weights) if s.weights is not None else None,
+                      "targets": [[round(p, 5) for p in row] for row in s.targets] if s.targets is not None else None}
             handle.write(json.dumps(record | {k: v for k, v in (s.provenance or {}).items() if k not in CORE_KEYS}, ensure_ascii=False) + "\n")
     os.replace(handle.name, path)
 
@@ -53,8 +57,20 @@ def read_weighted(path: str | Path, labels: LabelSet | None = None, source: str 
             raise CoNLLFormatError(path, lineno, f"tag {bad[0]!r} is not in the label set {list(label_set.tags)}")
         if weights is not None and not all(isinstance(w, (int, float)) and math.isfinite(w) and w >= 0 for w in weights):
             raise CoNLLFormatError(path, lineno, "weights must be finite numbers >= 0")
+        targets = record.get("targets")
+        if targets is not None and not (
+            len(targets) == len(tokens)
+            and all(isinstance(row, list) and len(row) == len(label_set.tags) and all(isinstance(p, (int, float)) and p >= 0 for p in row) and abs(sum(row) - 1) < 1e-3 for row in targets)
+        ):
+            raise CoNLLFormatError(path, lineno, f"targets must give each token a distribution over the {len(label_set.tags)} tags {list(label_set.tags)}")
         provenance = {k: v for k, v in record.items() if k not in CORE_KEYS}
-        sentences.append(Sentence(tokens, tags, str(record.get("id", f"{path.name}:{lineno}")), source or path.name, provenance or None, tuple(map(float, weights)) if weights is not None else None))
+        sentences.append(
+            Sentence(
+                tokens, tags, str(record.get("id", f"{path.name}:{lineno}")), source or path.name, provenance or None,
+                tuple(map(float, weights)) if weights is not None else None,
+                tuple(tuple(map(float, row)) for row in targets) if targets is not None else None,
+            )
+        )
     if not sentences:
         raise CoNLLFormatError(path, None, "file holds no sentences")
     return sentences
