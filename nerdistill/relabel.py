@@ -78,7 +78,7 @@ def _gold_model_locked(cfg: DictConfig, folder: Path, train: Callable[[DictConfi
     done = folder / "metrics.json"
     if done.exists():
         log.info("gold model reused from %s", folder)
-        return folder, json.loads(done.read_text())
+        return folder, json.loads(done.read_text()) | {"reused": True}
     shutil.rmtree(folder, ignore_errors=True)  # an interrupted earlier attempt: start it again
     log.info("training the gold model into %s", folder)
     gold = sub_run(cfg, folder, schedule={"_target_": "nerdistill.schedules.Original"})
@@ -143,7 +143,15 @@ def prepare(cfg: DictConfig, out: Path, train: Callable[[DictConfig], dict]) -> 
     rule: Relabel = instantiate(cfg.denoise.rule, _convert_="all")
     untrusted_types(pools.original, pools.distilled, labels, rule.trust)
     model_dir, gold_metrics = gold_model(cfg, train)
-    record = {"gold_model": str(model_dir), "gold_model_test_f1": gold_metrics.get("test", {}).get("micro", {}).get("f1"), "gold_model_val_f1_best": gold_metrics.get("val_f1_best"), "rounds": []}
+    record = {
+        "gold_model": str(model_dir),
+        "gold_model_test_f1": gold_metrics.get("test", {}).get("micro", {}).get("f1"),
+        "gold_model_val_f1_best": gold_metrics.get("val_f1_best"),
+        # the gold model's own wall time; trained by this run (counted in its total) or reused
+        "gold_model_seconds": gold_metrics.get("timing", {}).get("total_s"),
+        "gold_model_trained_here": not gold_metrics.get("reused", bool(cfg.denoise.get("model_dir"))),
+        "rounds": [],
+    }
     for round_ in range(1, rounds + 1):
         pool, summary = relabel_pool(cfg, pools, rule, model_dir, out / f"relabel_{round_}")
         entry = {"pool": str(pool), "changed": summary["changed"], "unlabelled": summary["unlabelled"], "mean_weight": summary["mean_weight"], "quality_against_gold": summary["quality_against_gold"]}

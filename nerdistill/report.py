@@ -40,6 +40,17 @@ def _per_type(entity: str, key: str) -> Metric:
     return lambda m: m["test"]["per_type"].get(entity, {}).get(key)
 
 
+def own_seconds(metrics: dict) -> float | None:
+    """A run's wall time from start to metrics.json, without a gold model it trained for
+    relabelling (that model is shared by every option of its seed; ``denoise.gold_model_seconds``)."""
+    timing = metrics.get("timing", {})
+    total = timing.get("total_s")
+    if total is None:
+        return timing["fit_s"] + timing.get("test_s", 0.0) if "fit_s" in timing else None
+    denoise = metrics.get("denoise") or {}
+    return total - (denoise.get("gold_model_seconds") or 0.0) if denoise.get("gold_model_trained_here") else total
+
+
 @dataclass(frozen=True)
 class GoldPoint:
     """One regimen at one gold budget, against gold-only training."""
@@ -82,6 +93,7 @@ class Report:
                 columns[f"{entity}_{key}"] = _per_type(entity, key)
         columns["val_f1_best"] = lambda m: m.get("val_f1_best")
         columns["global_step"] = lambda m: m.get("global_step")
+        columns["wall_s"] = own_seconds
         return columns
 
     # gold budget ---------------------------------------------------------------------------
@@ -154,7 +166,7 @@ class Report:
     def table(self) -> list[str]:
         """The results table's Markdown lines: one row per group."""
         metrics = self.metrics()
-        head = ["group", "seeds", "micro F1", "macro F1", "micro P", "micro R", *(f"{t} F1" for t in self.types), "best val F1", "steps"]
+        head = ["group", "seeds", "micro F1", "macro F1", "micro P", "micro R", *(f"{t} F1" for t in self.types), "best val F1", "steps", "wall s"]
         keys = ["micro_f1", "macro_f1", "micro_precision", "micro_recall", *(f"{t}_f1" for t in self.types), "val_f1_best"]
         best = max(g.stat(metrics["micro_f1"])[0] for g in self.groups) if self.groups else math.nan
         rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -162,8 +174,8 @@ class Report:
             cells = [fmt(*group.stat(metrics[k])) for k in keys]
             if group.stat(metrics["micro_f1"])[0] == best and len(self.groups) > 1:
                 cells[0] = f"**{cells[0]}**"
-            steps = group.stat(metrics["global_step"])[0]
-            rows.append(f"| {group.label} | {len(group.runs)} ({', '.join(map(str, group.seeds))}) | " + " | ".join(cells) + f" | {_count(steps)} |")
+            steps, wall = group.stat(metrics["global_step"])[0], group.stat(metrics["wall_s"])[0]
+            rows.append(f"| {group.label} | {len(group.runs)} ({', '.join(map(str, group.seeds))}) | " + " | ".join(cells) + f" | {_count(steps)} | {_count(wall)} |")
         return rows
 
     def _teacher_lines(self) -> list[str]:
