@@ -148,3 +148,39 @@ def test_configured_types_and_extra_synonyms():
 def test_tags_always_match_token_count():
     for text in ("EU | ORG", "x" * 500, "lamb . | MISC", "| | |", '{"a": 1}'):
         assert len(parse_response(text, TOKENS).tags) == len(TOKENS)
+
+
+@pytest.mark.parametrize("text", ["[" * 100_000, '{"a": ' * 50_000, "Sure: " + "[" * 100_000, '{"ORG": ' + "[" * 100_000 + '"EU"'])
+def test_json_nested_deeper_than_the_stack_is_unparseable_not_a_crash(text):
+    parsed = parse_response(text, TOKENS)
+    assert parsed.status == "unparseable" and parsed.tags == ["O"] * 9
+
+
+@pytest.mark.parametrize(
+    "loop",
+    [
+        "<think>hmm EU maybe ORG</think> ",  # one endless line without parentheses
+        'Sure: {"PER": ["a", ',  # JSON openings that never close
+        "EU is an organisation and ",
+    ],
+)
+def test_a_runaway_answer_still_gives_its_final_answer(loop):
+    """A small model in a repetition loop writes 100 KB; its final answer line still counts."""
+    text = loop * (100_000 // len(loop)) + "\nAnswer:\nEU | ORG\nGerman | MISC\nBritish | MISC"
+    assert parse_response(text, TOKENS).tags == GOLD
+
+
+def test_json_is_searched_in_the_answers_tail_only():
+    from nerdistill.teacher.parser import MAX_JSON, last_json
+
+    value = '{"ORG": ["EU"]}'
+    assert last_json("x" * (MAX_JSON - 100) + value) == {"ORG": ["EU"]}
+    assert last_json(value + "x" * MAX_JSON) is None
+
+
+def test_only_the_responses_tail_is_read():
+    from nerdistill.teacher.parser import MAX_RESPONSE
+
+    answer = "EU | ORG\nGerman | MISC\nBritish | MISC"
+    assert parse_response("Paris | LOC\n" * (MAX_RESPONSE // 12 + 1) + answer, TOKENS).tags == GOLD
+    assert parse_response(answer + "\n" + "x" * MAX_RESPONSE, TOKENS).status == "unparseable"

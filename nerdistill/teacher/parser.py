@@ -32,6 +32,14 @@ FENCE = re.compile(r"```[a-zA-Z]*\s*\n?(.*?)```", re.S)
 BULLET = re.compile(r"^\s*(?:[-*•+]|\d+[.)]|\(\d+\))\s+")
 PAREN = re.compile(r"([^,;()]+?)\s*\(([^(),]+)\)")
 QUOTES = "\"'`“”‘’*_ \t"
+# a line longer than this is prose or a repetition loop, never one mention line: skipped, which keeps
+# the parse linear in the answer's length (the line patterns below cost up to the square of a line)
+MAX_LINE = 2000
+# only a response's last this many characters are read: its final answer is at its end, and a parse
+# stays bounded whatever a model in a repetition loop writes
+MAX_RESPONSE = 100_000
+# JSON is looked for in the answer's last this many characters (one sentence's answer is far shorter)
+MAX_JSON = 10_000
 
 
 @dataclass(frozen=True)
@@ -91,8 +99,13 @@ def final_answer(text: str) -> str:
 
 
 def last_json(text: str) -> object | None:
-    """The last top-level JSON object or array in ``text``, or None."""
+    """The last top-level JSON object or array in ``text``'s last ``MAX_JSON`` characters, or None.
+
+    Each ``{`` or ``[`` that does not start a valid value is retried from the next one, and a
+    value cut off at the end is read to the end each time: the cost grows with the square of the
+    text searched, so the search is bounded."""
     decoder = json.JSONDecoder()
+    text = text[-MAX_JSON:]
     found, pos = None, 0
     while True:
         starts = [i for i in (text.find("{", pos), text.find("[", pos)) if i >= 0]
@@ -101,7 +114,7 @@ def last_json(text: str) -> object | None:
         start = min(starts)
         try:
             value, end = decoder.raw_decode(text, start)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # RecursionError: nested deeper than Python's stack
             pos = start + 1
             continue
         if isinstance(value, (dict, list)):
@@ -147,7 +160,7 @@ def mentions_from_json(value: object, types: TypeMap, counts: Counter) -> list[t
 def mentions_from_line(line: str, types: TypeMap, counts: Counter) -> list[tuple[str, str]]:
     """Mentions in one line: ``e | T``, ``e | True | T | why``, ``e (T)``, ``T: e1, e2``, ``e: T``."""
     line = BULLET.sub("", line.strip()).replace("**", "").strip()
-    if not line:
+    if not line or len(line) > MAX_LINE:
         return []
     if "|" in line:
         fields = [f.strip().strip(QUOTES) for f in line.strip().strip("|").split("|")]
@@ -161,8 +174,8 @@ def mentions_from_line(line: str, types: TypeMap, counts: Counter) -> list[tuple
         if types(fields[0]) and not types(fields[1]):
             return [(fields[1], fields[0])]  # TYPE | entity
         return [(fields[0], fields[1])]
-    paren = PAREN.findall(line)
-    if paren and line.rstrip(" .,;").endswith(")"):
+    paren = PAREN.findall(line) if line.rstrip(" .,;").endswith(")") else None
+    if paren:
         return [(text.strip().strip(QUOTES + ":-"), kind) for text, kind in paren]
     for sep in (":", " - ", " – ", "->", "=>", "\t"):
         if sep in line:
@@ -185,7 +198,7 @@ def read_mentions(text: str, types: TypeMap, counts: Counter) -> tuple[list[tupl
     if body.startswith(("{", "[")):
         try:  # an answer that opens as JSON must decode from its start (else it is broken or cut off)
             value: object | None = json.JSONDecoder().raw_decode(body)[0]
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             return [], "unparseable"
     else:
         value = last_json(body)
@@ -284,7 +297,7 @@ def parse_response(
     could not be used. Never raises on model output."""
     types = type_map(as_label_set(labels).types, tuple((kind, tuple(names)) for kind, names in (synonyms or {}).items()))
     counts: Counter = Counter()
-    mentions, status = read_mentions(text or "", types, counts)
+    mentions, status = read_mentions((text or "")[-MAX_RESPONSE:], types, counts)
     typed: list[tuple[str, str]] = []
     for mention, kind in mentions:
         mapped = types(kind)
