@@ -160,7 +160,10 @@ class BlendDataModule(pl.LightningDataModule):
         """Read and validate every file, apply budgets, check the schedule's pools. Idempotent."""
         if self.schedule is not None:
             return
-        pools = build_pools(self.original_files, self.distilled_files, self.labels, self.gold_budget, self.distilled_budget, self.gold_overlap, self.budget_seed)
+        original_files, distilled_files = self._files_drawn_from()
+        gold_budget = self.gold_budget if original_files else None  # a budget of a pool not read: moot
+        distilled_budget = self.distilled_budget if distilled_files else None
+        pools = build_pools(original_files, distilled_files, self.labels, gold_budget, distilled_budget, self.gold_overlap, self.budget_seed)
         schedule = self.raw_schedule.resolve(*self._weighted_sizes(len(pools.original), len(pools.distilled)))
         if schedule.uses_distilled and not pools.distilled:
             raise ValueError("the schedule needs distilled data but data.distilled yields no sentences")
@@ -172,6 +175,21 @@ class BlendDataModule(pl.LightningDataModule):
         self.n_original = len(pools.original) if schedule.uses_original else 0
         self.n_distilled = len(pools.distilled) if schedule.uses_distilled else 0
         log.info("pools: %d gold, %d distilled sentences; schedule %s", self.n_original, self.n_distilled, schedule)
+
+    def _files_drawn_from(self) -> tuple[list, list]:
+        """The pools' files, without those of a pool the schedule never draws from (gold-only
+        training on your own label set does not read the default distilled file). With
+        ``gold_overlap`` other than ``any`` the distilled pool decides which gold sentences are
+        used, so it is read."""
+        drawn = self.raw_schedule.resolve(1, 1)  # whether a pool is drawn does not depend on its size
+        original, distilled = self.original_files, self.distilled_files
+        if not drawn.uses_distilled and self.gold_overlap == "any" and distilled:
+            log.info("schedule %s draws no distilled data: data.distilled is not read", drawn)
+            distilled = []
+        if not drawn.uses_original and original:
+            log.info("schedule %s draws no gold data: data.original is not read", drawn)
+            original = []
+        return original, distilled
 
     def setup(self, stage: str | None = None) -> None:
         self.prepare_pools()

@@ -81,9 +81,25 @@ def test_configured_label_set_accepts_its_types_only(tmp_path):
 def test_label_set_rejects_bad_types():
     with pytest.raises(ValueError):
         LabelSet(("PER", "PER"))
-    with pytest.raises(ValueError):
-        LabelSet(("B-PER",))
+    for bad in ("B-PER", "-x", "x-", "O", " PER"):
+        with pytest.raises(ValueError, match="labels: entity types"):
+            LabelSet(("ORG", bad))
     assert LabelSet().tags == ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC")
+
+
+def test_hyphenated_types_as_in_wnut17_read_write_and_score(tmp_path):
+    from nerdistill.metrics import ner_metrics
+
+    labels = LabelSet(("person", "creative-work"))
+    assert labels.tags == ("O", "B-person", "I-person", "B-creative-work", "I-creative-work")
+    path = write(tmp_path, "Alice B-person\nread O\nWar B-creative-work\nand I-creative-work\nPeace I-creative-work\n")
+    sentence = read_conll(path, labels)[0]
+    assert spans(sentence.tags) == [(0, 1, "person"), (2, 5, "creative-work")]
+    assert to_iob2(["I-creative-work", "I-creative-work"]) == ["B-creative-work", "I-creative-work"]
+    write_conll(tmp_path / "out.txt", [sentence])
+    assert read_conll(tmp_path / "out.txt", labels)[0].tags == sentence.tags
+    scores = ner_metrics([sentence.tags], [("B-person", "O", "B-creative-work", "I-creative-work", "O")])
+    assert scores["per_type"]["creative-work"]["f1"] == 0.0 and scores["per_type"]["person"]["f1"] == 1.0
 
 
 def test_write_then_read_round_trips(tmp_path):

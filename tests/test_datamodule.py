@@ -125,3 +125,19 @@ def test_malformed_pool_file_stops_before_training(data_dir, tmp_path):
     module = make_module(data_dir, Sigmoid(), distilled=[bad])
     with pytest.raises(ValueError, match=f"{bad}:4: tag 'B-CITY'"):
         module.prepare_pools()
+
+
+def test_a_pool_the_schedule_never_draws_is_not_read(data_dir, tmp_path):
+    """Gold-only training on your own labels is not stopped by the default distilled file."""
+    other = tmp_path / "other_labels.txt"
+    other.write_text("Paris B-CITY\nis O\n")
+    module = make_module(data_dir, Original(), distilled=[other])
+    module.prepare_pools()
+    assert (module.n_original, len(module.pools.distilled)) == (1000, 0)
+    with pytest.raises(ValueError, match="tag 'B-CITY'"):  # a schedule that draws it still checks it
+        make_module(data_dir, Sigmoid(), distilled=[other]).prepare_pools()
+    with pytest.raises(ValueError, match="tag 'B-CITY'"):  # and gold_overlap reads it to pick the gold
+        make_module(data_dir, Original(), distilled=[other], gold_overlap="same").prepare_pools()
+    only_distilled = make_module(data_dir, Distilled(), original=[other])
+    only_distilled.prepare_pools()
+    assert (only_distilled.n_distilled, len(only_distilled.pools.original)) == (4887, 0)

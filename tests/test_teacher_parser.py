@@ -184,3 +184,10 @@ def test_only_the_responses_tail_is_read():
     answer = "EU | ORG\nGerman | MISC\nBritish | MISC"
     assert parse_response("Paris | LOC\n" * (MAX_RESPONSE // 12 + 1) + answer, TOKENS).tags == GOLD
     assert parse_response(answer + "\n" + "x" * MAX_RESPONSE, TOKENS).status == "unparseable"
+
+
+def test_hyphenated_types_in_any_spelling():
+    tokens = "Alice read War and Peace".split()
+    for kind in ("creative-work", "Creative Work", "B-creative-work", "creative_work"):
+        parsed = parse_response(f"Alice | person\nWar and Peace | {kind}", tokens, labels=["person", "creative-work"])
+        assert parsed.tags == ["B-person", "O", "B-creative-work", "I-creative-work", "I-creative-work"]
