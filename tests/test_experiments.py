@@ -126,11 +126,12 @@ def test_tiny_sweep_keeps_finished_jobs_when_one_fails(tmp_path):
     assert json.loads((sweep / "2" / "metrics.json").read_text())["pools"] == {"original": 64, "distilled": 64}
 
     report = build_report([sweep])
-    assert [g.label for g in report.groups] == ["schedule=original, distilled_set=conll", "schedule=sequential, distilled_set=conll"]
-    assert [s.path.name for s in report.skipped] == ["1", "3"]
+    labels = ["schedule=original, distilled_set=conll", "schedule=original, distilled_set=conll_bbc", "schedule=sequential, distilled_set=conll"]
+    assert [g.label for g in report.groups] == labels
+    assert [s.path.name for s in report.skipped] == ["3"]
     report.write(tmp_path / "report")
     assert (tmp_path / "report" / "val_f1.png").exists()
-    assert report.groups[1].runs[0].share_curve()[0] == (0.0, 1.0)
+    assert report.groups[2].runs[0].share_curve()[0] == (0.0, 1.0)
 
 
 def test_phase1_annotation_composes_for_both_prompts_on_the_same_sentences():
