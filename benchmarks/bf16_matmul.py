@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import time
 
-from benchmarks.common import ROOT, write_result
+from benchmarks.common import run_isolated, write_result
 
 # limits that make PyTorch's CPU kernels (oneDNN, MKL, ATen's own) use AVX2 at most
 AVX2 = {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
@@ -59,12 +57,7 @@ def main() -> None:
     settings = {"as_is": {}, "isa_limited": json.loads(args.isa_limits)}
     results = {}
     for name, limits in settings.items():
-        env = {**os.environ, **limits}
-        done = subprocess.run([sys.executable, "-m", "benchmarks.bf16_matmul", "--one", "--repeats", str(args.repeats)], capture_output=True, text=True, cwd=ROOT, env=env)
-        line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
-        if line is None:
-            sys.exit(f"{name} failed:\n{done.stderr[-3000:]}")
-        results[name] = {"limits": limits, **json.loads(line[len("RESULT ") :])}
+        results[name] = {"limits": limits, **run_isolated("benchmarks.bf16_matmul", ["--one", "--repeats", str(args.repeats)], env=limits)}
         print(name, results[name])
     command = "python -m benchmarks.bf16_matmul " + " ".join(sys.argv[1:])
     write_result(args.name, {"command": command.strip(), "shape": [1280, 384, 1536], "repeats": args.repeats, "results": results})

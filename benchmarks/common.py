@@ -69,10 +69,11 @@ def write_result(name: str, payload: dict) -> Path:
     return path
 
 
-def run_isolated(module: str, args: list[str]) -> dict:
+def run_isolated(module: str, args: list[str], env: dict[str, str] | None = None) -> dict:
     """Run ``python -m <module> <args>`` in a fresh process (no allocator state or warm caches
-    shared between measurements) and return the JSON it prints after ``RESULT ``."""
-    done = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, cwd=ROOT)
+    shared between measurements), with ``env`` added to the environment, and return the JSON it
+    prints after ``RESULT ``."""
+    done = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, cwd=ROOT, env={**os.environ, **(env or {})})
     line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
     if line is None:
         sys.exit(f"python -m {module} {' '.join(args)} failed:\n{done.stderr[-3000:]}")

@@ -20,7 +20,7 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from nerdistill.data.conll import write_conll
+from nerdistill.data.conll import Sentence, write_conll
 from nerdistill.data.labels import LabelSet
 from nerdistill.data.pools import Pools, build_pools, read_files
 from nerdistill.data.weighted import write_weighted
@@ -91,13 +91,16 @@ def _gold_model_locked(cfg: DictConfig, folder: Path, train: Callable[[DictConfi
     return folder, metrics
 
 
-def relabel_pool(cfg: DictConfig, pools: Pools, rule: Relabel, model_dir: Path, out: Path) -> tuple[Path, dict]:
-    """Tag the distilled pool with ``model_dir``, relabel it by ``rule``, write ``distilled.jsonl``
-    (tags, weights, provenance), ``distilled.conll`` and ``summary.json`` into ``out``; returns the
-    JSONL path and the summary."""
+def relabel_pool(
+    cfg: DictConfig, pools: Pools, rule: Relabel, untrusted: tuple[frozenset[str], dict], reference: list[Sentence], model_dir: Path, out: Path
+) -> tuple[Path, dict]:
+    """Tag the distilled pool with ``model_dir``, relabel it by ``rule`` (``untrusted``: the types
+    :func:`untrusted_types` found, and its evidence), write ``distilled.jsonl`` (tags, weights,
+    provenance), ``distilled.conll`` and ``summary.json`` into ``out``; returns the JSONL path and
+    the summary. ``reference``: the gold files' sentences, for the summary's diagnostics only."""
     started = time.perf_counter()
     labels, data = LabelSet(tuple(cfg.labels)), cfg.data
-    untrusted, trust = untrusted_types(pools.original, pools.distilled, labels, rule.trust)
+    untrusted, trust = untrusted
     tagger = Tagger(model_dir, batch_size=cfg.denoise.get("batch_size", 128), max_length=data.max_length, precision=cfg.trainer.precision)
     if tuple(tagger.labels.types) != labels.types:
         raise ValueError(f"denoise: the model in {model_dir} predicts {list(tagger.labels.types)}, not this run's labels {list(labels.types)}")
@@ -110,7 +113,6 @@ def relabel_pool(cfg: DictConfig, pools: Pools, rule: Relabel, model_dir: Path, 
     out.mkdir(parents=True, exist_ok=True)
     write_weighted(out / "distilled.jsonl", relabelled)
     write_conll(out / "distilled.conll", relabelled)
-    reference = read_files(data.original, labels)  # gold tags of the same sentences, where the gold files have them
     summary = {
         "model_dir": str(model_dir),
         "rule": OmegaConf.to_container(cfg.denoise.rule, resolve=True),
@@ -141,7 +143,8 @@ def prepare(cfg: DictConfig, out: Path, train: Callable[[DictConfig], dict]) -> 
     # every file read and checked, and the rule's settings, before any model trains
     pools = build_pools(data.original, data.distilled, labels, data.gold_budget, data.distilled_budget, data.gold_overlap, data.budget_seed)
     rule: Relabel = instantiate(cfg.denoise.rule, _convert_="all")
-    untrusted_types(pools.original, pools.distilled, labels, rule.trust)
+    untrusted = untrusted_types(pools.original, pools.distilled, labels, rule.trust)
+    reference = read_files(data.original, labels)  # gold tags of the same sentences, where the gold files have them
     model_dir, gold_metrics = gold_model(cfg, train)
     record = {
         "gold_model": str(model_dir),
@@ -153,7 +156,7 @@ def prepare(cfg: DictConfig, out: Path, train: Callable[[DictConfig], dict]) -> 
         "rounds": [],
     }
     for round_ in range(1, rounds + 1):
-        pool, summary = relabel_pool(cfg, pools, rule, model_dir, out / f"relabel_{round_}")
+        pool, summary = relabel_pool(cfg, pools, rule, untrusted, reference, model_dir, out / f"relabel_{round_}")
         entry = {"pool": str(pool), "changed": summary["changed"], "unlabelled": summary["unlabelled"], "mean_weight": summary["mean_weight"], "quality_against_gold": summary["quality_against_gold"]}
         if round_ < rounds:  # self-training: the student of this round relabels the next
             student = sub_run(cfg, out / f"round_{round_}", **{"data.distilled": [str(pool)]})

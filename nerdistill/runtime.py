@@ -3,8 +3,8 @@ PyTorch's threads.
 
 ``precision: auto`` resolves to ``bf16-mixed`` where bf16 is computed natively (a CUDA device of
 compute capability 8.0 or newer; a CPU with AMX-BF16 or AVX512-BF16 on x86, BF16 on Arm) and to
-``32-true`` everywhere else: a CPU without native bf16 emulates it, measured 5.6x slower than
-fp32 per matmul with AVX-512 and 45x with AVX2 (``python -m benchmarks.bf16_matmul``). A precision
+``32-true`` everywhere else: a CPU without native bf16 emulates it, measured 2.6-5.6x slower than
+fp32 per matmul with AVX-512 and 45-64x with AVX2 (``python -m benchmarks.bf16_matmul``). A precision
 given explicitly wins; bf16 forced onto such a CPU runs, with a warning.
 """
 
@@ -104,7 +104,7 @@ def resolve_precision(requested: str | int, device: str, key: str = "precision")
         if not native:
             warnings.warn(
                 f"{key}={requested} on a CPU without native bf16 ({why}): every bf16 matmul is emulated, "
-                f"measured 5.6x (AVX-512) to 45x (AVX2) slower than fp32. Set {key}=auto or {key}=32-true to train in fp32.",
+                f"measured 2.6-5.6x (AVX-512) to 45-64x (AVX2) slower than fp32. Set {key}=auto or {key}=32-true to train in fp32.",
                 stacklevel=2,
             )
     return choice
