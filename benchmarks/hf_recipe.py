@@ -11,12 +11,10 @@ import json
 import time
 from pathlib import Path
 
-from hydra.utils import instantiate
-
 from benchmarks.common import compose_train
 from benchmarks.hf_baseline import hf_evaluate, hf_train
-from nerdistill.data.labels import LabelSet
 from nerdistill.models import resolve_name_or_path
+from nerdistill.train import build_datamodule
 
 
 def main() -> None:
@@ -30,7 +28,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     # the same gold sentences nerdistill's runs draw (data.budget_seed), tokenised the same way
     cfg = compose_train(["schedule=original", f"data.gold_budget={args.gold_budget}", f"seed={args.seed}"], args.out)
-    datamodule = instantiate(cfg.data, _partial_=True)(schedule=instantiate(cfg.schedule), labels=LabelSet(tuple(cfg.labels)))
+    datamodule = build_datamodule(cfg)
     datamodule.setup()
     started = time.perf_counter()
     model, _ = hf_train(resolve_name_or_path(cfg.model.name_or_path), datamodule.tokenizer, datamodule.labels, datamodule.datasets["train"].items, args.out / "hf", epochs=args.epochs, lr=args.lr, seed=args.seed)

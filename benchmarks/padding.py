@@ -16,18 +16,17 @@ from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
-from hydra.utils import instantiate
 
 from benchmarks.common import compose_train, write_result
-from nerdistill.data.labels import LabelSet
+from nerdistill.train import build_datamodule
 
 
 def plan_padding(schedule: str, window: int, workdir: Path) -> dict:
     """Padded/real token ratio and repeated slots over every batch of one run's plan."""
     cfg = compose_train([f"schedule={schedule}", f"data.sort_window={window}"], workdir)
-    datamodule = instantiate(cfg.data, _partial_=True)(schedule=instantiate(cfg.schedule), labels=LabelSet(tuple(cfg.labels)))
-    datamodule.trainer = pl.Trainer(max_epochs=cfg.trainer.max_epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    datamodule = build_datamodule(cfg)
     datamodule.setup("fit")
+    datamodule.plan = datamodule.make_plan(pl.Trainer(max_epochs=cfg.trainer.max_epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False))
     sampler = datamodule.train_dataloader().sampler
     lengths = datamodule.datasets["train"].lengths
     padded = real = repeated = 0
@@ -36,7 +35,7 @@ def plan_padding(schedule: str, window: int, workdir: Path) -> dict:
             padded += int(lengths[batch].max()) * len(batch)
             real += int(lengths[batch].sum())
             repeated += len(batch) - len(np.unique(batch))
-    return {"schedule": schedule, "sort_window": window, "padded_per_real_token": round(padded / real, 3), "repeated_slots": repeated, "steps": datamodule.total_steps()}
+    return {"schedule": schedule, "sort_window": window, "padded_per_real_token": round(padded / real, 3), "repeated_slots": repeated, "steps": datamodule.plan.total_steps}
 
 
 def main() -> None:

@@ -19,15 +19,13 @@ import time
 from pathlib import Path
 
 import pytorch_lightning as pl
-from hydra.utils import instantiate
 
 from benchmarks.common import SLOW_PATH, TRAINED_EMBEDDINGS, compose_train, run_isolated, write_result
 from benchmarks.hf_baseline import hf_train, token_count
 from nerdistill.allocator import keep_freed_memory
-from nerdistill.data.labels import LabelSet
 from nerdistill.models import resolve_name_or_path
 from nerdistill.runtime import cpu_bf16
-from nerdistill.train import build_trainer
+from nerdistill.train import build, build_datamodule
 
 
 class EpochTimer(pl.Callback):
@@ -48,13 +46,10 @@ def nerdistill_fit(overrides: list[str], workdir: Path, callbacks: list[pl.Callb
     returns the epochs' wall time and the datamodule."""
     cfg = compose_train(["logger=none", "trainer.limit_val_batches=0", "trainer.enable_progress_bar=false", *overrides], workdir)
     pl.seed_everything(cfg.seed)
-    labels = LabelSet(tuple(cfg.labels))
-    datamodule = instantiate(cfg.data, _partial_=True)(schedule=instantiate(cfg.schedule), labels=labels)
-    module = instantiate(cfg.model.module, _partial_=True)(labels=list(labels.types))
     timer = EpochTimer()
-    trainer = build_trainer(cfg, callbacks=[timer, *callbacks], logger=False, enable_checkpointing=False)
-    trainer.fit(module, datamodule=datamodule)
-    return timer.seconds, datamodule
+    run = build(cfg, callbacks=[timer, *callbacks], logger=False, enable_checkpointing=False)
+    run.trainer.fit(run.module, datamodule=run.datamodule)
+    return timer.seconds, run.datamodule
 
 
 OURS = {
@@ -85,7 +80,7 @@ def run_variant(variant: str, base: list[str], batch_size: int, workdir: Path) -
         seconds, datamodule = nerdistill_fit([*base, *OURS[variant]], workdir)
     else:
         cfg = compose_train(base, workdir)
-        datamodule = instantiate(cfg.data, _partial_=True)(schedule=instantiate(cfg.schedule), labels=LabelSet(tuple(cfg.labels)))
+        datamodule = build_datamodule(cfg)
         datamodule.setup()
         model_path = resolve_name_or_path(cfg.model.name_or_path)
         hf_train(model_path, datamodule.tokenizer, datamodule.labels, datamodule.datasets["train"].items[:256], workdir / "warmup", epochs=1, batch_size=batch_size, **HF[variant])

@@ -9,17 +9,24 @@ import pytorch_lightning as pl
 
 
 class DistilledShareLog(pl.Callback):
-    """Writes ``distilled_share.csv`` (step, progress, scheduled share, realised share) as training runs."""
+    """Writes ``distilled_share.csv`` (optimiser step, progress, scheduled share, realised share of
+    the batch) as training runs, following the module's run plan; with gradient accumulation a
+    step has one row per batch."""
 
     def __init__(self, path: str) -> None:
         self.path = Path(path)
         self._rows: list[tuple[int, float, float, float]] = []
+        self._batches = 0
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._batches = trainer.global_step * pl_module.plan.accumulate  # resumed runs continue the count
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch: dict, batch_idx: int) -> None:
-        step = trainer.global_step - 1
-        total = max(1, trainer.datamodule.total_steps())
-        progress = step / total
-        self._rows.append((step, progress, trainer.datamodule.schedule(progress), batch["distilled_share"]))
+        plan = pl_module.plan
+        step = self._batches // plan.accumulate
+        self._batches += 1
+        progress = plan.progress(step)
+        self._rows.append((step, progress, plan.schedule(progress), batch["distilled_share"]))
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._flush(trainer)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -17,6 +16,7 @@ from nerdistill.data.labels import LabelSet, as_label_set
 from nerdistill.data.pools import Overlap, build_pools
 from nerdistill.encoding import IGNORE, Encoded, TokenCache
 from nerdistill.models import load_tokenizer
+from nerdistill.plan import RunPlan, make_plan
 from nerdistill.sampling import ScheduledBatchSampler
 from nerdistill.schedules import Schedule
 
@@ -96,8 +96,9 @@ class BlendDataModule(pl.LightningDataModule):
     """Gold and distilled pools blended by ``schedule``; validation and test are gold splits.
 
     The step budget draws ``passes[pool] * len(pool)`` sentences from each pool the schedule
-    uses, over the global batch size; it is cut into ``trainer.max_epochs`` epochs (validation
-    rounds). ``steps_per_epoch`` fixes the epoch length instead. ``distilled_loss_weight`` scales the
+    uses, over the examples of one optimiser step; it is cut into ``trainer.max_epochs`` epochs
+    (validation rounds). ``steps_per_epoch`` fixes the epoch length instead. :meth:`make_plan`
+    turns this into the run plan the sampler, the LR schedule and the share log follow. ``distilled_loss_weight`` scales the
     loss of every distilled token (how much a distilled example counts; the schedule sets how often). Pool-dependent schedule defaults
     (sequential's switch, simple_mix's share) see the pools' sizes weighted by their passes, so
     sequential and simple_mix realise the passes exactly. Tokenised sentences are cached under
@@ -152,6 +153,7 @@ class BlendDataModule(pl.LightningDataModule):
         self.cache_dir = cache_dir
         self.distilled_loss_weight = distilled_loss_weight
         self.schedule: Schedule | None = None
+        self.plan: RunPlan | None = None
         self.tokenizer = None
         self.datasets: dict[str, EncodedDataset] = {}
         self.n_original = self.n_distilled = 0
@@ -208,27 +210,27 @@ class BlendDataModule(pl.LightningDataModule):
     def _weighted_sizes(self, n_original: int, n_distilled: int) -> tuple[float, float]:
         return self.passes["original"] * n_original, self.passes["distilled"] * n_distilled
 
-    @property
-    def world_size(self) -> int:
-        return self.trainer.world_size if self.trainer is not None else 1
-
-    @property
-    def max_epochs(self) -> int:
-        epochs = self.trainer.max_epochs if self.trainer is not None else None
-        return epochs if epochs and epochs > 0 else 1
-
-    @property
-    def steps_per_epoch(self) -> int:
-        if self.fixed_steps_per_epoch is not None:
-            return self.fixed_steps_per_epoch
-        budget = sum(self._weighted_sizes(self.n_original, self.n_distilled)) / (self.batch_size * self.world_size)
-        return max(1, math.ceil(budget / self.max_epochs))
-
-    def total_steps(self) -> int:
-        """Steps the schedule spans: ``trainer.max_steps`` if set, else epochs x steps per epoch."""
-        if self.trainer is not None and self.trainer.max_steps and self.trainer.max_steps > 0:
-            return self.trainer.max_steps
-        return self.max_epochs * self.steps_per_epoch
+    def make_plan(self, trainer: pl.Trainer | None = None) -> RunPlan:
+        """The run plan for the pools and ``trainer``'s ranks, gradient accumulation, epochs and
+        ``max_steps`` (no trainer: one rank, one epoch)."""
+        self.prepare_pools()
+        if trainer is not None and not trainer.fast_dev_run and trainer.limit_train_batches != 1.0:
+            raise ValueError(
+                f"trainer.limit_train_batches={trainer.limit_train_batches} would cut epochs short behind the "
+                "blending schedule's back: set data.steps_per_epoch (optimiser steps per epoch) instead"
+            )
+        return make_plan(
+            self.schedule,
+            self.n_original,
+            self.n_distilled,
+            sum(self._weighted_sizes(self.n_original, self.n_distilled)),
+            self.batch_size,
+            world_size=trainer.world_size if trainer is not None else 1,
+            accumulate=trainer.accumulate_grad_batches if trainer is not None else 1,
+            max_epochs=trainer.max_epochs if trainer is not None else 1,
+            max_steps=trainer.max_steps if trainer is not None else None,
+            steps_per_epoch=self.fixed_steps_per_epoch,
+        )
 
     @property
     def on_gpu(self) -> bool:
@@ -246,19 +248,22 @@ class BlendDataModule(pl.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        dataset = self.datasets["train"]
+        if self.plan is None:  # fitted outside nerdistill.train.build (which sets the plan)
+            self.plan = self.make_plan(self.trainer)
+        plan, dataset = self.plan, self.datasets["train"]
         sampler = ScheduledBatchSampler(
-            self.n_original,
-            self.n_distilled,
-            self.schedule,
-            self.batch_size,
-            self.steps_per_epoch,
-            self.total_steps(),
+            plan.n_original,
+            plan.n_distilled,
+            plan.schedule,
+            plan.batch_size,
+            plan.batches_per_epoch,
+            plan.total_steps * plan.accumulate,
             seed=self.seed,
             lengths=dataset.lengths,
             sort_window=self.sort_window,
             rank=self.trainer.global_rank if self.trainer is not None else 0,
-            world_size=self.world_size,
+            world_size=plan.world_size,
+            accumulate=plan.accumulate,
         )
         return self._loader(dataset, sampler)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 
 import pytorch_lightning as pl
@@ -13,6 +14,9 @@ from nerdistill.dropout import use_cheap_dropout
 from nerdistill.encoding import IGNORE
 from nerdistill.inference import word_tags
 from nerdistill.metrics import flatten, ner_metrics
+from nerdistill.plan import RunPlan
+
+log = logging.getLogger(__name__)
 
 NO_DECAY = ("bias", "LayerNorm.weight", "LayerNorm.bias", "layer_norm.weight", "layer_norm.bias")
 
@@ -85,6 +89,8 @@ class TokenClassifier(pl.LightningModule):
             self.model.get_input_embeddings().requires_grad_(False)
         if compile:  # in place: parameter names and checkpoints stay those of the eager model
             self.model.compile(dynamic=True)
+        # set by nerdistill.train.build: the steps the LR schedule spans and where it restarts
+        self.plan: RunPlan | None = None
         self.val_f1_best = 0.0
         self.test_metrics: dict | None = None
         self._outputs: list[tuple[Sequence[str], list[str]]] = []
@@ -140,6 +146,17 @@ class TokenClassifier(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.val_f1_best = checkpoint.get("val_f1_best", 0.0)
 
+    def _lr_span(self) -> tuple[int, tuple[float, ...]]:
+        """Optimiser steps the LR schedule spans and the progress points where it restarts: the
+        run plan's, so the LR restarts on the step where the data switches."""
+        if self.plan is None:
+            if self.hparams.lr_restart:
+                log.warning("model.lr_restart needs a run plan (nerdistill.train.build sets one): the LR does not restart")
+            return max(1, int(self.trainer.estimated_stepping_batches)), ()
+        if not self.trainer.fast_dev_run and self.trainer.estimated_stepping_batches != self.plan.total_steps:
+            log.warning("the trainer will take %s optimiser steps, the run plan %d", self.trainer.estimated_stepping_batches, self.plan.total_steps)
+        return self.plan.total_steps, self.plan.schedule.phase_boundaries() if self.hparams.lr_restart else ()
+
     def configure_optimizers(self):
         decay, no_decay = [], []
         for name, parameter in self.model.named_parameters():
@@ -150,10 +167,7 @@ class TokenClassifier(pl.LightningModule):
             lr=self.hparams.lr,
             fused=True,  # one kernel for all parameters: ~6x faster steps than the foreach default on CPU
         )
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        phases = ()
-        if self.hparams.lr_restart and self.trainer.datamodule is not None:
-            phases = self.trainer.datamodule.schedule.phase_boundaries()
+        total, phases = self._lr_span()
         warmup, kind = self.hparams.warmup_ratio, self.hparams.lr_schedule
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step / total, phases, warmup, kind))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -25,9 +25,12 @@ from torch.utils.data import Sampler
 from nerdistill.schedules import Schedule
 
 
-def distilled_counts(schedule: Schedule, total_steps: int, global_batch: int) -> np.ndarray:
-    """Distilled examples per global batch for every step, by error diffusion."""
-    shares = np.array([schedule(t / total_steps) for t in range(total_steps)])
+def distilled_counts(schedule: Schedule, total_steps: int, global_batch: int, accumulate: int = 1) -> np.ndarray:
+    """Distilled examples per global batch for every step, by error diffusion. With
+    ``accumulate > 1`` steps are batches and the ``accumulate`` batches of one optimiser step share
+    its progress, so a phase switch lands on an optimiser step."""
+    optimiser_steps = total_steps / accumulate
+    shares = np.array([schedule((t // accumulate) / optimiser_steps) for t in range(total_steps)])
     cumulative = np.rint(np.concatenate([[0.0], np.cumsum(shares)]) * global_batch).astype(np.int64)
     return np.clip(np.diff(cumulative), 0, global_batch)
 
@@ -59,7 +62,9 @@ class _PoolStream:
 class ScheduledBatchSampler(Sampler[list[int]]):
     """Yields this rank's batches (lists of dataset indices) for one epoch of ``steps_per_epoch``.
 
-    Used as a DataLoader ``sampler`` with ``batch_size=None``; Lightning calls :meth:`set_epoch`.
+    Steps here are batches; with ``accumulate > 1`` that many batches make one optimiser step (see
+    :func:`distilled_counts`). Used as a DataLoader ``sampler`` with ``batch_size=None``; Lightning
+    calls :meth:`set_epoch`.
     """
 
     def __init__(
@@ -75,6 +80,7 @@ class ScheduledBatchSampler(Sampler[list[int]]):
         sort_window: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        accumulate: int = 1,
     ) -> None:
         if batch_size < 1 or steps_per_epoch < 1 or total_steps < 1:
             raise ValueError("batch_size, steps_per_epoch and total_steps must be positive")
@@ -87,7 +93,7 @@ class ScheduledBatchSampler(Sampler[list[int]]):
         self.seed, self.sort_window = seed, sort_window
         self.lengths = None if lengths is None else np.asarray(lengths)
         self.global_batch = batch_size * world_size
-        self.counts = distilled_counts(schedule, total_steps, self.global_batch)
+        self.counts = distilled_counts(schedule, total_steps, self.global_batch, accumulate)
         if self.counts.sum() and not n_distilled:
             raise ValueError("the schedule draws distilled examples but the distilled pool is empty")
         if (self.global_batch - self.counts).sum() and not n_original:

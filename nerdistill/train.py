@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import hydra
@@ -18,6 +19,9 @@ from pytorch_lightning.loggers import WandbLogger
 from nerdistill.allocator import keep_freed_memory
 from nerdistill import relabel
 from nerdistill.data.labels import LabelSet
+from nerdistill.datamodule import BlendDataModule
+from nerdistill.module import TokenClassifier
+from nerdistill.plan import RunPlan
 from nerdistill.runtime import device_type, resolve_precision, set_torch_threads
 
 log = logging.getLogger(__name__)
@@ -30,15 +34,13 @@ def train(cfg: DictConfig) -> dict:
     out = Path(cfg.paths.output_dir)
     denoised = relabel.prepare(cfg, out, train) if relabel.enabled(cfg) else None  # points cfg.data.distilled at the relabelled pool
     pl.seed_everything(cfg.seed, workers=True)
-    labels = LabelSet(tuple(cfg.labels))
-    schedule = instantiate(cfg.schedule)
-    datamodule = instantiate(cfg.data, _partial_=True)(schedule=schedule, labels=labels)
     callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values() if c is not None]
     refuse_silent_resume(callbacks, cfg.get("ckpt_path"))
-    datamodule.prepare_pools()  # bad data or config fails here, before any model loads
-    module = instantiate(cfg.model.module, _partial_=True)(labels=list(labels.types))
     loggers = [instantiate(c) for c in cfg.get("logger", {}).values() if c is not None] if cfg.get("logger") else False
-    trainer = build_trainer(cfg, precision, callbacks=callbacks, logger=loggers)
+    run = build(cfg, precision, callbacks=callbacks, logger=loggers)
+    datamodule, module, trainer = run.datamodule, run.module, run.trainer
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "plan.json").write_text(json.dumps(run.plan.as_dict(), indent=2))
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True) | {"precision": precision})
     try:
@@ -69,6 +71,33 @@ def train(cfg: DictConfig) -> dict:
     finally:
         if any(isinstance(logger, WandbLogger) for logger in trainer.loggers):
             wandb.finish()  # each multirun job gets its own W&B run
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run wired from its config: the pools, the model and the trainer, sharing one plan."""
+
+    datamodule: BlendDataModule
+    module: TokenClassifier
+    trainer: pl.Trainer
+    plan: RunPlan
+
+
+def build_datamodule(cfg: DictConfig) -> BlendDataModule:
+    """``cfg.data`` with ``cfg.schedule`` and ``cfg.labels``; nothing read yet."""
+    return instantiate(cfg.data, _partial_=True)(schedule=instantiate(cfg.schedule), labels=LabelSet(tuple(cfg.labels)))
+
+
+def build(cfg: DictConfig, precision: str | None = None, **trainer_kwargs) -> Run:
+    """Read and check the pools (bad data or config fails here, before any model loads), then
+    build the model and the trainer, and give the data module and the model the run plan."""
+    datamodule = build_datamodule(cfg)
+    datamodule.prepare_pools()
+    module = instantiate(cfg.model.module, _partial_=True)(labels=list(datamodule.labels.types))
+    trainer = build_trainer(cfg, precision, **trainer_kwargs)
+    plan = datamodule.plan = module.plan = datamodule.make_plan(trainer)
+    log.info("run plan: %d optimiser steps in %d epochs of %d; phases start at steps %s", plan.total_steps, plan.epochs, plan.steps_per_epoch, list(plan.phase_steps()) or "-")
+    return Run(datamodule, module, trainer, plan)
 
 
 def trainer_precision(cfg: DictConfig) -> str:

@@ -104,10 +104,10 @@ def test_step_budget_follows_passes_over_used_pools(data_dir):
     original = make_module(data_dir, Original())
     original.prepare_pools()
     assert (original.n_original, original.n_distilled) == (1000, 0)
-    assert original.total_steps() == 625  # 20 x 1000 / 32, one epoch when no trainer is attached
+    assert original.make_plan().total_steps == 625  # 20 x 1000 / 32, one epoch when no trainer is attached
     blended = make_module(data_dir, Sigmoid())
     blended.prepare_pools()
-    assert blended.total_steps() == 1084  # ceil((20 x 1000 + 3 x 4887) / 32)
+    assert blended.make_plan().total_steps == 1084  # ceil((20 x 1000 + 3 x 4887) / 32)
 
 
 def test_schedule_needing_an_empty_pool_fails_before_training(data_dir):

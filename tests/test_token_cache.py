@@ -5,12 +5,12 @@ import logging
 
 import numpy as np
 import pytest
-from hydra.utils import instantiate
 
 import nerdistill.encoding as encoding
 from nerdistill.data import LabelSet, Sentence
 from nerdistill.encoding import TokenCache, encode
 from nerdistill.models import load_tokenizer
+from nerdistill.train import build_datamodule
 from tests.conftest import TINY_TRAIN, compose_config
 
 LABELS = LabelSet()
@@ -94,7 +94,7 @@ def test_truncation_warning_survives_a_cache_hit(tmp_path, tokenizer, caplog):
 
 def test_datamodule_setup_fills_the_cache(tmp_path, data_dir):
     cfg = compose_config("train", TINY_TRAIN, tmp_path)
-    datamodule = instantiate(cfg.data, _partial_=True)(schedule=instantiate(cfg.schedule), labels=LABELS)
+    datamodule = build_datamodule(cfg)
     datamodule.setup()
     # original, distilled, dev and test: one entry each
     assert len(list((tmp_path / "cache" / "tokenized").glob("*.npz"))) == 4

@@ -13,7 +13,7 @@ from nerdistill.train import train
 from tests.conftest import compose_config
 
 
-def test_fast_dev_run_writes_metrics_share_log_and_hf_model(tmp_path, tiny_train_overrides):
+def test_train_writes_metrics_plan_share_log_and_hf_model(tmp_path, tiny_train_overrides):
     cfg = compose_config("train", [*tiny_train_overrides, "schedule=sigmoid"], tmp_path)
     metrics = train(cfg)
 
@@ -28,6 +28,8 @@ def test_fast_dev_run_writes_metrics_share_log_and_hf_model(tmp_path, tiny_train
     with (tmp_path / "distilled_share.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == written["global_step"] == 16  # (64 + 64) / 8 steps
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    assert (plan["total_steps"], plan["epochs"], plan["steps_per_epoch"]) == (16, 2, 8)
     assert float(rows[0]["realised_share"]) == 1.0 and float(rows[-1]["realised_share"]) == 0.0
     assert all(abs(float(r["scheduled_share"]) - float(r["realised_share"])) <= 1 / 8 for r in rows)
 
