@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from nerdistill.data.conll import CoNLLFormatError, write_conll
 from nerdistill.data.labels import LabelSet
+from nerdistill.files import write_json, write_text
 from nerdistill.teacher.cache import CacheError, ResponseCache
 from nerdistill.teacher.client import TeacherError
 from nerdistill.teacher.inputs import InputFormatError
@@ -134,17 +135,15 @@ def annotate(cfg: DictConfig) -> dict:
         if outcome.tags is not None:
             distilled.append(replace(outcome.sentence, tags=tuple(outcome.tags), provenance=provenance))
     write_conll(out / "distilled.conll", distilled)
-    with (out / "distilled.jsonl").open("w", encoding="utf-8") as handle:
-        for row in records:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    write_text(out / "distilled.jsonl", "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in records))
     price = cfg.prices.get(client.model)
     report = build_report(
         outcomes, annotator.stats, has_gold=source.has_gold, teacher=teacher, prompt=prompt_info, input=source.describe(),
         self_consistency=OmegaConf.to_container(sc), price=OmegaConf.to_container(price) if price is not None else None,
         annotate_s=annotate_s, wall_s=time.perf_counter() - started, simulator=simulator,
     )
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "report.md").write_text(markdown(report))
+    write_json(out / "report.json", report)
+    write_text(out / "report.md", markdown(report))
     f1 = report["quality"]["micro"]["f1"] if report["quality"] else None
     log.info(
         "%d annotated, %d failed; calls %d made, %d cached; micro F1 %s; outputs in %s",

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nerdistill.files import atomic_path, write_text
 from nerdistill.sweep import Skipped, load_runs, read_overrides, short_keys, varying_keys
 from nerdistill.teacher.report import SCHEMA
 
@@ -149,8 +150,8 @@ class AnnotationReport:
     def write(self, out: Path) -> list[Path]:
         """Write ``report.md`` and ``comparison.csv`` (the same table, raw values) into ``out``."""
         out.mkdir(parents=True, exist_ok=True)
-        (out / "report.md").write_text(self.markdown())
-        with (out / "comparison.csv").open("w", newline="") as handle:
+        write_text(out / "report.md", self.markdown())
+        with atomic_path(out / "comparison.csv") as partial, partial.open("w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["metric", *self.labels])
             for row in self.rows():

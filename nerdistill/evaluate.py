@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -11,6 +10,7 @@ from omegaconf import DictConfig
 
 from nerdistill.allocator import keep_freed_memory
 from nerdistill.data.conll import read_conll
+from nerdistill.files import write_json
 from nerdistill.inference import Tagger
 from nerdistill.metrics import ner_metrics
 
@@ -34,7 +34,7 @@ def evaluate(cfg: DictConfig) -> dict:
     metrics = ner_metrics([s.tags for s in sentences], predicted)
     result = {"model_dir": str(cfg.model_dir), "data": str(path), "sentences": len(sentences), "precision": tagger.precision, **metrics}
     out = Path(cfg.paths.output_dir)
-    (out / "metrics.json").write_text(json.dumps(result, indent=2))
+    write_json(out / "metrics.json", result)
     print(f"{path} ({len(sentences)} sentences)\n{format_table(metrics)}")
     return result
 

@@ -25,6 +25,7 @@ from nerdistill.data.labels import LabelSet
 from nerdistill.data.pools import Pools, build_pools, read_files
 from nerdistill.data.weighted import write_weighted
 from nerdistill.denoise import Relabel, RelabelStats, pool_quality, relabel_sentence, untrusted_types
+from nerdistill.files import write_json
 from nerdistill.inference import Tagger
 
 log = logging.getLogger(__name__)
@@ -127,7 +128,7 @@ def relabel_pool(
         },
         "seconds": round(time.perf_counter() - started, 1),
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_json(out / "summary.json", summary)
     log.info("relabelled %d sentences with %s: %s", len(relabelled), model_dir, {k: summary[k] for k in ("changed", "unlabelled", "mean_weight")})
     return out / "distilled.jsonl", summary
 

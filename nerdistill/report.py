@@ -27,6 +27,7 @@ from matplotlib.figure import Figure
 
 from nerdistill import plots
 from nerdistill.annotation_report import AnnotationReport, build_annotation_report
+from nerdistill.files import atomic_path, write_text
 from nerdistill.sweep import GOLD_BUDGET_KEY, Group, Run, Skipped, group_runs, load_runs, short_keys
 
 Metric = Callable[[dict], "float | None"]
@@ -194,10 +195,11 @@ class Report:
             written.append(_write_csv(out / "gold_budget.csv", ["series", "gold", "f1_mean", "f1_std", "gold_equivalent", "gold_saved"], ([p.series, p.gold, p.f1, p.f1_std, p.gold_equivalent, p.saved] for p in points)))
         images = []
         for name, figure in self.figures().items():
-            figure.savefig(out / f"{name}.png", dpi=120)
+            with atomic_path(out / f"{name}.png") as partial:
+                figure.savefig(partial, dpi=120)
             images.append(f"{name}.png")
             written.append(out / f"{name}.png")
-        (out / "report.md").write_text(self.markdown(images))
+        write_text(out / "report.md", self.markdown(images))
         return [out / "report.md", *written]
 
     def _write_summary(self, path: Path) -> Path:
@@ -217,7 +219,7 @@ class Report:
 
 
 def _write_csv(path: Path, header: list[str], rows) -> Path:
-    with path.open("w", newline="") as handle:
+    with atomic_path(path) as partial, partial.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
         writer.writerows([["" if v is None else v for v in row] for row in rows])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -10,7 +9,6 @@ from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
-import torch
 import wandb
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -19,6 +17,7 @@ from pytorch_lightning.loggers import WandbLogger
 from nerdistill.allocator import keep_freed_memory
 from nerdistill import relabel
 from nerdistill.data.labels import LabelSet
+from nerdistill.files import atomic_path, write_json
 from nerdistill.datamodule import BlendDataModule
 from nerdistill.module import TokenClassifier
 from nerdistill.plan import RunPlan
@@ -39,8 +38,7 @@ def train(cfg: DictConfig) -> dict:
     loggers = [instantiate(c) for c in cfg.get("logger", {}).values() if c is not None] if cfg.get("logger") else False
     run = build(cfg, precision, callbacks=callbacks, logger=loggers)
     datamodule, module, trainer = run.datamodule, run.module, run.trainer
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "plan.json").write_text(json.dumps(run.plan.as_dict(), indent=2))
+    write_json(out / "plan.json", run.plan.as_dict())
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True) | {"precision": precision})
     try:
@@ -62,10 +60,10 @@ def train(cfg: DictConfig) -> dict:
         }
         if denoised is not None:
             metrics["denoise"] = denoised
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        export = out / "model"
-        module.model.save_pretrained(export)
-        datamodule.tokenizer.save_pretrained(export)
+        with atomic_path(out / "model") as export:
+            module.model.save_pretrained(export)
+            datamodule.tokenizer.save_pretrained(export)
+        write_json(out / "metrics.json", metrics)  # last: a run dir with metrics.json is a finished run
         log.info("test micro F1 %.4f (best val F1 %.4f); outputs in %s", module.test_metrics["micro"]["f1"], module.val_f1_best, out)
         return metrics
     finally:

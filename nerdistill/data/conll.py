@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from nerdistill.data.labels import LabelSet, as_label_set, to_iob2
+from nerdistill.files import atomic_path
 
 DOCSTART = "-DOCSTART-"
 
@@ -112,10 +113,8 @@ def read_conll(
 
 
 def write_conll(path: str | Path, sentences: Iterable[Sentence]) -> None:
-    """Write sentences as two-column ``token TAG`` IOB2 CoNLL, a blank line after each."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as handle:
+    """Write sentences as two-column ``token TAG`` IOB2 CoNLL, a blank line after each, atomically."""
+    with atomic_path(path) as partial, partial.open("w", encoding="utf-8") as handle:
         for sentence in sentences:
             for token, tag in zip(sentence.tokens, sentence.tags):
                 handle.write(f"{token} {tag}\n")

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 from nerdistill.data.conll import CoNLLFormatError, Sentence
 from nerdistill.data.labels import LabelSet, as_label_set
+from nerdistill.files import atomic_path
 
 SUFFIX = ".jsonl"
 CORE_KEYS = ("id", "tokens", "tags", "weights", "targets")
@@ -25,14 +24,11 @@ CORE_KEYS = ("id", "tokens", "tags", "weights", "targets")
 
 def write_weighted(path: str | Path, sentences: Iterable[Sentence]) -> None:
     """Write ``sentences`` (weights and provenance included) atomically: a temp file, then a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False, encoding="utf-8") as handle:
+    with atomic_path(path) as partial, partial.open("w", encoding="utf-8") as handle:
         for s in sentences:
             record = {"id": s.id, "tokens": list(s.tokens), "tags": list(s.tags), "weights": list(s.weights) if s.weights is not None else None,
                       "targets": [[round(p, 5) for p in row] for row in s.targets] if s.targets is not None else None}
             handle.write(json.dumps(record | {k: v for k, v in (s.provenance or {}).items() if k not in CORE_KEYS}, ensure_ascii=False) + "\n")
-    os.replace(handle.name, path)
 
 
 def read_weighted(path: str | Path, labels: LabelSet | None = None, source: str | None = None) -> list[Sentence]:
