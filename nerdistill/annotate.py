@@ -82,6 +82,7 @@ def record(outcome: Outcome, provenance: dict, has_gold: bool) -> dict:
         "entities": outcome.entities,
         "samples_ok": outcome.samples_ok,
         "provenance": provenance,
+        "reason": outcome.reason,
         "errors": outcome.errors,
         "responses": [call.record() for call in outcome.calls],
     }

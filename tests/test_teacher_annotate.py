@@ -2,6 +2,7 @@
 preflight errors, self-consistency, raw text, and the API key never written anywhere."""
 
 import json
+from collections import Counter
 import os
 import signal
 import socket
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.fault_matrix import CELLS, KINDS, overrides, write_sentences
 from nerdistill.annotate import annotate
 from nerdistill.data import read_conll
 from nerdistill.teacher.cache import CacheError, ResponseCache
@@ -23,13 +25,16 @@ from nerdistill.teacher.sim import SimServer, SimSettings
 from tests.conftest import ROOT, compose_config
 
 KEY = "sk-nerdistill-test-7f3a9c1e5b"
+# a timed-out request is held until the client gives up (`hang` is only a cap): the client's
+# timeout, 5 s, is far above a healthy answer's time even on a loaded machine
 FAULTS = [
     "teacher.sim.latency=0.005",
     "teacher.sim.rate_429=0.15",
     "teacher.sim.rate_500=0.1",
     "teacher.sim.rate_timeout=0.04",
-    "teacher.sim.hang=1.5",
-    "teacher.client.timeout=0.5",
+    "teacher.sim.hang=60",
+    "teacher.client.timeout=5",
+    "teacher.client.concurrency=8",
     "teacher.sim.rate_malformed=0.1",
     "teacher.sim.rate_truncated=0.05",
     "teacher.sim.retry_after_ms=10",
@@ -91,6 +96,44 @@ def test_end_to_end_with_faults_then_rerun_makes_no_calls(tmp_path, data_dir, mo
     assert (tmp_path / "run2" / "distilled.conll").read_text() == (out / "distilled.conll").read_text()
     assert second["quality"] == first["quality"]
     assert_key_nowhere(tmp_path)
+
+
+# what a sentence may fail of under each fault: the `openai` error left after the client's retries, or the parse
+REASONS = {
+    "429": "RateLimitError", "500": "InternalServerError", "timeout": "APITimeoutError", "dropped": "APIConnectionError",
+    "malformed": "unparseable", "truncated": "truncated", "empty": "unparseable", "wrong_format": "unparseable",
+}
+
+
+@pytest.fixture(scope="module")
+def fault_sentences(tmp_path_factory, data_dir) -> Path:
+    return write_sentences(tmp_path_factory.mktemp("faults") / "sentences.txt", data_dir)
+
+
+@pytest.mark.parametrize("cell", ["mixed", *(pytest.param(kind, marks=pytest.mark.slow) for kind in KINDS)])
+def test_fault_matrix(cell, fault_sentences, tmp_path):
+    """Each fault alone, and mixed (benchmarks/fault_matrix.py): every sentence ends annotated or
+    failed with a reason its faults explain, the counts add up, and no answer is asked for twice."""
+    cache = tmp_path / "teacher.sqlite"
+    report = run(tmp_path, "run", overrides(cell, fault_sentences), cache)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "distilled.jsonl").read_text().splitlines()]
+    s, calls, stats = report["sentences"], report["calls"], report["simulator"]["stats"]
+    assert all(stats.get(f"fault_{kind}", 0) > 0 for kind in CELLS[cell])
+
+    assert len(rows) == s["total"] == 50 and s["annotated"] + s["failed"] == 50
+    allowed = {REASONS[kind] for kind in CELLS[cell]}
+    for r in rows:
+        if r["status"] == "annotated":
+            assert r["tags"] is not None and r["reason"] is None
+        else:
+            assert r["status"] == "failed" and r["tags"] is None and r["errors"] and r["reason"] in allowed
+    failed = Counter(r["reason"] for r in rows if r["status"] == "failed")
+    assert s["failed_by_reason"] == dict(failed) and sum(failed.values()) == s["failed"]
+    assert calls["failed"] == sum(n for reason, n in failed.items() if reason not in ("unparseable", "truncated"))
+
+    # every answer the simulator gave was received and cached once; none was asked for again
+    assert stats.get("answered_again", 0) == 0
+    assert calls["made"] == stats["answered"] == len(cache_keys(cache))
 
 
 def test_ctrl_c_keeps_finished_calls_and_the_job_resumes(tmp_path, data_dir):

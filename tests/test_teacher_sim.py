@@ -92,6 +92,46 @@ def test_malformed_and_truncated_answers(data_dir, train):
     assert any(parse_response(r["message"]["content"], s.tokens).status == "unparseable" for r in results if r["finish_reason"] == "stop")
 
 
+def test_empty_and_wrongly_formatted_answers(data_dir, train):
+    teacher = SimTeacher(settings(data_dir, rate_empty=0.5, rate_wrong_format=0.5, target_f1=1.0))
+    s = next(s for s in train if len(spans(s.tags)) >= 2)
+    texts = [teacher.chat(body(s.tokens))[2]["choices"][0]["message"]["content"] for _ in range(30)]
+    assert teacher.stats["fault_empty"] + teacher.stats["fault_wrong_format"] == 30 and "" in texts
+    wrong = [parse_response(t, s.tokens) for t in texts if t]
+    assert any(p.status == "unparseable" for p in wrong)  # prose
+    assert any(p.tags == list(s.tags) for p in wrong)  # the lines format, though the prompt asked for JSON
+    assert not any(t.startswith("{") for t in texts)
+
+
+def test_timeouts_are_never_answered_and_dropped_connections_close():
+    request = body(["Peter", "Blackburn"])
+    with SimServer(SimSettings(oracle=[], rate_timeout=1.0, hang=60)) as server:
+        client = openai.OpenAI(base_url=server.url, api_key="x", max_retries=1, timeout=0.2)
+        with pytest.raises(openai.APITimeoutError):  # held for up to 60 s: a timeout at any client speed
+            client.chat.completions.create(model="sim", messages=request["messages"])
+        assert server.teacher.stats["fault_timeout"] == 2 and "answered" not in server.teacher.stats
+    with SimServer(SimSettings(oracle=[], rate_dropped=1.0)) as server:
+        client = openai.OpenAI(base_url=server.url, api_key="x", max_retries=1, timeout=30)
+        with pytest.raises(openai.APIConnectionError) as err:
+            client.chat.completions.create(model="sim", messages=request["messages"])
+        assert type(err.value) is openai.APIConnectionError  # not its subclass APITimeoutError
+        assert server.teacher.stats["fault_dropped"] == 2 and "answered" not in server.teacher.stats
+
+
+def test_answered_again_counts_a_request_repeated_after_its_answer(data_dir):
+    teacher = SimTeacher(settings(data_dir, target_f1=1.0))
+    teacher.chat(body(["Peter"]))
+    teacher.chat(body(["Blackburn"]))
+    assert "answered_again" not in teacher.stats
+    teacher.chat(body(["Peter"]))
+    assert teacher.stats["answered"] == 3 and teacher.stats["answered_again"] == 1
+
+
+def test_later_fault_knobs_keep_earlier_identities():
+    assert SimSettings(oracle=["train.txt"]).identity() == "sim:81e1fd478acef6cd"  # as before they existed
+    assert SimSettings(oracle=["train.txt"], rate_empty=0.1).identity() != "sim:81e1fd478acef6cd"
+
+
 def test_answers_in_the_format_and_style_asked_for(data_dir, train):
     teacher = SimTeacher(settings(data_dir, target_f1=1.0))
     s = train[0]  # EU rejects German call to boycott British lamb .

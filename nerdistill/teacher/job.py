@@ -50,18 +50,26 @@ class Call:
 
 @dataclass
 class Outcome:
-    """A sentence's annotation: ``tags`` is None if it failed."""
+    """A sentence's annotation: ``tags`` is None if it failed. Each failed sample adds a message
+    to ``errors`` and its kind to ``reasons``: the ``openai`` error left after the client's
+    retries (``RateLimitError``, ``APITimeoutError``, ...), ``unparseable`` or ``truncated``."""
 
     sentence: Sentence
     tags: list[str] | None
     entities: list[dict] = field(default_factory=list)
     calls: list[Call] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
     samples_ok: int = 0
 
     @property
     def status(self) -> str:
         return "annotated" if self.tags is not None else "failed"
+
+    @property
+    def reason(self) -> str | None:
+        """Why the sentence failed: its samples' distinct reasons joined by `` + ``; None if annotated."""
+        return None if self.tags is not None else " + ".join(sorted(set(self.reasons)))
 
 
 @dataclass
@@ -174,9 +182,12 @@ class Annotator:
             raise TeacherError(f"teacher endpoint refused a call ({err.status_code}): {self.client.redact(str(err.message))}") from None
         except openai.APIError as err:
             outcome.errors.append(self.client.redact(f"{type(err).__name__}: {err}"))
+            outcome.reasons.append(type(err).__name__)
             return None
         if not usable(call):
-            outcome.errors.append(f"sample {index}: answer {'cut off at the token limit' if call.parsed.status != 'unparseable' else 'unparseable'} after {'a re-ask' if call.reask else 'one try'}")
+            truncated = call.response.finish_reason == "length"
+            outcome.errors.append(f"sample {index}: answer {'cut off at the token limit' if truncated else 'unparseable'} after {'a re-ask' if call.reask else 'one try'}")
+            outcome.reasons.append("truncated" if truncated else "unparseable")
             return None
         return call.parsed
 

@@ -62,6 +62,7 @@ def build_report(
             "total": len(outcomes),
             "annotated": annotated,
             "failed": len(outcomes) - annotated,
+            "failed_by_reason": dict(Counter(o.reason for o in outcomes if o.tags is None).most_common()),
             "entities": sum(len(o.entities) for o in outcomes),
         },
         "quality": quality(outcomes, annotated_only=False) if has_gold else None,
@@ -95,6 +96,10 @@ def _pct(value: float) -> str:
     return f"{value:.3f}"
 
 
+def _reasons(counts: Mapping[str, int]) -> str:
+    return " (" + ", ".join(f"{reason}: {n}" for reason, n in counts.items()) + ")" if counts else ""
+
+
 def markdown(report: Mapping[str, Any]) -> str:
     """A human-readable summary of :func:`build_report`'s dict."""
     t, s, c = report["teacher"], report["sentences"], report["calls"]
@@ -104,7 +109,7 @@ def markdown(report: Mapping[str, Any]) -> str:
         "",
         f"- teacher: `{t['model']}` at `{t['endpoint']}`" + (" (simulated)" if report["simulated"] else ""),
         f"- prompt: `{report['prompt']['id']}@{report['prompt']['version']}`; input: `{report['input']}`",
-        f"- sentences: {s['total']} total, {s['annotated']} annotated, {s['failed']} failed; {s['entities']} entities",
+        f"- sentences: {s['total']} total, {s['annotated']} annotated, {s['failed']} failed{_reasons(s['failed_by_reason'])}; {s['entities']} entities",
         f"- calls: {c['made']} made, {c['cached']} from cache, {c['failed']} failed, {c['reasked']} re-asks",
         f"- tokens this run: {report['tokens']['made']}; from cache: {report['tokens']['cached']}",
         f"- cost this run: {report['cost']['this_run']} USD (all responses: {report['cost']['all_responses']})",

@@ -6,8 +6,9 @@ has one, else that message tokenised like CoNLL), looks its tags up in oracle Co
 when one is configured, corrupts them with :class:`~nerdistill.teacher.noise.NoiseModel`,
 and answers in the format the prompt asks for (JSON if the system message says "JSON",
 else ``entity | TYPE`` lines; with reasoning if it says "step by step"). Fault knobs: latency,
-429s, 500s, timeouts, malformed and truncated answers, decided per (request, attempt) so the
-client's retries can succeed. Everything is seeded: the same request gets the same answer.
+429s, 500s, timeouts, dropped connections, malformed, truncated, empty and wrongly formatted
+answers, decided per (request, attempt) so the client's retries can succeed. Everything is
+seeded: the same request gets the same answer.
 
 Run standalone: ``python -m nerdistill.teacher.sim teacher.sim.port=8000``.
 """
@@ -44,6 +45,9 @@ MALFORMED = (
     '{"entities": [{"text": "',
     "Here is the annotation you asked for:",
 )
+NO_RESPONSE = 0  # the status :meth:`SimTeacher.chat` gives for a request to leave unanswered (a fault)
+# fault knobs added after the others: in the identity only when set, so earlier settings keep theirs
+LATER_KNOBS = ("rate_dropped", "rate_empty", "rate_wrong_format")
 
 
 @dataclass
@@ -67,6 +71,9 @@ class SimSettings:
     rate_timeout: float = 0.0
     rate_malformed: float = 0.0
     rate_truncated: float = 0.0
+    rate_dropped: float = 0.0
+    rate_empty: float = 0.0
+    rate_wrong_format: float = 0.0
     hang: float = 5.0
     retry_after_ms: int = 50
     seed: int = 0
@@ -76,8 +83,9 @@ class SimSettings:
     def identity(self) -> str:
         """``sim:<sha256 of the settings without host and port>``: stable across ephemeral ports.
         ``precision`` counts only where a ``model_dir`` tags in bf16 on this machine (fp32, the
-        tagger's precision before the setting existed, keeps the earlier identity)."""
-        settings = {k: v for k, v in asdict(self).items() if k not in ("host", "port", "precision")}
+        tagger's precision before the setting existed, keeps the earlier identity), and so do
+        the :data:`LATER_KNOBS` only when set."""
+        settings = {k: v for k, v in asdict(self).items() if k not in ("host", "port", "precision") and not (k in LATER_KNOBS and not v)}
         chosen = choose_precision(self.precision, "cpu", "teacher.sim.precision")
         if self.model_dir and chosen.bf16:
             settings["precision"] = chosen.precision
@@ -130,6 +138,7 @@ class SimTeacher:
         if settings.api_key_env and not self.key:
             raise ValueError(f"simulator: teacher.sim.api_key_env={settings.api_key_env} is not set in the environment")
         self.attempts: Counter = Counter()
+        self.answered: Counter = Counter()  # 200 answers per request
         self.stats: Counter = Counter()
         self.lock = threading.Lock()
         self.tag_lock = threading.Lock()
@@ -152,17 +161,18 @@ class SimTeacher:
         self.count("unknown_text")
         return ["O"] * len(tokens)
 
-    def answer(self, tokens: list[str], messages: Sequence[Mapping[str, Any]], request_hash: str) -> str:
-        style, fmt = prompt_style(messages)
+    def entities(self, tokens: list[str], style: str, request_hash: str) -> list[tuple[str, str]]:
+        """``(text, type)`` of the oracle's entities after the noise, hallucinations included."""
         noise = NoiseModel(self.settings.target_for(style), self.labels.types, self.settings.mix, self.settings.hallucination_rate)
         shared = random.Random(_hash("sentence", tokens, style, self.settings.seed))
         corrupted, hallucinated = noise.corrupt(tokens, spans(self.oracle_tags(tokens)), random.Random(request_hash), shared, self.settings.correlation)
         rng = random.Random(request_hash + ":types")
-        entities = [(" ".join(tokens[s:e]), kind) for s, e, kind in corrupted] + [(h, rng.choice(self.labels.types)) for h in hallucinated]
-        return format_answer(tokens, entities, fmt, style == "cot", DESCRIPTIONS)
+        return [(" ".join(tokens[s:e]), kind) for s, e, kind in corrupted] + [(h, rng.choice(self.labels.types)) for h in hallucinated]
 
     def chat(self, body: Mapping[str, Any]) -> tuple[int, dict[str, str], dict, float]:
-        """``(status, headers, payload, seconds to wait first)`` for a chat-completions request body."""
+        """``(status, headers, payload, seconds to wait first)`` for a chat-completions request body;
+        status :data:`NO_RESPONSE` (timeouts, dropped connections): close the connection without
+        an answer once the client gives up, or after the seconds to wait at most."""
         s = self.settings
         model = str(body.get("model"))
         if model not in s.models:
@@ -179,15 +189,19 @@ class SimTeacher:
         if u < s.rate_429 + s.rate_500:
             self.count("fault_500")
             return 500, {}, error("The server had an error (simulated).", "server_error"), s.latency / 4
-        delay = s.latency
         if u < s.rate_429 + s.rate_500 + s.rate_timeout:
-            self.count("fault_timeout")
-            delay = s.hang
+            self.count("fault_timeout")  # never answered: a timeout for any client timeout under `hang`, whatever the machine's speed
+            return NO_RESPONSE, {}, {}, s.hang
+        if u < s.rate_429 + s.rate_500 + s.rate_timeout + s.rate_dropped:
+            self.count("fault_dropped")
+            return NO_RESPONSE, {}, {}, 0.0
         messages = body.get("messages") or []
         tokens = find_sentence(messages)
+        style, fmt = prompt_style(messages)
         choices = []
         for index in range(int(body.get("n") or 1)):
-            text = self.answer(tokens, messages, f"{request_hash}:{index}")
+            entities = self.entities(tokens, style, f"{request_hash}:{index}")
+            text = format_answer(tokens, entities, fmt, style == "cot", DESCRIPTIONS)
             finish = "stop"
             v = fault.random()
             if v < s.rate_malformed:
@@ -196,8 +210,19 @@ class SimTeacher:
             elif v < s.rate_malformed + s.rate_truncated:
                 self.count("fault_truncated")
                 text, finish = text[: max(1, int(len(text) * fault.uniform(0.3, 0.8)))], "length"
+            elif v < s.rate_malformed + s.rate_truncated + s.rate_empty:
+                self.count("fault_empty")
+                text = ""
+            elif v < s.rate_malformed + s.rate_truncated + s.rate_empty + s.rate_wrong_format:
+                self.count("fault_wrong_format")
+                text = misformatted(tokens, entities, fmt, style == "cot", fault)
             choices.append({"index": index, "message": {"role": "assistant", "content": text}, "finish_reason": finish, "logprobs": None})
         self.count("answered")
+        with self.lock:
+            self.answered[request_hash] += 1
+            again = self.answered[request_hash] > 1
+        if again:  # the client asked again for an answer it had already been given
+            self.count("answered_again")
         prompt_tokens = sum(len(str(m.get("content") or "")) for m in messages) // 4 + 1
         completion_tokens = sum(len(c["message"]["content"]) for c in choices) // 4 + 1
         payload = {
@@ -209,10 +234,18 @@ class SimTeacher:
             "choices": choices,
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens},
         }
-        return 200, {}, payload, delay
+        return 200, {}, payload, s.latency
 
     def models(self) -> dict:
         return {"object": "list", "data": [model_card(m) for m in self.settings.models]}
+
+
+def misformatted(tokens: Sequence[str], entities: Sequence[tuple[str, str]], fmt: str, cot: bool, rng: random.Random) -> str:
+    """The answer in a format the prompt did not ask for: the other structured format, or prose."""
+    if rng.random() < 0.5:
+        return format_answer(tokens, entities, "lines" if fmt == "json" else "json", cot, DESCRIPTIONS)
+    named = [f"{text}, {DESCRIPTIONS.get(kind, kind)}" for text, kind in entities]
+    return "The sentence mentions " + "; and ".join(named) + "." if named else "I could not find anything to annotate in this sentence."
 
 
 def error(message: str, code: str) -> dict:
@@ -242,7 +275,17 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(data)
         except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True  # the client gave up (a simulated timeout)
+            self.close_connection = True  # the client gave up waiting
+
+    def _hang_up(self, wait: float) -> None:
+        """Close the connection without a response, after waiting up to ``wait`` s for the client to close it first."""
+        self.close_connection = True
+        if wait > 0:
+            self.connection.settimeout(wait)
+            try:
+                self.connection.recv(1)  # b"" when the client gives up: it sends nothing more while it waits
+            except OSError:  # `wait` passed (TimeoutError), or the connection broke
+                pass
 
     def _route(self) -> str:
         path = self.path.split("?", 1)[0].rstrip("/")
@@ -275,6 +318,8 @@ class _Handler(BaseHTTPRequestHandler):
         except json.JSONDecodeError:
             return self._send(400, error("request body is not JSON", "invalid_request"))
         status, headers, payload, delay = teacher.chat(body)
+        if status == NO_RESPONSE:
+            return self._hang_up(delay)
         if delay > 0:
             time.sleep(delay)
         self._send(status, payload, headers)
