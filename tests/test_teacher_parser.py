@@ -191,3 +191,31 @@ def test_hyphenated_types_in_any_spelling():
     for kind in ("creative-work", "Creative Work", "B-creative-work", "creative_work"):
         parsed = parse_response(f"Alice | person\nWar and Peace | {kind}", tokens, labels=["person", "creative-work"])
         assert parsed.tags == ["B-person", "O", "B-creative-work", "I-creative-work", "I-creative-work"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "<think>\nIs lamb an entity?\nlamb | MISC\nNo, a common noun.\n</think>\n\nEU | ORG\nGerman | MISC\nBritish | MISC",
+        "<think>\nFirst guess:\nAnswer: EU | LOC\nNo, EU is an organisation.\n</think>\n\nEU | ORG\nGerman | MISC\nBritish | MISC",
+        # the opening tag was in the chat template: only the closing one is in the response
+        "Okay, the user wants entities. Is lamb one?\nlamb | MISC\n</think>\n\nEU | ORG\nGerman | MISC\nBritish | MISC",
+    ],
+)
+def test_a_reasoning_models_think_block_is_skipped(text):
+    assert parse_response(text, TOKENS).tags == GOLD
+
+
+def test_a_think_block_that_never_closes_has_no_answer():
+    """A model stopped while thinking (max_tokens) gave no answer: unparseable, so the job re-asks."""
+    parsed = parse_response("<think>\nEU | ORG\nGerman | MISC\nlamb | MISC maybe, or", TOKENS)
+    assert parsed.status == "unparseable" and parsed.tags == ["O"] * 9
+
+
+def test_without_thinking():
+    from nerdistill.teacher.parser import without_thinking
+
+    assert without_thinking("a<think>b</think>c<think>d</think>e") == "ace"
+    assert without_thinking("b</think>c") == "c"
+    assert without_thinking("answer <THINKING>more thoughts") == "answer "
+    assert without_thinking("no tags at all") == "no tags at all"

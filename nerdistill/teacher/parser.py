@@ -1,8 +1,9 @@
 """LLM response text -> IOB2 tags on the sentence's own tokens (kept apart from the prompts).
 
-Steps: take the final answer (after the last ``Answer:``-style marker, else the last JSON value
-or fenced block), read ``(entity, type)`` mentions from JSON or from lines, normalise types,
-then align each mention to a token span (see :func:`align`).
+Steps: drop a reasoning model's ``<think>`` block, take the final answer (after the last
+``Answer:``-style marker, else the last JSON value or fenced block), read ``(entity, type)``
+mentions from JSON or from lines, normalise types, then align each mention to a token span (see
+:func:`align`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ FENCE = re.compile(r"```[a-zA-Z]*\s*\n?(.*?)```", re.S)
 BULLET = re.compile(r"^\s*(?:[-*•+]|\d+[.)]|\(\d+\))\s+")
 PAREN = re.compile(r"([^,;()]+?)\s*\(([^(),]+)\)")
 QUOTES = "\"'`“”‘’*_ \t"
+THINK = re.compile(r"<(/?)think(?:ing)?>", re.I)
 # a line longer than this is prose or a repetition loop, never one mention line: skipped, which keeps
 # the parse linear in the answer's length (the line patterns below cost up to the square of a line)
 MAX_LINE = 2000
@@ -90,6 +92,25 @@ class TypeMap:
 def type_map(types: tuple[str, ...], synonyms: tuple[tuple[str, tuple[str, ...]], ...]) -> TypeMap:
     """The :class:`TypeMap` for these types and extra synonyms, built once rather than per response."""
     return TypeMap(LabelSet(types), dict(synonyms))
+
+
+def without_thinking(text: str) -> str:
+    """``text`` without a reasoning model's ``<think>...</think>`` blocks. Text before a ``</think>``
+    that has no opening (it sat in the chat template or was cut off) is thinking too, and so is all
+    after a ``<think>`` that never closes: a model stopped while thinking has given no answer."""
+    kept: list[str] = []
+    pos, inside = 0, False
+    for tag in THINK.finditer(text):
+        if tag.group(1):  # </think>
+            if not inside:
+                kept = []
+            pos, inside = tag.end(), False
+        elif not inside:
+            kept.append(text[pos : tag.start()])
+            inside = True
+    if not inside:
+        kept.append(text[pos:])
+    return "".join(kept)
 
 
 def final_answer(text: str) -> str:
@@ -192,7 +213,7 @@ def mentions_from_line(line: str, types: TypeMap, counts: Counter) -> list[tuple
 
 def read_mentions(text: str, types: TypeMap, counts: Counter) -> tuple[list[tuple[str, str]], str]:
     """``(mentions, status)`` from a whole response."""
-    answer = final_answer(text).strip()
+    answer = final_answer(without_thinking(text)).strip()
     fences = FENCE.findall(answer)
     body = fences[-1].strip() if fences else answer
     if body.startswith(("{", "[")):
