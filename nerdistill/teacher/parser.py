@@ -23,7 +23,7 @@ SYNONYMS = {
     "LOC": ("LOC", "LOCATION", "PLACE", "GPE", "GEO", "GEOPOLITICAL ENTITY"),
     "MISC": ("MISC", "MISCELLANEOUS", "OTHER", "MIS"),
 }
-COUNT_KEYS = ("mentions", "hallucinated", "unknown_type", "overlap", "rejected", "unparseable")
+COUNT_KEYS = ("mentions", "hallucinated", "unknown_type", "ambiguous", "overlap", "rejected", "unparseable")
 TEXT_KEYS = ("text", "entity", "name", "span", "mention", "word", "value", "entity_text")
 TYPE_KEYS = ("type", "label", "entity_type", "category", "tag", "entity_label", "class")
 HEADER_WORDS = {"entity", "entities", "type", "label", "span", "text", "is entity", "reason", "explanation", "category"}
@@ -33,7 +33,15 @@ FENCE = re.compile(r"```[a-zA-Z]*\s*\n?(.*?)```", re.S)
 BULLET = re.compile(r"^\s*(?:[-*•+]|\d+[.)]|\(\d+\))\s+")
 PAREN = re.compile(r"([^,;()]+?)\s*\(([^(),]+)\)")
 QUOTES = "\"'`“”‘’*_ \t"
+FLAGS = {"true": True, "yes": True, "false": False, "no": False}  # a PromptNER line's "is an entity" field
 THINK = re.compile(r"<(/?)think(?:ing)?>", re.I)
+# the type in a PromptNER reason: a label in parentheses, "as it is a place (LOC)", else a type named
+# with its article, "an organisation" (not after "not"/"n't"); either may come twice ("a location (LOC)
+# or ... an organisation (ORG)"): the later one counts where one of SETTLES comes between them
+REASON_LABEL = re.compile(r"\(\s*([A-Za-z][\w\- ]{0,30}?)\s*\)")
+REASON_NAME = re.compile(r"((?:\bnot|n't)\s+)?\ban?\s+(person|organi[sz]ation|location|place)\b", re.I)
+SETTLES = re.compile(r"\b(?:but|however|rather|instead|so|therefore|thus|hence|actually|here)\b", re.I)
+WORD = re.compile(r"[A-Za-z][\w\-]{0,39}")  # a field or parenthesis that can be a type's name
 # a line longer than this is prose or a repetition loop, never one mention line: skipped, which keeps
 # the parse linear in the answer's length (the line patterns below cost up to the square of a line)
 MAX_LINE = 2000
@@ -60,8 +68,9 @@ class Parsed:
 
     ``status``: ``ok`` (entities found), ``empty`` (an explicit or empty "no entities" answer)
     or ``unparseable``. ``counts``: mentions read, and those ``hallucinated`` (not in the
-    sentence), with an ``unknown_type``, dropped as an ``overlap``, ``rejected`` (PromptNER
-    ``False`` lines), and ``unparseable`` (0 or 1).
+    sentence), with an ``unknown_type``, typed from a reason that names two types without
+    settling on one (``ambiguous``; the first is taken), dropped as an ``overlap``, ``rejected``
+    (PromptNER ``False`` lines), and ``unparseable`` (0 or 1).
     """
 
     tags: list[str]
@@ -178,8 +187,32 @@ def mentions_from_json(value: object, types: TypeMap, counts: Counter) -> list[t
     return out
 
 
+def reason_type(fields: Sequence[str], types: TypeMap, counts: Counter) -> str:
+    """The type in a PromptNER line's fields after the entity and its ``True``: a field that is a
+    type (``ORG``), else the type in the free-text reason (``as it is a place (LOC)``, see
+    ``REASON_LABEL``). Without a known type: an invented one's name (``(PRODUCT)``, ``FOOD``) or ""."""
+    if named := next((f for f in fields if types(f)), None):
+        return named
+    reason = " | ".join(fields)
+    labels = [(m.start(), m.end(), m.group(1)) for m in REASON_LABEL.finditer(reason)]
+    found = [(start, end, kind) for start, end, name in labels if (kind := types(name))]
+    if not found:
+        found = [(m.start(), m.end(), kind) for m in REASON_NAME.finditer(reason) if not m.group(1) and (kind := types(m.group(2)))]
+    if not found:
+        return next((n for *_, n in reversed(labels) if WORD.fullmatch(n)), None) or next((f for f in fields if WORD.fullmatch(f)), "")
+    first = found[0]
+    other = next((c for c in reversed(found) if c[2] != first[2]), None)
+    if other is None:
+        return first[2]
+    if SETTLES.search(reason, first[1], other[0]):
+        return other[2]
+    counts["ambiguous"] += 1
+    return first[2]
+
+
 def mentions_from_line(line: str, types: TypeMap, counts: Counter) -> list[tuple[str, str]]:
-    """Mentions in one line: ``e | T``, ``e | True | T | why``, ``e (T)``, ``T: e1, e2``, ``e: T``."""
+    """Mentions in one line: ``e | T``, ``e | True | T | why`` (or ``e | True | why (T)``, ``e | why |
+    True``), ``e (T)``, ``T: e1, e2``, ``e: T``."""
     line = BULLET.sub("", line.strip()).replace("**", "").strip()
     if not line or len(line) > MAX_LINE:
         return []
@@ -187,11 +220,12 @@ def mentions_from_line(line: str, types: TypeMap, counts: Counter) -> list[tuple
         fields = [f.strip().strip(QUOTES) for f in line.strip().strip("|").split("|")]
         if len(fields) < 2 or not fields[0] or set("".join(fields)) <= set("-: ") or fields[0].lower() in HEADER_WORDS:
             return []
-        if len(fields) >= 3 and fields[1].lower() in ("true", "false", "yes", "no"):
-            if fields[1].lower() in ("false", "no"):
+        flag = next((i for i, f in enumerate(fields[1:], 1) if f.lower().rstrip(".") in FLAGS), None)
+        if len(fields) >= 3 and flag is not None:
+            if not FLAGS[fields[flag].lower().rstrip(".")]:
                 counts["rejected"] += 1
                 return []
-            return [(fields[0], fields[2])]
+            return [(fields[0], reason_type([f for i, f in enumerate(fields) if i not in (0, flag)], types, counts))]
         if types(fields[0]) and not types(fields[1]):
             return [(fields[1], fields[0])]  # TYPE | entity
         return [(fields[0], fields[1])]
