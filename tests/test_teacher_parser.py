@@ -171,11 +171,12 @@ def test_a_runaway_answer_still_gives_its_final_answer(loop):
 
 
 def test_json_is_searched_in_the_answers_tail_only():
-    from nerdistill.teacher.parser import MAX_JSON, last_json
+    from nerdistill.teacher.parser import MAX_JSON, json_values
 
     value = '{"ORG": ["EU"]}'
-    assert last_json("x" * (MAX_JSON - 100) + value) == {"ORG": ["EU"]}
-    assert last_json(value + "x" * MAX_JSON) is None
+    assert json_values("x" * (MAX_JSON - 100) + value) == [{"ORG": ["EU"]}]
+    assert json_values(value + "x" * MAX_JSON) == []
+    assert json_values("Sure: " + "[" * 5000 + " " + value) == [{"ORG": ["EU"]}]  # after brackets nested too deep
 
 
 def test_only_the_responses_tail_is_read():
@@ -272,3 +273,19 @@ def test_promptner_reason_with_two_types(reason, tag, ambiguous):
     parsed = parse_response(f"1. Celtic | True | {reason}", "Celtic beat Rangers".split())
     assert parsed.tags == [tag, "O", "O"]
     assert parsed.counts["ambiguous"] == ambiguous
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # worked before: prose around the JSON, a fence, a remark after it
+        'Here is the JSON:\n\n```json\n{"ORG": ["EU"], "MISC": ["German", "British"]}\n```\n\nNote: "lamb" is a common noun, not an entity.',
+        'Sure! Here is the JSON: {"ORG": ["EU"], "MISC": ["German", "British"]} Let me know if you need anything else.',
+        # new: the remark after the JSON holds a JSON value in no answer shape
+        'Here is the JSON:\n{"ORG": ["EU"], "MISC": ["German", "British"]}\nThe types follow the CoNLL-2003 guidelines [1].',
+        'Here is the JSON:\n{"ORG": ["EU"], "MISC": ["German", "British"]}\nConfidence: {"EU": 0.9, "German": 0.8}',
+    ],
+)
+def test_prose_around_json(text):
+    parsed = parse_response(text, TOKENS)
+    assert parsed.tags == GOLD and parsed.status == "ok"
