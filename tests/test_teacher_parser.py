@@ -289,3 +289,23 @@ def test_promptner_reason_with_two_types(reason, tag, ambiguous):
 def test_prose_around_json(text):
     parsed = parse_response(text, TOKENS)
     assert parsed.tags == GOLD and parsed.status == "ok"
+
+
+def test_promptner_reason_without_a_known_type_is_an_unknown_type():
+    parsed = parse_response("1. EU | True | as it is an organisation (ORG)\n2. lamb | True | as it is a food (PRODUCT)\n3. German | True | FOOD | why not", TOKENS)
+    assert parsed.tags == ["B-ORG"] + ["O"] * 8
+    assert parsed.counts["unknown_type"] == 2 and parsed.unknown_types == {"PRODUCT": 1, "FOOD": 1}
+
+
+@pytest.mark.parametrize("kind", ["PER", "Per", "per", "PERSON", "Person", "person", "B-PER", "I-person"])
+def test_type_spellings_map_to_the_configured_label(kind):
+    assert parse_response(f"Alice | {kind}", ["Alice"]).tags == ["B-PER"]
+
+
+def test_invented_types_are_counted_by_name_and_dropped():
+    text = "EU | ORG\nGerman | Country\nBritish | country\nlamb | PRODUCT\nboycott | ACTION"
+    parsed = parse_response(text, TOKENS)
+    assert parsed.tags == ["B-ORG"] + ["O"] * 8
+    assert parsed.counts["unknown_type"] == 4
+    assert parsed.unknown_types == {"COUNTRY": 2, "PRODUCT": 1, "ACTION": 1}
+    assert parse_response('{"entities": [{"text": "EU", "type": "' + "x" * 500 + '"}]}', TOKENS).unknown_types == {"X" * 40: 1}

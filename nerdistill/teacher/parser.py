@@ -43,6 +43,8 @@ REASON_LABEL = re.compile(r"\(\s*([A-Za-z][\w\- ]{0,30}?)\s*\)")
 REASON_NAME = re.compile(r"((?:\bnot|n't)\s+)?\ban?\s+(person|organi[sz]ation|location|place)\b", re.I)
 SETTLES = re.compile(r"\b(?:but|however|rather|instead|so|therefore|thus|hence|actually|here)\b", re.I)
 WORD = re.compile(r"[A-Za-z][\w\-]{0,39}")  # a field or parenthesis that can be a type's name
+# an unknown type's name is counted cut to this length (a type field may hold a whole sentence)
+MAX_TYPE_NAME = 40
 # a line longer than this is prose or a repetition loop, never one mention line: skipped, which keeps
 # the parse linear in the answer's length (the line patterns below cost up to the square of a line)
 MAX_LINE = 2000
@@ -71,13 +73,16 @@ class Parsed:
     or ``unparseable``. ``counts``: mentions read, and those ``hallucinated`` (not in the
     sentence), with an ``unknown_type``, typed from a reason that names two types without
     settling on one (``ambiguous``; the first is taken), dropped as an ``overlap``, ``rejected``
-    (PromptNER ``False`` lines), and ``unparseable`` (0 or 1).
+    (PromptNER ``False`` lines), and ``unparseable`` (0 or 1). ``unknown_types``: the unknown
+    types by name (upper-cased as :meth:`TypeMap.key` writes it, cut to ``MAX_TYPE_NAME``
+    characters), each with its count.
     """
 
     tags: list[str]
     counts: dict[str, int]
     status: str
     entities: list[Entity] = field(default_factory=list)
+    unknown_types: dict[str, int] = field(default_factory=dict)
 
 
 class TypeMap:
@@ -360,16 +365,19 @@ def parse_response(
     could not be used. Never raises on model output."""
     types = type_map(as_label_set(labels).types, tuple((kind, tuple(names)) for kind, names in (synonyms or {}).items()))
     counts: Counter = Counter()
+    unknown: Counter = Counter()
     mentions, status = read_mentions((text or "")[-MAX_RESPONSE:], types, counts)
     typed: list[tuple[str, str]] = []
     for mention, kind in mentions:
         mapped = types(kind)
         if mapped is None:
             counts["unknown_type"] += 1
+            if name := types.key(kind)[:MAX_TYPE_NAME]:
+                unknown[name] += 1
         elif _clean(mention):
             typed.append((mention, mapped))
     entities, align_counts = align(tokens, typed, all_occurrences)
     counts.update(align_counts)
     counts["mentions"] = len(mentions)
     counts["unparseable"] = int(status == "unparseable")
-    return Parsed(to_tags(len(tokens), entities), {k: counts[k] for k in COUNT_KEYS}, status, entities)
+    return Parsed(to_tags(len(tokens), entities), {k: counts[k] for k in COUNT_KEYS}, status, entities, dict(unknown))
