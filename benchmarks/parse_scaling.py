@@ -24,6 +24,8 @@ PATTERNS = {
     "prose with types": "The entity EU is an organisation (ORG). ",
     "JSON that never closes": 'Sure: {"PER": ["a", ',
     "nested brackets": "[",
+    "PromptNER lines with reasons": "1. Celtic | True | a location (LOC) or a team, so an organisation (ORG)\n",
+    "think blocks between lines": "<think>EU is an organisation?</think>\nEU | ORG\n",
 }
 
 

@@ -288,3 +288,22 @@ def test_malformed_conll_input_names_file_and_line(tmp_path, data_dir):
     bad.write_text("EU B-ORG\nrejects O O\n", encoding="utf-8")
     with pytest.raises(CoNLLFormatError, match=f"{bad}:2:"):
         run(tmp_path, "run", [f"input.path={bad}", "input.n=null"])
+
+
+def test_report_sums_the_parse_counts_and_unknown_types():
+    from nerdistill.data.conll import Sentence
+    from nerdistill.teacher.cache import CachedResponse
+    from nerdistill.teacher.job import Call, Outcome, Stats
+    from nerdistill.teacher.parser import parse_response
+    from nerdistill.teacher.report import build_report
+
+    tokens = ("Celtic", "beat", "Rangers")
+    answers = ["Celtic | Country\nRangers | Team", "1. Celtic | True | a location (LOC) or an organisation (ORG)\n2. Rangers | True | Country"]
+    calls = [Call("k", False, CachedResponse(a, "stop", 1, 1), 0, False, parse_response(a, tokens)) for a in answers]
+    outcome = Outcome(Sentence(tokens, ("B-ORG", "O", "B-ORG"), "s:0", "s"), ["B-LOC", "O", "O"], calls=calls)
+    report = build_report(
+        [outcome], Stats(), has_gold=True, teacher={}, prompt={}, input={}, self_consistency={}, price=None, annotate_s=1.0, wall_s=1.0, simulator=None
+    )
+    assert report["parse"]["unknown_types"] == {"COUNTRY": 2, "TEAM": 1}
+    assert report["parse"]["unknown_type"] == 3 and report["parse"]["ambiguous"] == 1
+    assert calls[1].record()["unknown_types"] == {"COUNTRY": 1}

@@ -171,11 +171,12 @@ def test_a_runaway_answer_still_gives_its_final_answer(loop):
 
 
 def test_json_is_searched_in_the_answers_tail_only():
-    from nerdistill.teacher.parser import MAX_JSON, last_json
+    from nerdistill.teacher.parser import MAX_JSON, json_values
 
     value = '{"ORG": ["EU"]}'
-    assert last_json("x" * (MAX_JSON - 100) + value) == {"ORG": ["EU"]}
-    assert last_json(value + "x" * MAX_JSON) is None
+    assert json_values("x" * (MAX_JSON - 100) + value) == [{"ORG": ["EU"]}]
+    assert json_values(value + "x" * MAX_JSON) == []
+    assert json_values("Sure: " + "[" * 5000 + " " + value) == [{"ORG": ["EU"]}]  # after brackets nested too deep
 
 
 def test_only_the_responses_tail_is_read():
@@ -191,3 +192,120 @@ def test_hyphenated_types_in_any_spelling():
     for kind in ("creative-work", "Creative Work", "B-creative-work", "creative_work"):
         parsed = parse_response(f"Alice | person\nWar and Peace | {kind}", tokens, labels=["person", "creative-work"])
         assert parsed.tags == ["B-person", "O", "B-creative-work", "I-creative-work", "I-creative-work"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "<think>\nIs lamb an entity?\nlamb | MISC\nNo, a common noun.\n</think>\n\nEU | ORG\nGerman | MISC\nBritish | MISC",
+        "<think>\nFirst guess:\nAnswer: EU | LOC\nNo, EU is an organisation.\n</think>\n\nEU | ORG\nGerman | MISC\nBritish | MISC",
+        # the opening tag was in the chat template: only the closing one is in the response
+        "Okay, the user wants entities. Is lamb one?\nlamb | MISC\n</think>\n\nEU | ORG\nGerman | MISC\nBritish | MISC",
+    ],
+)
+def test_a_reasoning_models_think_block_is_skipped(text):
+    assert parse_response(text, TOKENS).tags == GOLD
+
+
+def test_a_think_block_that_never_closes_has_no_answer():
+    """A model stopped while thinking (max_tokens) gave no answer: unparseable, so the job re-asks."""
+    parsed = parse_response("<think>\nEU | ORG\nGerman | MISC\nlamb | MISC maybe, or", TOKENS)
+    assert parsed.status == "unparseable" and parsed.tags == ["O"] * 9
+
+
+def test_without_thinking():
+    from nerdistill.teacher.parser import without_thinking
+
+    assert without_thinking("a<think>b</think>c<think>d</think>e") == "ace"
+    assert without_thinking("b</think>c") == "c"
+    assert without_thinking("answer <THINKING>more thoughts") == "answer "
+    assert without_thinking("no tags at all") == "no tags at all"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1. EU | True | as it is a political union, an organization. (ORG)\n2. rejects | False | as it is a verb\n"
+        "3. German | True | as it is a nationality (MISC).\n4. British | True | as it is a nationality (MISC)\n5. lamb | False | as it is a common noun",
+        # the reason before the flag
+        "1. EU | as it is an organisation (ORG) | True\n2. German | as it is a nationality (MISC) | True\n"
+        "3. British | as it is a nationality (MISC) | True.\n4. lamb | as it is a common noun | False",
+        # reasoning before the list
+        "Let me check each candidate: EU, German, British and lamb.\n"
+        "1. EU | True | an organisation (ORG)\n2. German | True | a nationality (MISC)\n3. British | True | a nationality (MISC)",
+    ],
+)
+def test_promptner_type_in_the_reason(text):
+    parsed = parse_response(text, TOKENS)
+    assert parsed.tags == GOLD
+    assert parsed.counts["unknown_type"] == parsed.counts["ambiguous"] == 0
+
+
+def test_promptner_lines_as_gpt_writes_them():
+    tokens = "Bre-X Minerals Ltd opened an office in Canada .".split()
+    text = (
+        "1. Canada | True | as it is a place or location (LOC).\n2. Bre-X Minerals Ltd | True | as it is an organization. (ORG)\n"
+        "3. office | False | as it is a common noun."
+    )
+    parsed = parse_response(text, tokens)
+    assert parsed.tags == ["B-ORG", "I-ORG", "I-ORG", "O", "O", "O", "O", "B-LOC", "O"]
+    assert parsed.counts["rejected"] == 1
+
+
+def test_promptner_type_named_in_the_reason_but_not_after_not():
+    tokens = "Peter Blackburn of the United Nations in Washington".split()
+    text = (
+        "1. Peter Blackburn | True | as it is a person's name\n2. United Nations | True | as it is an organization\n"
+        "3. Washington | True | as it is not a person here but a place"
+    )
+    assert parse_response(text, tokens).tags == ["B-PER", "I-PER", "O", "O", "B-ORG", "I-ORG", "O", "B-LOC"]
+
+
+@pytest.mark.parametrize(
+    ("reason", "tag", "ambiguous"),
+    [
+        ("as it is a location(LOC) or a sports team which would be an organisation (ORG)", "B-LOC", 1),
+        ("could be a location (LOC), but here it is a sports team, so an organisation (ORG)", "B-ORG", 0),
+        ("as it is a club (ORG), an organisation", "B-ORG", 0),  # the same type twice is not ambiguous
+    ],
+)
+def test_promptner_reason_with_two_types(reason, tag, ambiguous):
+    parsed = parse_response(f"1. Celtic | True | {reason}", "Celtic beat Rangers".split())
+    assert parsed.tags == [tag, "O", "O"]
+    assert parsed.counts["ambiguous"] == ambiguous
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # worked before: prose around the JSON, a fence, a remark after it
+        'Here is the JSON:\n\n```json\n{"ORG": ["EU"], "MISC": ["German", "British"]}\n```\n\nNote: "lamb" is a common noun, not an entity.',
+        'Sure! Here is the JSON: {"ORG": ["EU"], "MISC": ["German", "British"]} Let me know if you need anything else.',
+        # new: the remark after the JSON holds a JSON value in no answer shape
+        'Here is the JSON:\n{"ORG": ["EU"], "MISC": ["German", "British"]}\nThe types follow the CoNLL-2003 guidelines [1].',
+        'Here is the JSON:\n{"ORG": ["EU"], "MISC": ["German", "British"]}\nConfidence: {"EU": 0.9, "German": 0.8}',
+    ],
+)
+def test_prose_around_json(text):
+    parsed = parse_response(text, TOKENS)
+    assert parsed.tags == GOLD and parsed.status == "ok"
+
+
+def test_promptner_reason_without_a_known_type_is_an_unknown_type():
+    parsed = parse_response("1. EU | True | as it is an organisation (ORG)\n2. lamb | True | as it is a food (PRODUCT)\n3. German | True | FOOD | why not", TOKENS)
+    assert parsed.tags == ["B-ORG"] + ["O"] * 8
+    assert parsed.counts["unknown_type"] == 2 and parsed.unknown_types == {"PRODUCT": 1, "FOOD": 1}
+
+
+@pytest.mark.parametrize("kind", ["PER", "Per", "per", "PERSON", "Person", "person", "B-PER", "I-person"])
+def test_type_spellings_map_to_the_configured_label(kind):
+    assert parse_response(f"Alice | {kind}", ["Alice"]).tags == ["B-PER"]
+
+
+def test_invented_types_are_counted_by_name_and_dropped():
+    text = "EU | ORG\nGerman | Country\nBritish | country\nlamb | PRODUCT\nboycott | ACTION"
+    parsed = parse_response(text, TOKENS)
+    assert parsed.tags == ["B-ORG"] + ["O"] * 8
+    assert parsed.counts["unknown_type"] == 4
+    assert parsed.unknown_types == {"COUNTRY": 2, "PRODUCT": 1, "ACTION": 1}
+    assert parse_response('{"entities": [{"text": "EU", "type": "' + "x" * 500 + '"}]}', TOKENS).unknown_types == {"X" * 40: 1}

@@ -44,6 +44,7 @@ class Call:
             "completion_tokens": r.completion_tokens,
             "parse_status": self.parsed.status,
             "counts": self.parsed.counts,
+            "unknown_types": self.parsed.unknown_types,
             "text": r.text,
         }
 

@@ -1,8 +1,9 @@
 """LLM response text -> IOB2 tags on the sentence's own tokens (kept apart from the prompts).
 
-Steps: take the final answer (after the last ``Answer:``-style marker, else the last JSON value
-or fenced block), read ``(entity, type)`` mentions from JSON or from lines, normalise types,
-then align each mention to a token span (see :func:`align`).
+Steps: drop a reasoning model's ``<think>`` block, take the final answer (after the last
+``Answer:``-style marker, else the last JSON value or fenced block), read ``(entity, type)``
+mentions from JSON or from lines, normalise types, then align each mention to a token span (see
+:func:`align`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ SYNONYMS = {
     "LOC": ("LOC", "LOCATION", "PLACE", "GPE", "GEO", "GEOPOLITICAL ENTITY"),
     "MISC": ("MISC", "MISCELLANEOUS", "OTHER", "MIS"),
 }
-COUNT_KEYS = ("mentions", "hallucinated", "unknown_type", "overlap", "rejected", "unparseable")
+COUNT_KEYS = ("mentions", "hallucinated", "unknown_type", "ambiguous", "overlap", "rejected", "unparseable")
 TEXT_KEYS = ("text", "entity", "name", "span", "mention", "word", "value", "entity_text")
 TYPE_KEYS = ("type", "label", "entity_type", "category", "tag", "entity_label", "class")
 HEADER_WORDS = {"entity", "entities", "type", "label", "span", "text", "is entity", "reason", "explanation", "category"}
@@ -32,6 +33,18 @@ FENCE = re.compile(r"```[a-zA-Z]*\s*\n?(.*?)```", re.S)
 BULLET = re.compile(r"^\s*(?:[-*•+]|\d+[.)]|\(\d+\))\s+")
 PAREN = re.compile(r"([^,;()]+?)\s*\(([^(),]+)\)")
 QUOTES = "\"'`“”‘’*_ \t"
+FLAGS = {"true": True, "yes": True, "false": False, "no": False}  # a PromptNER line's "is an entity" field
+THINK = re.compile(r"<(/?)think(?:ing)?>", re.I)
+BRACKETS = re.compile(r"[\[\s]*")  # a run of opening brackets
+# the type in a PromptNER reason: a label in parentheses, "as it is a place (LOC)", else a type named
+# with its article, "an organisation" (not after "not"/"n't"); either may come twice ("a location (LOC)
+# or ... an organisation (ORG)"): the later one counts where one of SETTLES comes between them
+REASON_LABEL = re.compile(r"\(\s*([A-Za-z][\w\- ]{0,30}?)\s*\)")
+REASON_NAME = re.compile(r"((?:\bnot|n't)\s+)?\ban?\s+(person|organi[sz]ation|location|place)\b", re.I)
+SETTLES = re.compile(r"\b(?:but|however|rather|instead|so|therefore|thus|hence|actually|here)\b", re.I)
+WORD = re.compile(r"[A-Za-z][\w\-]{0,39}")  # a field or parenthesis that can be a type's name
+# an unknown type's name is counted cut to this length (a type field may hold a whole sentence)
+MAX_TYPE_NAME = 40
 # a line longer than this is prose or a repetition loop, never one mention line: skipped, which keeps
 # the parse linear in the answer's length (the line patterns below cost up to the square of a line)
 MAX_LINE = 2000
@@ -58,14 +71,18 @@ class Parsed:
 
     ``status``: ``ok`` (entities found), ``empty`` (an explicit or empty "no entities" answer)
     or ``unparseable``. ``counts``: mentions read, and those ``hallucinated`` (not in the
-    sentence), with an ``unknown_type``, dropped as an ``overlap``, ``rejected`` (PromptNER
-    ``False`` lines), and ``unparseable`` (0 or 1).
+    sentence), with an ``unknown_type``, typed from a reason that names two types without
+    settling on one (``ambiguous``; the first is taken), dropped as an ``overlap``, ``rejected``
+    (PromptNER ``False`` lines), and ``unparseable`` (0 or 1). ``unknown_types``: the unknown
+    types by name (upper-cased as :meth:`TypeMap.key` writes it, cut to ``MAX_TYPE_NAME``
+    characters), each with its count.
     """
 
     tags: list[str]
     counts: dict[str, int]
     status: str
     entities: list[Entity] = field(default_factory=list)
+    unknown_types: dict[str, int] = field(default_factory=dict)
 
 
 class TypeMap:
@@ -92,21 +109,42 @@ def type_map(types: tuple[str, ...], synonyms: tuple[tuple[str, tuple[str, ...]]
     return TypeMap(LabelSet(types), dict(synonyms))
 
 
+def without_thinking(text: str) -> str:
+    """``text`` without a reasoning model's ``<think>...</think>`` blocks. Text before a ``</think>``
+    that has no opening (it sat in the chat template or was cut off) is thinking too, and so is all
+    after a ``<think>`` that never closes: a model stopped while thinking has given no answer."""
+    kept: list[str] = []
+    pos, inside = 0, False
+    for tag in THINK.finditer(text):
+        if tag.group(1):  # </think>
+            if not inside:
+                kept = []
+            pos, inside = tag.end(), False
+        elif not inside:
+            kept.append(text[pos : tag.start()])
+            inside = True
+    if not inside:
+        kept.append(text[pos:])
+    return "".join(kept)
+
+
 def final_answer(text: str) -> str:
     """The part of ``text`` after the last answer marker (the whole text if there is none)."""
     markers = list(ANSWER_MARKERS.finditer(text))
     return text[markers[-1].end() :] if markers else text
 
 
-def last_json(text: str) -> object | None:
-    """The last top-level JSON object or array in ``text``'s last ``MAX_JSON`` characters, or None.
+def json_values(text: str) -> list[object]:
+    """The top-level JSON objects and arrays in ``text``'s last ``MAX_JSON`` characters, in order.
 
     Each ``{`` or ``[`` that does not start a valid value is retried from the next one, and a
     value cut off at the end is read to the end each time: the cost grows with the square of the
-    text searched, so the search is bounded."""
+    text searched, so the search is bounded. A ``[`` nested deeper than Python's stack is not
+    retried from each ``[`` of its run (``[[[[``, 1.7 s for 10,000 before)."""
     decoder = json.JSONDecoder()
     text = text[-MAX_JSON:]
-    found, pos = None, 0
+    found: list[object] = []
+    pos = 0
     while True:
         starts = [i for i in (text.find("{", pos), text.find("[", pos)) if i >= 0]
         if not starts:
@@ -114,11 +152,14 @@ def last_json(text: str) -> object | None:
         start = min(starts)
         try:
             value, end = decoder.raw_decode(text, start)
-        except (json.JSONDecodeError, RecursionError):  # RecursionError: nested deeper than Python's stack
+        except json.JSONDecodeError:
             pos = start + 1
             continue
+        except RecursionError:  # nested deeper than Python's stack
+            pos = BRACKETS.match(text, start + 1).end()
+            continue
         if isinstance(value, (dict, list)):
-            found = value
+            found.append(value)
         pos = end
 
 
@@ -157,8 +198,32 @@ def mentions_from_json(value: object, types: TypeMap, counts: Counter) -> list[t
     return out
 
 
+def reason_type(fields: Sequence[str], types: TypeMap, counts: Counter) -> str:
+    """The type in a PromptNER line's fields after the entity and its ``True``: a field that is a
+    type (``ORG``), else the type in the free-text reason (``as it is a place (LOC)``, see
+    ``REASON_LABEL``). Without a known type: an invented one's name (``(PRODUCT)``, ``FOOD``) or ""."""
+    if named := next((f for f in fields if types(f)), None):
+        return named
+    reason = " | ".join(fields)
+    labels = [(m.start(), m.end(), m.group(1)) for m in REASON_LABEL.finditer(reason)]
+    found = [(start, end, kind) for start, end, name in labels if (kind := types(name))]
+    if not found:
+        found = [(m.start(), m.end(), kind) for m in REASON_NAME.finditer(reason) if not m.group(1) and (kind := types(m.group(2)))]
+    if not found:
+        return next((n for *_, n in reversed(labels) if WORD.fullmatch(n)), None) or next((f for f in fields if WORD.fullmatch(f)), "")
+    first = found[0]
+    other = next((c for c in reversed(found) if c[2] != first[2]), None)
+    if other is None:
+        return first[2]
+    if SETTLES.search(reason, first[1], other[0]):
+        return other[2]
+    counts["ambiguous"] += 1
+    return first[2]
+
+
 def mentions_from_line(line: str, types: TypeMap, counts: Counter) -> list[tuple[str, str]]:
-    """Mentions in one line: ``e | T``, ``e | True | T | why``, ``e (T)``, ``T: e1, e2``, ``e: T``."""
+    """Mentions in one line: ``e | T``, ``e | True | T | why`` (or ``e | True | why (T)``, ``e | why |
+    True``), ``e (T)``, ``T: e1, e2``, ``e: T``."""
     line = BULLET.sub("", line.strip()).replace("**", "").strip()
     if not line or len(line) > MAX_LINE:
         return []
@@ -166,11 +231,12 @@ def mentions_from_line(line: str, types: TypeMap, counts: Counter) -> list[tuple
         fields = [f.strip().strip(QUOTES) for f in line.strip().strip("|").split("|")]
         if len(fields) < 2 or not fields[0] or set("".join(fields)) <= set("-: ") or fields[0].lower() in HEADER_WORDS:
             return []
-        if len(fields) >= 3 and fields[1].lower() in ("true", "false", "yes", "no"):
-            if fields[1].lower() in ("false", "no"):
+        flag = next((i for i, f in enumerate(fields[1:], 1) if f.lower().rstrip(".") in FLAGS), None)
+        if len(fields) >= 3 and flag is not None:
+            if not FLAGS[fields[flag].lower().rstrip(".")]:
                 counts["rejected"] += 1
                 return []
-            return [(fields[0], fields[2])]
+            return [(fields[0], reason_type([f for i, f in enumerate(fields) if i not in (0, flag)], types, counts))]
         if types(fields[0]) and not types(fields[1]):
             return [(fields[1], fields[0])]  # TYPE | entity
         return [(fields[0], fields[1])]
@@ -192,19 +258,21 @@ def mentions_from_line(line: str, types: TypeMap, counts: Counter) -> list[tuple
 
 def read_mentions(text: str, types: TypeMap, counts: Counter) -> tuple[list[tuple[str, str]], str]:
     """``(mentions, status)`` from a whole response."""
-    answer = final_answer(text).strip()
+    answer = final_answer(without_thinking(text)).strip()
     fences = FENCE.findall(answer)
     body = fences[-1].strip() if fences else answer
     if body.startswith(("{", "[")):
         try:  # an answer that opens as JSON must decode from its start (else it is broken or cut off)
-            value: object | None = json.JSONDecoder().raw_decode(body)[0]
+            values = [json.JSONDecoder().raw_decode(body)[0]]
         except (json.JSONDecodeError, RecursionError):
             return [], "unparseable"
     else:
-        value = last_json(body)
-    if value is not None:
-        mentions = mentions_from_json(value, types, counts)
+        values = json_values(body)
+    for value in reversed(values):  # the last value in a shape models answer in: prose after it may hold "[1]"
+        found: Counter = Counter()
+        mentions = mentions_from_json(value, types, found)
         if mentions is not None:
+            counts.update(found)
             return mentions, "ok" if mentions else "empty"
     mentions = [m for line in body.splitlines() for m in mentions_from_line(line, types, counts)]
     if mentions:
@@ -297,16 +365,19 @@ def parse_response(
     could not be used. Never raises on model output."""
     types = type_map(as_label_set(labels).types, tuple((kind, tuple(names)) for kind, names in (synonyms or {}).items()))
     counts: Counter = Counter()
+    unknown: Counter = Counter()
     mentions, status = read_mentions((text or "")[-MAX_RESPONSE:], types, counts)
     typed: list[tuple[str, str]] = []
     for mention, kind in mentions:
         mapped = types(kind)
         if mapped is None:
             counts["unknown_type"] += 1
+            if name := types.key(kind)[:MAX_TYPE_NAME]:
+                unknown[name] += 1
         elif _clean(mention):
             typed.append((mention, mapped))
     entities, align_counts = align(tokens, typed, all_occurrences)
     counts.update(align_counts)
     counts["mentions"] = len(mentions)
     counts["unparseable"] = int(status == "unparseable")
-    return Parsed(to_tags(len(tokens), entities), {k: counts[k] for k in COUNT_KEYS}, status, entities)
+    return Parsed(to_tags(len(tokens), entities), {k: counts[k] for k in COUNT_KEYS}, status, entities, dict(unknown))

@@ -45,9 +45,11 @@ def build_report(
     annotated = sum(o.tags is not None for o in outcomes)
     parse = Counter()
     statuses = Counter()
+    unknown_types = Counter()
     for outcome in outcomes:
         for call in outcome.calls:
             parse.update(call.parsed.counts)
+            unknown_types.update(call.parsed.unknown_types)
             statuses[call.parsed.status] += 1
             parse["truncated"] += call.response.finish_reason == "length"
     tokens_all = stats.tokens_made + stats.tokens_cached
@@ -71,6 +73,7 @@ def build_report(
             "responses": sum(statuses.values()),
             "status": dict(statuses),
             **{k: parse[k] for k in (*COUNT_KEYS, "truncated")},
+            "unknown_types": dict(unknown_types.most_common()),
         },
         "calls": {"made": stats.made, "cached": stats.cached, "failed": stats.failed, "reasked": stats.reasked},
         "tokens": {
