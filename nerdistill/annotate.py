@@ -30,8 +30,8 @@ from nerdistill.teacher.cache import CacheError, ResponseCache
 from nerdistill.teacher.client import TeacherError
 from nerdistill.teacher.inputs import InputFormatError
 from nerdistill.teacher.job import Annotator, Outcome, annotate_all
-from nerdistill.teacher.report import build_report, markdown
 from nerdistill.teacher.prompts import Prompt
+from nerdistill.teacher.report import build_report, markdown
 from nerdistill.teacher.sim import SimServer, prompt_style
 
 log = logging.getLogger(__name__)

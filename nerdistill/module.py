@@ -25,9 +25,7 @@ def lr_factor(progress: float, phases: Sequence[float], warmup_ratio: float, sch
     """LR multiplier at ``progress``: per phase (split at ``phases``), linear warmup over
     ``warmup_ratio`` of the phase, then linear decay to 0 (``linear``) or flat (``constant``)."""
     bounds = [0.0, *sorted(phases), 1.0]
-    for start, end in zip(bounds, bounds[1:]):
-        if progress < end or end == 1.0:
-            break
+    start, end = next((s, e) for s, e in zip(bounds, bounds[1:]) if progress < e or e == 1.0)
     length = max(end - start, 1e-12)
     local = min(max((progress - start) / length, 0.0), 1.0)
     if warmup_ratio > 0 and local < warmup_ratio:

@@ -16,7 +16,7 @@ LINESTYLES = ("-", "--", ":", "-.")  # schedules often overlap (share 0 or 1); s
 
 def short_floats(text: str, digits: int = 3) -> str:
     """``switch=0.4229826029254782`` -> ``switch=0.423``: a schedule's repr fit for a legend."""
-    return re.sub(r"\d+\.\d{%d,}" % (digits + 1), lambda m: f"{float(m.group()):.{digits}g}", text)
+    return re.sub(rf"\d+\.\d{{{digits + 1},}}", lambda m: f"{float(m.group()):.{digits}g}", text)
 
 
 def micro_f1(metrics: dict) -> float:

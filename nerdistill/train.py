@@ -14,11 +14,11 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import WandbLogger
 
-from nerdistill.allocator import keep_freed_memory
 from nerdistill import relabel
+from nerdistill.allocator import keep_freed_memory
 from nerdistill.data.labels import LabelSet
-from nerdistill.files import atomic_path, write_json
 from nerdistill.datamodule import BlendDataModule
+from nerdistill.files import atomic_path, write_json
 from nerdistill.module import TokenClassifier
 from nerdistill.plan import RunPlan
 from nerdistill.runtime import device_type, resolve_precision, set_torch_threads

@@ -18,8 +18,8 @@ from omegaconf import DictConfig
 
 from nerdistill.report import build_report
 from nerdistill.report import main as report_main
-from nerdistill.schedules import Schedule, SimpleMix
 from nerdistill.runtime import set_torch_threads
+from nerdistill.schedules import Schedule, SimpleMix
 from tests.conftest import CONF, DATA_DIR, ROOT, TINY_TRAIN, compose_config
 
 ANNOTATE_EXPERIMENTS = ["phase1_annotation"]  # for nerdistill.annotate; the rest are training experiments

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from nerdistill.sampling import ScheduledBatchSampler, distilled_counts
-from nerdistill.schedules import Distilled, Linear, Original, Sequential, SimpleMix, Sigmoid
+from nerdistill.schedules import Distilled, Linear, Original, Sequential, Sigmoid, SimpleMix
 
 N_ORIGINAL, N_DISTILLED = 300, 700
 

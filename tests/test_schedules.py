@@ -4,8 +4,8 @@ import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from nerdistill.schedules import Cosine, Distilled, Linear, Original, Power, Sequential, Sigmoid, SimpleMix
 from tests.conftest import CONF
-from nerdistill.schedules import Cosine, Distilled, Linear, Original, Power, Sequential, SimpleMix, Sigmoid
 
 
 @pytest.mark.parametrize(

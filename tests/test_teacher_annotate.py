@@ -2,7 +2,6 @@
 preflight errors, self-consistency, raw text, and the API key never written anywhere."""
 
 import json
-from collections import Counter
 import os
 import signal
 import socket
@@ -10,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
