@@ -1,7 +1,8 @@
 """Every config option composes; what can be built offline, is."""
 
 import pytest
-from hydra.utils import instantiate
+from hydra.utils import get_object, instantiate
+from omegaconf import DictConfig, ListConfig
 
 from nerdistill.train import build_trainer
 from tests.conftest import CONF, compose_config
@@ -11,11 +12,22 @@ def options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 
 
-@pytest.mark.parametrize("group", ["schedule", "model", "trainer", "logger", "callbacks", "data"])
-def test_every_option_composes(group, tmp_path):
+def targets(node) -> list[str]:
+    """Every ``_target_`` in a config subtree."""
+    if isinstance(node, DictConfig):
+        own = [node["_target_"]] if "_target_" in node else []
+        return own + [t for key in node if key != "_target_" for t in targets(node[key])]
+    if isinstance(node, ListConfig):
+        return [t for item in node for t in targets(item)]
+    return []
+
+
+@pytest.mark.parametrize("group", ["schedule", "model", "trainer", "logger", "callbacks", "data", "denoise"])
+def test_every_option_composes_and_names_importable_targets(group, tmp_path):
     for option in options(group):
         cfg = compose_config("train", [f"{group}={option}"], tmp_path)
-        assert cfg[group] is not None or option == "none"
+        for target in targets(cfg.get(group)):
+            assert callable(get_object(target)), f"{group}={option}: {target}"
 
 
 @pytest.mark.parametrize("option", ["default", "cpu"])
