@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from nerdistill.data.conll import CoNLLFormatError, write_conll
 from nerdistill.data.labels import LabelSet
 from nerdistill.files import write_json, write_text
+from nerdistill.runtime import configure_process
 from nerdistill.teacher.cache import CacheError, ResponseCache
 from nerdistill.teacher.client import TeacherError
 from nerdistill.teacher.inputs import InputFormatError
@@ -157,6 +158,7 @@ def annotate(cfg: DictConfig) -> dict:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="annotate")
 def main(cfg: DictConfig) -> float | None:
     """Returns the micro F1 against gold (None without gold) for Hydra sweepers."""
+    configure_process(cfg.get("runtime"))
     for name in ("httpx", "httpx2", "openai"):  # one line per request/retry otherwise; the report counts them
         logging.getLogger(name).setLevel(logging.WARNING)
     try:

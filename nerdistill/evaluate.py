@@ -8,11 +8,11 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from nerdistill.allocator import keep_freed_memory
 from nerdistill.data.conll import read_conll
 from nerdistill.files import write_json
 from nerdistill.inference import Tagger
 from nerdistill.metrics import ner_metrics
+from nerdistill.runtime import configure_process
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def evaluate(cfg: DictConfig) -> dict:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
 def main(cfg: DictConfig) -> float:
-    keep_freed_memory()
+    configure_process(cfg.get("runtime"))
     return evaluate(cfg)["micro"]["f1"]
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from nerdistill.allocator import keep_freed_memory
 from nerdistill.data.conll import Sentence, read_conll, write_conll
 from nerdistill.inference import Tagger
+from nerdistill.runtime import configure_process
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def predict(cfg: DictConfig) -> Path:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
 def main(cfg: DictConfig) -> None:
-    keep_freed_memory()
+    configure_process(cfg.get("runtime"))
     predict(cfg)
 
 

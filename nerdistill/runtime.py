@@ -13,10 +13,13 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from nerdistill.allocator import keep_freed_memory
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +111,14 @@ def resolve_precision(requested: str | int, device: str, key: str = "precision")
                 stacklevel=2,
             )
     return choice
+
+
+def configure_process(settings: Mapping | None) -> None:
+    """Apply the ``runtime`` config node (conf/runtime/): glibc keeps freed memory, PyTorch's threads."""
+    settings = settings or {}
+    if settings.get("keep_freed_memory", True):
+        keep_freed_memory()
+    set_torch_threads(settings.get("torch_threads"))
 
 
 def set_torch_threads(setting: int | str | None) -> None:

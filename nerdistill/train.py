@@ -15,13 +15,12 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import WandbLogger
 
 from nerdistill import relabel
-from nerdistill.allocator import keep_freed_memory
 from nerdistill.data.labels import LabelSet
 from nerdistill.datamodule import BlendDataModule
 from nerdistill.files import atomic_path, write_json
 from nerdistill.module import TokenClassifier
 from nerdistill.plan import RunPlan
-from nerdistill.runtime import device_type, resolve_precision, set_torch_threads
+from nerdistill.runtime import configure_process, device_type, resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -126,9 +125,7 @@ def refuse_silent_resume(callbacks: list[pl.Callback], ckpt_path: str | None) ->
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float:
     """Returns ``val/f1_best`` for Hydra sweepers."""
-    if cfg.get("keep_freed_memory", True):
-        keep_freed_memory()
-    set_torch_threads(cfg.get("torch_threads"))
+    configure_process(cfg.get("runtime"))
     log.info("config:\n%s", OmegaConf.to_yaml(cfg))
     return train(cfg)["val_f1_best"]
 

@@ -186,7 +186,7 @@ def test_parallel_jobs_share_the_cores(tmp_path, monkeypatch, launcher, expected
     cfg = compose_config("train", [f"hydra/launcher={launcher}"], tmp_path)
     monkeypatch.setattr(os, "cpu_count", lambda: 8)
     try:
-        set_torch_threads(cfg.torch_threads)
+        set_torch_threads(cfg.runtime.torch_threads)
         assert torch.get_num_threads() == (expected or before)
     finally:
         torch.set_num_threads(before)
