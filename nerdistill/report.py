@@ -74,11 +74,12 @@ class Report:
     roots: list[Path]
     runs: list[Run]
     skipped: list[Skipped]
+    group_by: Sequence[str] = ()
     groups: list[Group] = field(init=False)
     types: list[str] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.groups = group_runs(self.runs, [s.overrides for s in self.skipped if s.overrides is not None])
+        self.groups = group_runs(self.runs, [s.overrides for s in self.skipped if s.overrides is not None], self.group_by)
         found = {t for run in self.runs for t in run.metrics["test"].get("per_type", {})}
         order = [str(t) for t in (self.runs[0].get("labels") or [])] if self.runs else []
         self.types = [t for t in order if t in found] + sorted(found - set(order))
@@ -247,18 +248,19 @@ def gold_equivalent(baseline: Sequence[tuple[int, float, float | None]], f1: flo
     return next((float(g) for g, f, _ in baseline if f == f1), None)
 
 
-def build_report(roots: Sequence[str | Path]) -> Report:
-    """Load and group every run under ``roots``."""
+def build_report(roots: Sequence[str | Path], group_by: Sequence[str] = ()) -> Report:
+    """Load and group every run under ``roots`` (by ``group_by``'s keys where given)."""
     runs, skipped = load_runs(roots)
-    return Report([Path(r) for r in roots], runs, skipped)
+    return Report([Path(r) for r in roots], runs, skipped, group_by)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nerdistill.report", description=__doc__.split("\n\n")[0])
     parser.add_argument("sweeps", nargs="+", type=Path, help="sweep folders (multirun/<name>/...); several are reported together; annotate sweeps side by side")
     parser.add_argument("--out", type=Path, help="output folder (default: <first sweep>/report)")
+    parser.add_argument("--group-by", default="", help="comma-separated keys (overrides, config groups or config values) to group by, instead of the overrides that differ; key=value: the value for runs without the key (e.g. schedule,denoise=none)")
     args = parser.parse_args(argv)
-    report = build_report(args.sweeps)
+    report = build_report(args.sweeps, [k for k in args.group_by.split(",") if k])
     if not report.runs:
         annotation = build_annotation_report(args.sweeps)
         if annotation.runs:

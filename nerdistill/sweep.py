@@ -12,7 +12,7 @@ import json
 import math
 import statistics
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -34,10 +34,20 @@ class Run:
     overrides: dict[str, str]  # task overrides, key -> value as typed
     metrics: dict
     cwd: Path  # where the run was started: relative data paths are relative to it
+    choices: dict[str, str] = field(default_factory=dict)  # config groups chosen (.hydra/hydra.yaml)
 
     @property
     def seed(self) -> int:
         return int(self.config.seed)
+
+    def setting(self, key: str) -> str | None:
+        """``key`` as the run set it: its override, else the config group it chose, else its config value."""
+        if key in self.overrides:
+            return self.overrides[key]
+        if key in self.choices:
+            return str(self.choices[key])
+        value = self.get(key)
+        return None if value is None else str(value)
 
     def get(self, key: str, default: Any = None) -> Any:
         """A config value, resolved; ``default`` when missing or unresolvable outside Hydra."""
@@ -150,10 +160,12 @@ def load_run(path: Path) -> Run | Skipped:
         return Skipped(path, "metrics.json has no test F1", overrides)
     config = OmegaConf.load(path / ".hydra" / "config.yaml")
     hydra_file = path / ".hydra" / "hydra.yaml"
-    cwd = Path(OmegaConf.select(OmegaConf.load(hydra_file), "hydra.runtime.cwd", default=".")) if hydra_file.exists() else Path.cwd()
+    hydra = OmegaConf.load(hydra_file) if hydra_file.exists() else OmegaConf.create()
+    cwd = Path(OmegaConf.select(hydra, "hydra.runtime.cwd", default=".")) if hydra_file.exists() else Path.cwd()
+    choices = OmegaConf.select(hydra, "hydra.runtime.choices", default=None) or {}
     if OmegaConf.select(config, "paths") is not None:
         config.paths.output_dir = str(path)  # was ${hydra:runtime.output_dir}, unresolvable here
-    return Run(path, config, overrides, metrics, cwd)
+    return Run(path, config, overrides, metrics, cwd, {str(k): str(v) for k, v in choices.items()})
 
 
 def _job_order(path: Path) -> tuple:
@@ -191,11 +203,22 @@ def varying_keys(everyone: Sequence[dict[str, str]]) -> list[str]:
     return [k for k in keys if len({o.get(k) for o in everyone}) > 1]
 
 
-def group_runs(runs: Sequence[Run], others: Sequence[dict[str, str]] = ()) -> list[Group]:
+def group_runs(runs: Sequence[Run], others: Sequence[dict[str, str]] = (), by: Sequence[str] = ()) -> list[Group]:
     """Group runs by the overrides that differ across them, ``seed`` excepted, in sweep order.
 
     ``others``: overrides of runs not reported (unfinished), which count for what differs.
+    ``by``: group by these keys instead, as each run set them (:meth:`Run.setting`), so runs
+    launched with different overrides (a baseline from another sweep) fall into one group;
+    ``key=value`` gives the value for runs that do not set the key.
     """
+    if by:
+        defaults = dict(k.partition("=")[::2] for k in by)
+        keys = list(defaults)
+        keyed: dict[tuple, list[Run]] = {}
+        for run in runs:
+            keyed.setdefault(tuple(run.setting(k) or defaults[k] or None for k in keys), []).append(run)
+        short = short_keys(keys)
+        return [Group(", ".join(f"{short[k]}={v}" for k, v in zip(keys, values)), dict(zip(keys, values)), tuple(members)) for values, members in keyed.items()]
     everyone = [run.overrides for run in runs] + list(others)
     varying = varying_keys(everyone)
     short = short_keys(varying)

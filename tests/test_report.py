@@ -148,3 +148,15 @@ def test_an_annotate_job_without_gold_has_no_quality(tmp_path):
 def test_schedule_legends_round_long_floats():
     assert short_floats("Sequential(order='distilled_first', switch=0.4229826029254782)") == "Sequential(order='distilled_first', switch=0.423)"
     assert short_floats("Sigmoid(steepness=10.0, midpoint=0.5)") == "Sigmoid(steepness=10.0, midpoint=0.5)"
+
+
+def test_group_by_joins_a_baseline_launched_from_another_sweep(tmp_path):
+    # seed 1's sequential run came from another sweep without a denoise override; seeds 2 and 3 set it
+    write_run(tmp_path / "baseline" / "0", schedule="sequential", seed=1, f1=0.80)
+    for job, seed in enumerate((2, 3)):
+        write_run(tmp_path / "sweep" / str(job), schedule="sequential", seed=seed, f1=0.82, extra_overrides=("denoise=none",))
+        write_run(tmp_path / "sweep" / str(job + 2), schedule="sequential", seed=seed, f1=0.83, extra_overrides=("denoise=agree",))
+    roots = [tmp_path / "baseline", tmp_path / "sweep"]
+    assert len(build_report(roots).groups) == 3  # by the overrides that differ: the baseline stands apart
+    groups = {g.label: sorted(r.seed for r in g.runs) for g in build_report(roots, ["schedule", "denoise=none"]).groups}
+    assert groups == {"schedule=sequential, denoise=none": [1, 2, 3], "schedule=sequential, denoise=agree": [2, 3]}
