@@ -23,6 +23,7 @@ from tests.conftest import compose_config
 
 LABELS = LabelSet(("PER", "ORG", "LOC", "MISC"))
 SURE = math.log(0.999)
+KEY = "sk-nerdistill-test-structured-41d2"
 
 
 def run(tmp_path: Path, name: str, overrides: list[str], cache: Path | None = None) -> dict:
@@ -202,9 +203,12 @@ def test_structured_and_plain_requests_have_their_own_cache_keys(tmp_path):
     assert not set(sent) & {r["responses"][0]["cache_key"] for r in rows(tmp_path / "plain")}
 
 
-def test_refused_structured_output_warns_once_and_falls_back(tmp_path, caplog):
+def test_refused_structured_output_warns_once_and_falls_back(tmp_path, caplog, monkeypatch):
     caplog.set_level(logging.WARNING, logger="nerdistill.teacher.job")
-    report = run(tmp_path, "run", ["input.n=30", "prompt.structured=true", "teacher.sim.refuse_response_format=true"])
+    monkeypatch.setenv("NERDISTILL_TEST_KEY", KEY)
+    auth = ["teacher.api_key_env=NERDISTILL_TEST_KEY", "teacher.sim.api_key_env=NERDISTILL_TEST_KEY"]
+    report = run(tmp_path, "run", ["input.n=30", "prompt.structured=true", "teacher.sim.refuse_response_format=true", *auth])
+    assert KEY not in caplog.text and all(KEY.encode() not in f.read_bytes() for f in tmp_path.rglob("*") if f.is_file())
     warnings = [r for r in caplog.records if "refused structured output" in r.getMessage()]
     assert len(warnings) == 1 and "not supported" in warnings[0].getMessage()
     assert report["sentences"]["annotated"] == 30 and report["calls"]["failed"] == 0
@@ -212,7 +216,7 @@ def test_refused_structured_output_warns_once_and_falls_back(tmp_path, caplog):
     assert s["requested"] is True and s["used"] is False and "response_format" in s["refusal"] and s["calls_refused"] >= 1
     assert report["simulator"]["stats"]["refused_response_format"] == s["calls_refused"]
     # the answers came from plain requests: the same keys as a job that never asked for structure
-    plain = run(tmp_path, "plain", ["input.n=30", "teacher.sim.refuse_response_format=true"], tmp_path / "run" / "cache" / "teacher.sqlite")
+    plain = run(tmp_path, "plain", ["input.n=30", "teacher.sim.refuse_response_format=true", *auth], tmp_path / "run" / "cache" / "teacher.sqlite")
     assert plain["calls"]["made"] == 0
 
 

@@ -48,7 +48,7 @@ def entry(text: str, entity_text: str, begin: int) -> tuple[int, int] | None:
     words = entity_text.split()
     if not words:
         return None
-    match = re.compile(r"(?<!\w)" + r"\s*".join(map(re.escape, words)) + r"(?!\w)", re.I).search(text, begin)
+    match = re.compile(r"(?<!\w)" + r"\s*".join(map(re.escape, words)) + r"(?!\w)", re.IGNORECASE).search(text, begin)
     if match is None:
         return None
     close, opener, newline = text.find("}", match.end()), text.find("{", match.end()), text.find("\n", match.end())
