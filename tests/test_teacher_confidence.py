@@ -222,3 +222,8 @@ def test_refused_structured_output_warns_once_and_falls_back(tmp_path, caplog, m
 
 def test_refusal_knob_keeps_earlier_simulator_identities():
     assert SimSettings(refuse_response_format=False).identity() == SimSettings().identity() != SimSettings(refuse_response_format=True).identity()
+
+
+def test_only_the_final_answer_counts_after_a_think_block():
+    text, logprobs = tokens_with([("<think>", SURE), ("EU", math.log(0.05)), (" is an ORG</think>", SURE), ("EU", math.log(0.9)), (" | ORG", SURE)])
+    assert entity_confidences(text, logprobs, [Entity("EU", "ORG", 0, 1)])[(0, 1, "ORG")] == pytest.approx(0.9 * 0.999, rel=1e-6)

@@ -38,9 +38,9 @@ def char_spans(text: str, logprobs: Logprobs) -> list[tuple[int, int, float]] | 
 
 def answer_start(text: str) -> int:
     """Where the final answer begins: after the last ``Answer:`` marker or ``</think>``, or at a JSON ``"entities"`` key after them."""
-    start = max([m.end() for m in ANSWER_MARKERS.finditer(text)] + [text.lower().rfind("</think>") + 1, 0])
-    key = text.rfind('"entities"')
-    return max(start, key)
+    think = text.lower().rfind("</think>")
+    starts = [m.end() for m in ANSWER_MARKERS.finditer(text)] + [think + len("</think>") if think >= 0 else 0]
+    return max(*starts, text.rfind('"entities"'))
 
 
 def entry(text: str, entity_text: str, begin: int) -> tuple[int, int] | None:
