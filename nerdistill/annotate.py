@@ -2,9 +2,10 @@
 
 Writes ``distilled.conll`` (IOB2, annotated sentences), ``distilled.jsonl`` (every sentence
 with provenance, parse status, entity confidences and raw responses), ``report.json`` and
-``report.md`` into the run's output dir, and with ``confidence_pool`` ``distilled_weighted.jsonl``
-(the annotated sentences with the teacher's confidence as per-token loss weights). Responses are cached in ``paths.cache_dir``: a re-run makes no calls, and
-an interrupted run resumes where it stopped.
+``report.md`` into the run's output dir, and with ``confidence_pool.write``
+``distilled_weighted.jsonl`` (the annotated sentences, the teacher's confidence as per-token loss
+weights). Responses are cached in ``paths.cache_dir``: a re-run makes no calls, and an
+interrupted run resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -141,19 +142,17 @@ def annotate(cfg: DictConfig) -> dict:
     teacher = {"name": cfg.teacher.name, "model": client.model, "endpoint": "simulated" if server else client.base_url, "identity": identity, "simulated": server is not None}
     prompt_info = {"id": prompt.id, "version": prompt.version}
 
-    records, distilled = [], []
+    pool = cfg.get("confidence_pool") or {}
+    records, distilled, weighted = [], [], []
     for outcome in outcomes:
         provenance = provenance_for(outcome, teacher, prompt_info)
         records.append(record(outcome, provenance, source.has_gold))
         if outcome.tags is not None:
             distilled.append(replace(outcome.sentence, tags=tuple(outcome.tags), provenance=provenance))
+            weights = confidence_weights(outcome, pool.get("outside", 1.0))
+            weighted.append(replace(distilled[-1], weights=weights, provenance={**provenance, "confidence_source": outcome.confidence_source}))
     write_conll(out / "distilled.conll", distilled)
-    pool = cfg.get("confidence_pool") or {}
     if pool.get("write"):
-        weighted = [
-            replace(o.sentence, tags=tuple(o.tags), weights=confidence_weights(o, pool.get("outside", 1.0)), provenance={"confidence_source": o.confidence_source})
-            for o in outcomes if o.tags is not None
-        ]
         write_weighted(out / "distilled_weighted.jsonl", weighted)
     write_text(out / "distilled.jsonl", "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in records))
     price = cfg.prices.get(client.model)
