@@ -1,9 +1,11 @@
 """``python -m nerdistill.annotate``: an LLM teacher annotates sentences into a distilled set.
 
 Writes ``distilled.conll`` (IOB2, annotated sentences), ``distilled.jsonl`` (every sentence
-with provenance, parse status and raw responses), ``report.json`` and ``report.md`` into the
-run's output dir. Responses are cached in ``paths.cache_dir``: a re-run makes no calls, and
-an interrupted run resumes where it stopped.
+with provenance, parse status, entity confidences and raw responses), ``report.json`` and
+``report.md`` into the run's output dir, and with ``confidence_pool.write``
+``distilled_weighted.jsonl`` (the annotated sentences, the teacher's confidence as per-token loss
+weights). Responses are cached in ``paths.cache_dir``: a re-run makes no calls, and an
+interrupted run resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from nerdistill.data.conll import CoNLLFormatError, write_conll
 from nerdistill.data.labels import LabelSet
+from nerdistill.data.weighted import write_weighted
 from nerdistill.files import write_json, write_text
 from nerdistill.runtime import configure_process
 from nerdistill.teacher.cache import CacheError, ResponseCache
@@ -81,12 +84,21 @@ def record(outcome: Outcome, provenance: dict, has_gold: bool) -> dict:
         "tags": outcome.tags,
         "gold": list(sentence.tags) if has_gold else None,
         "entities": outcome.entities,
+        "confidence_source": outcome.confidence_source,
         "samples_ok": outcome.samples_ok,
         "provenance": provenance,
         "reason": outcome.reason,
         "errors": outcome.errors,
         "responses": [call.record() for call in outcome.calls],
     }
+
+
+def confidence_weights(outcome: Outcome, outside: float) -> tuple[float, ...]:
+    """Per-token loss weights: an entity's tokens get its confidence, all others ``outside``."""
+    weights = [float(outside)] * len(outcome.sentence.tokens)
+    for e in outcome.entities:
+        weights[e["start"] : e["end"]] = [float(e["confidence"])] * (e["end"] - e["start"])
+    return tuple(weights)
 
 
 def provenance_for(outcome: Outcome, teacher: dict, prompt: dict) -> dict:
@@ -118,6 +130,7 @@ def annotate(cfg: DictConfig) -> dict:
             generation=OmegaConf.to_container(cfg.teacher.generation, resolve=True),
             samples=sc.n, temperature=sc.temperature, min_agreement=sc.min_agreement,
             reask=cfg.reask, parser=OmegaConf.to_container(cfg.parser, resolve=True),
+            logprobs=bool(cfg.teacher.get("logprobs", False)),
         )
         begun = time.perf_counter()
         try:
@@ -130,19 +143,25 @@ def annotate(cfg: DictConfig) -> dict:
     teacher = {"name": cfg.teacher.name, "model": client.model, "endpoint": "simulated" if server else client.base_url, "identity": identity, "simulated": server is not None}
     prompt_info = {"id": prompt.id, "version": prompt.version}
 
-    records, distilled = [], []
+    pool = cfg.get("confidence_pool") or {}
+    records, distilled, weighted = [], [], []
     for outcome in outcomes:
         provenance = provenance_for(outcome, teacher, prompt_info)
         records.append(record(outcome, provenance, source.has_gold))
         if outcome.tags is not None:
             distilled.append(replace(outcome.sentence, tags=tuple(outcome.tags), provenance=provenance))
+            weights = confidence_weights(outcome, pool.get("outside", 1.0))
+            weighted.append(replace(distilled[-1], weights=weights, provenance={**provenance, "confidence_source": outcome.confidence_source}))
     write_conll(out / "distilled.conll", distilled)
+    if pool.get("write"):
+        write_weighted(out / "distilled_weighted.jsonl", weighted)
     write_text(out / "distilled.jsonl", "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in records))
     price = cfg.prices.get(client.model)
     report = build_report(
         outcomes, annotator.stats, has_gold=source.has_gold, teacher=teacher, prompt=prompt_info, input=source.describe(),
         self_consistency=OmegaConf.to_container(sc), price=OmegaConf.to_container(price) if price is not None else None,
         annotate_s=annotate_s, wall_s=time.perf_counter() - started, simulator=simulator,
+        structured={"requested": prompt.structured, "used": annotator.structured, "refusal": annotator.refusal, "calls_refused": annotator.stats.refused},
     )
     write_json(out / "report.json", report)
     write_text(out / "report.md", markdown(report))

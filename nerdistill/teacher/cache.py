@@ -1,7 +1,8 @@
 """The response cache: one SQLite file shared by all runs, one row per finished call.
 
 Keyed by :func:`cache_key`. Rows are committed as responses arrive, so a killed job loses
-nothing it finished; failed calls are never stored. A file that is not this cache (not
+nothing it finished; failed calls are never stored. Token logprobs, where a response has them,
+go in a table of their own (added to older cache files on opening, their rows untouched). A file that is not this cache (not
 SQLite, corrupt, or another schema) is an error, never silently reset.
 """
 
@@ -22,12 +23,16 @@ class CacheError(RuntimeError):
     """The cache file cannot be used as is."""
 
 
+Logprobs = tuple[tuple[int, float], ...]  # per answer token: (its length in UTF-8 bytes, its log probability)
+
+
 @dataclass(frozen=True)
 class CachedResponse:
     text: str
     finish_reason: str | None
     prompt_tokens: int
     completion_tokens: int
+    logprobs: Logprobs | None = None
 
 
 def cache_key(endpoint: str, model: str, params: Mapping, messages: Sequence[Mapping], prompt: str) -> str:
@@ -53,6 +58,8 @@ class ResponseCache:
             if fresh:
                 self._create()
             self._check()
+            with self.db:
+                self.db.execute("CREATE TABLE IF NOT EXISTS logprobs (key TEXT PRIMARY KEY, tokens TEXT NOT NULL)")
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")  # WAL: a commit survives a crash of this process, without an fsync per row
         except sqlite3.DatabaseError as err:
@@ -79,7 +86,11 @@ class ResponseCache:
 
     def get(self, key: str) -> CachedResponse | None:
         row = self.db.execute("SELECT text, finish_reason, prompt_tokens, completion_tokens FROM responses WHERE key=?", (key,)).fetchone()
-        return CachedResponse(*row) if row else None
+        if row is None:
+            return None
+        found = self.db.execute("SELECT tokens FROM logprobs WHERE key=?", (key,)).fetchone()
+        logprobs = tuple((int(n), float(lp)) for n, lp in json.loads(found[0])) if found else None
+        return CachedResponse(*row, logprobs=logprobs)
 
     def put(self, key: str, model: str, prompt: str, response: CachedResponse) -> None:
         """Store and commit one finished response."""
@@ -88,6 +99,8 @@ class ResponseCache:
                 "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (key, model, prompt, response.text, response.finish_reason, response.prompt_tokens, response.completion_tokens, time.time()),
             )
+            if response.logprobs is not None:
+                self.db.execute("INSERT OR REPLACE INTO logprobs VALUES (?, ?)", (key, json.dumps(response.logprobs, separators=(",", ":"))))
 
     def __len__(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]

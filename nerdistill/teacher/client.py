@@ -16,9 +16,18 @@ from typing import Any
 import openai
 from openai.types.chat import ChatCompletion
 
-from nerdistill.teacher.cache import CachedResponse
+from nerdistill.teacher.cache import CachedResponse, Logprobs
 
 NO_KEY = "no-key"  # for servers without authentication (vLLM, Ollama, llama.cpp, the simulator)
+
+
+def token_logprobs(choice: Any) -> Logprobs | None:
+    """The answer's tokens as ``(UTF-8 byte length, logprob)``, None if the endpoint gave none.
+    Byte lengths come from a token's ``bytes`` where given (a token may hold part of a character)."""
+    content = getattr(getattr(choice, "logprobs", None), "content", None)
+    if not content:
+        return None
+    return tuple((len(t.bytes) if t.bytes is not None else len(t.token.encode("utf-8")), float(t.logprob)) for t in content)
 
 
 class TeacherError(RuntimeError):
@@ -92,6 +101,7 @@ class TeacherClient:
             choice.finish_reason,
             int(usage.prompt_tokens) if usage else 0,
             int(usage.completion_tokens) if usage else 0,
+            token_logprobs(choice),
         )
 
     async def close(self) -> None:

@@ -1,8 +1,11 @@
-"""Annotate sentences with a teacher: cached calls, one re-ask, self-consistency voting."""
+"""Annotate sentences with a teacher: cached calls, one re-ask, self-consistency voting,
+structured output with a fallback, and per-entity confidence."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -15,10 +18,19 @@ from nerdistill.data.conll import Sentence
 from nerdistill.data.labels import LabelSet
 from nerdistill.teacher.cache import CachedResponse, ResponseCache, cache_key
 from nerdistill.teacher.client import TeacherClient, TeacherError
+from nerdistill.teacher.confidence import entity_confidences
 from nerdistill.teacher.parser import Entity, Parsed, parse_response, to_tags
 from nerdistill.teacher.prompts import Prompt
 
 FATAL = (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError)
+# a 400/422 with one of these words, to a request with `response_format`: the endpoint does not do structured output
+REFUSAL = re.compile(r"response_format|json_schema|structured|schema|guided|grammar", re.I)
+log = logging.getLogger(__name__)
+
+
+def refused_structure(err: openai.APIError, params: Mapping[str, Any]) -> bool:
+    """Whether ``err`` is the endpoint refusing the ``response_format`` of a request with one."""
+    return isinstance(err, (openai.BadRequestError, openai.UnprocessableEntityError)) and "response_format" in params and bool(REFUSAL.search(str(err.message)))
 
 
 @dataclass
@@ -45,6 +57,7 @@ class Call:
             "parse_status": self.parsed.status,
             "counts": self.parsed.counts,
             "unknown_types": self.parsed.unknown_types,
+            "logprobs": r.logprobs is not None,
             "text": r.text,
         }
 
@@ -62,6 +75,7 @@ class Outcome:
     errors: list[str] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
     samples_ok: int = 0
+    confidence_source: str | None = None  # "logprobs" or "agreement" (self-consistency), None if failed
 
     @property
     def status(self) -> str:
@@ -79,6 +93,7 @@ class Stats:
     cached: int = 0
     failed: int = 0
     reasked: int = 0
+    refused: int = 0  # calls refused for their response_format, then sent again without it
     tokens_made: Counter = field(default_factory=Counter)
     tokens_cached: Counter = field(default_factory=Counter)
 
@@ -118,20 +133,29 @@ class Annotator:
         min_agreement: float = 0.5,
         reask: bool = True,
         parser: Mapping[str, Any] | None = None,
+        logprobs: bool = False,
     ) -> None:
         self.client, self.cache, self.prompt, self.labels = client, cache, prompt, labels
         self.generation = dict(generation)
         self.samples, self.temperature, self.min_agreement = samples, temperature, min_agreement
-        self.reask = reask
+        self.reask, self.logprobs = reask, logprobs
+        self.structured = prompt.structured  # turned off for the rest of the job if the endpoint refuses it
+        self.refusal: str | None = None
         self.parser = dict(parser or {})
         self.stats = Stats()
         self._inflight: dict[str, asyncio.Task] = {}
 
     def params(self, sample: int) -> dict[str, Any]:
-        """Generation parameters; self-consistency samples differ by temperature and seed."""
-        if self.samples == 1:
-            return dict(self.generation)
-        return {**self.generation, "temperature": self.temperature, "seed": int(self.generation.get("seed") or 0) + sample}
+        """Generation parameters; self-consistency samples differ by temperature and seed. ``logprobs``
+        and ``response_format`` are added only when asked for, so keys of plain requests stay as they were."""
+        params = dict(self.generation)
+        if self.samples > 1:
+            params.update(temperature=self.temperature, seed=int(self.generation.get("seed") or 0) + sample)
+        if self.logprobs:
+            params["logprobs"] = True
+        if self.structured:
+            params["response_format"] = self.prompt.response_format()
+        return params
 
     def key(self, messages: Sequence[Mapping[str, str]], params: Mapping[str, Any]) -> str:
         return cache_key(self.client.endpoint, self.client.model, params, messages, self.prompt.key)
@@ -153,8 +177,11 @@ class Annotator:
         self._inflight[key] = task
         try:
             response = await asyncio.shield(task)
-        except openai.APIError:
-            self.stats.failed += 1
+        except openai.APIError as err:
+            if refused_structure(err, params):
+                self.stats.refused += 1  # not a failure: :meth:`ask` sends it again without
+            else:
+                self.stats.failed += 1
             raise
         finally:
             self._inflight.pop(key, None)
@@ -163,20 +190,34 @@ class Annotator:
         self.stats.tokens_made.update(prompt=response.prompt_tokens, completion=response.completion_tokens)
         return key, response, False
 
+    async def ask(self, messages: list[dict[str, str]], sample: int) -> tuple[str, CachedResponse, bool]:
+        """:meth:`fetch` with this sample's parameters; if the endpoint refuses structured output, once
+        more without it, and without it for the rest of the job (warned once)."""
+        params = self.params(sample)
+        try:
+            return await self.fetch(messages, params)
+        except openai.APIError as err:
+            if not refused_structure(err, params):
+                raise
+            if self.structured:
+                self.structured = False
+                self.refusal = self.client.redact(str(err.message))
+                log.warning("the teacher endpoint refused structured output (%s); using the plain prompt for the rest of this job", self.refusal)
+            return await self.fetch(messages, self.params(sample))
+
     def parse(self, text: str, tokens: Sequence[str]) -> Parsed:
         return parse_response(text, tokens, self.labels, **self.parser)
 
-    async def sample(self, sentence: Sentence, index: int, outcome: Outcome) -> Parsed | None:
+    async def sample(self, sentence: Sentence, index: int, outcome: Outcome) -> Call | None:
         """One sample, re-asked once if unusable; None if it failed."""
         messages = self.prompt.messages(sentence.tokens)
-        params = self.params(index)
         try:
-            key, response, cached = await self.fetch(messages, params)
+            key, response, cached = await self.ask(messages, index)
             call = Call(key, cached, response, index, False, self.parse(response.text, sentence.tokens))
             outcome.calls.append(call)
             if not usable(call) and self.reask:
                 self.stats.reasked += 1
-                key, response, cached = await self.fetch(self.prompt.reask_messages(messages, response.text), params)
+                key, response, cached = await self.ask(self.prompt.reask_messages(messages, response.text), index)
                 call = Call(key, cached, response, index, True, self.parse(response.text, sentence.tokens))
                 outcome.calls.append(call)
         except FATAL as err:
@@ -190,18 +231,33 @@ class Annotator:
             outcome.errors.append(f"sample {index}: answer {'cut off at the token limit' if truncated else 'unparseable'} after {'a re-ask' if call.reask else 'one try'}")
             outcome.reasons.append("truncated" if truncated else "unparseable")
             return None
-        return call.parsed
+        return call
 
     async def annotate(self, sentence: Sentence) -> Outcome:
         outcome = Outcome(sentence, None)
         results = await asyncio.gather(*(self.sample(sentence, i, outcome) for i in range(self.samples)))
-        parsed = [p for p in results if p is not None]
-        outcome.samples_ok = len(parsed)
-        if parsed:
-            kept = vote([p.entities for p in parsed], self.min_agreement)
+        calls = [c for c in results if c is not None]
+        outcome.samples_ok = len(calls)
+        if calls:
+            kept = vote([c.parsed.entities for c in calls], self.min_agreement)
+            confidence, outcome.confidence_source = confidences(calls, kept)
             outcome.tags = to_tags(len(sentence.tokens), [e for e, _ in kept])
-            outcome.entities = [{"text": e.text, "type": e.type, "start": e.start, "end": e.end, "agreement": round(a, 4)} for e, a in kept]
+            outcome.entities = [
+                {"text": e.text, "type": e.type, "start": e.start, "end": e.end, "agreement": round(a, 4), "confidence": round(c, 4)}
+                for (e, a), c in zip(kept, confidence)
+            ]
         return outcome
+
+
+def confidences(calls: Sequence[Call], kept: Sequence[tuple[Entity, float]]) -> tuple[list[float], str]:
+    """Each kept entity's confidence and its source: from logprobs if every usable sample has them
+    (the mean over samples of the entity's probability in each, 0 where a sample lacks it), else its
+    self-consistency agreement (1.0 for a single sample: then it says nothing)."""
+    maps = [entity_confidences(c.response.text, c.response.logprobs, c.parsed.entities) for c in calls]
+    given = [m for m in maps if m is not None]
+    if len(given) < len(maps):
+        return [a for _, a in kept], "agreement"
+    return [sum(m.get((e.start, e.end, e.type), 0.0) for m in given) / len(given) for e, _ in kept], "logprobs"
 
 
 async def annotate_all(annotator: Annotator, sentences: Sequence[Sentence], progress: bool = True) -> list[Outcome]:

@@ -74,15 +74,18 @@ class Prompt:
         k: int = 3,
         examples_path: str | None = None,
         examples_seed: int = 0,
+        structured: bool = False,
     ) -> None:
         if format not in formats:
             raise ValueError(f"prompt {id}: format {format!r} has no instructions (have {sorted(formats)})")
+        if structured and format != "json":
+            raise ValueError(f"prompt {id}: structured output answers in JSON; set prompt.format=json (got {format!r})")
         if k > 0 and not examples_path:
             raise ValueError(f"prompt {id}: k={k} few-shot examples need examples_path (a training split)")
         self.id, self.version = id, str(version)
         self.system, self.user, self.reask = system, user, reask
         self.types, self.formats, self.format = dict(types), dict(formats), format
-        self.reasoning, self.k = reasoning, k
+        self.reasoning, self.k, self.structured = reasoning, k, structured
         self.examples_path, self.examples_seed = examples_path, examples_seed
         self.pool: list[Sentence] = []
         self.labels: LabelSet | None = None
@@ -116,6 +119,22 @@ class Prompt:
             chosen.append(best)
             covered |= {kind for _, _, kind in spans(best.tags)}
         return chosen
+
+    def response_format(self) -> dict:
+        """The ``response_format`` for structured output: a strict JSON schema of the answer the
+        parser reads, ``{"entities": [{"text", "type"}]}`` with ``type`` one of the configured
+        labels, led by a ``reasoning`` string for a reasoning prompt."""
+        assert self.labels is not None, "call setup() first"
+        entity = {
+            "type": "object",
+            "properties": {"text": {"type": "string"}, "type": {"type": "string", "enum": list(self.labels.types)}},
+            "required": ["text", "type"],
+            "additionalProperties": False,
+        }
+        properties: dict = {"reasoning": {"type": "string"}} if self.reasoning else {}
+        properties["entities"] = {"type": "array", "items": entity}
+        schema = {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
+        return {"type": "json_schema", "json_schema": {"name": "named_entities", "schema": schema, "strict": True}}
 
     def examples_for(self, tokens: Sequence[str]) -> list[Sentence]:
         """``k`` examples, never the sentence being annotated itself."""

@@ -6,6 +6,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from nerdistill.data.labels import spans
 from nerdistill.metrics import ner_metrics
 from nerdistill.teacher.job import Outcome, Stats
 from nerdistill.teacher.parser import COUNT_KEYS
@@ -28,6 +29,25 @@ def quality(outcomes: Sequence[Outcome], annotated_only: bool) -> dict | None:
     return ner_metrics([o.sentence.tags for o in chosen], [o.tags or ["O"] * len(o.sentence.tokens) for o in chosen])
 
 
+def confidence_summary(outcomes: Sequence[Outcome], has_gold: bool) -> dict:
+    """Entities by confidence source, their mean confidence, and with gold the mean of the right
+    entities (span and type in gold) and of the wrong ones."""
+    right, wrong, sources = [], [], Counter()
+    for o in outcomes:
+        truth = set(spans(o.sentence.tags)) if has_gold else set()
+        for e in o.entities:
+            sources[o.confidence_source] += 1
+            (right if (e["start"], e["end"], e["type"]) in truth else wrong).append(e["confidence"])
+    every = right + wrong
+    mean = lambda xs: round(sum(xs) / len(xs), 4) if xs else None  # noqa: E731
+    return {
+        "source": dict(sources),
+        "mean": mean(every),
+        "mean_right": mean(right) if has_gold else None,
+        "mean_wrong": mean(wrong) if has_gold else None,
+    }
+
+
 def build_report(
     outcomes: Sequence[Outcome],
     stats: Stats,
@@ -41,6 +61,7 @@ def build_report(
     annotate_s: float,
     wall_s: float,
     simulator: Mapping[str, Any] | None,
+    structured: Mapping[str, Any] | None = None,
 ) -> dict:
     annotated = sum(o.tags is not None for o in outcomes)
     parse = Counter()
@@ -75,6 +96,8 @@ def build_report(
             **{k: parse[k] for k in (*COUNT_KEYS, "truncated")},
             "unknown_types": dict(unknown_types.most_common()),
         },
+        "confidence": confidence_summary(outcomes, has_gold),
+        "structured_output": dict(structured) if structured is not None else None,
         "calls": {"made": stats.made, "cached": stats.cached, "failed": stats.failed, "reasked": stats.reasked},
         "tokens": {
             "made": {"prompt": stats.tokens_made["prompt"], "completion": stats.tokens_made["completion"]},
@@ -118,6 +141,7 @@ def markdown(report: Mapping[str, Any]) -> str:
         f"- cost this run: {report['cost']['this_run']} USD (all responses: {report['cost']['all_responses']})",
         f"- time: {report['time']['wall_s']} s wall, {report['time']['annotate_s']} s annotating, {report['time']['sentences_per_s']} sentences/s",
         f"- parse: {report['parse']}",
+        f"- confidence: {report.get('confidence')}; structured output: {report.get('structured_output')}",
     ]
     if report["quality"]:
         q = report["quality"]

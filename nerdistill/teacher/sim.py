@@ -5,7 +5,11 @@ has one, else that message tokenised like CoNLL), looks its tags up in oracle Co
 (gold, or real GPT-3.5 labels) or, for other text, tags it with a trained model directory
 when one is configured, corrupts them with :class:`~nerdistill.teacher.noise.NoiseModel`,
 and answers in the format the prompt asks for (JSON if the system message says "JSON",
-else ``entity | TYPE`` lines; with reasoning if it says "step by step"). Fault knobs: latency,
+else ``entity | TYPE`` lines; with reasoning if it says "step by step"). A ``json_schema``
+``response_format`` is honoured (JSON of the schema's shape, types from its enum; no malformed,
+empty or wrongly formatted answers, though truncation stays) or, with ``refuse_response_format``,
+refused with a 400. ``logprobs: true`` gets token logprobs that carry information: each entity's
+type token is likelier where the entity is right than where the noise corrupted it. Fault knobs: latency,
 429s, 500s, timeouts, dropped connections, malformed, truncated, empty and wrongly formatted
 answers, decided per (request, attempt) so the client's retries can succeed. Everything is
 seeded: the same request gets the same answer.
@@ -20,7 +24,9 @@ import hmac
 import json
 import logging
 import os
+import math
 import random
+import re
 import threading
 import time
 from collections import Counter
@@ -35,7 +41,7 @@ from nerdistill.data.labels import DEFAULT_TYPES, LabelSet, spans
 from nerdistill.data.text import tokenize
 from nerdistill.runtime import choose_precision
 from nerdistill.teacher.noise import DEFAULT_MIX, NoiseModel
-from nerdistill.teacher.prompts import format_answer
+from nerdistill.teacher.prompts import format_answer, reasoning
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +53,10 @@ MALFORMED = (
 )
 NO_RESPONSE = 0  # the status :meth:`SimTeacher.chat` gives for a request to leave unanswered (a fault)
 # fault knobs added after the others: in the identity only when set, so earlier settings keep theirs
-LATER_KNOBS = ("rate_dropped", "rate_empty", "rate_wrong_format")
+LATER_KNOBS = ("rate_dropped", "rate_empty", "rate_wrong_format", "refuse_response_format")
+TOKEN = re.compile(r"\w+|\s+|[^\w\s]")  # the simulator's answer tokens: words, runs of space, single symbols
+# an entity's type-token probability is drawn from Beta(a, b): right entities (mean 0.86) vs corrupted or hallucinated ones (mean 0.55)
+RIGHT_BETA, WRONG_BETA = (9.0, 1.5), (3.0, 2.5)
 
 
 @dataclass
@@ -74,6 +83,7 @@ class SimSettings:
     rate_dropped: float = 0.0
     rate_empty: float = 0.0
     rate_wrong_format: float = 0.0
+    refuse_response_format: bool = False
     hang: float = 5.0
     retry_after_ms: int = 50
     seed: int = 0
@@ -163,11 +173,17 @@ class SimTeacher:
 
     def entities(self, tokens: list[str], style: str, request_hash: str) -> list[tuple[str, str]]:
         """``(text, type)`` of the oracle's entities after the noise, hallucinations included."""
+        return [(text, kind) for text, kind, _ in self.judged(tokens, style, request_hash)]
+
+    def judged(self, tokens: list[str], style: str, request_hash: str) -> list[tuple[str, str, bool]]:
+        """:meth:`entities`, each with whether it is the oracle's (span and type) rather than an error."""
         noise = NoiseModel(self.settings.target_for(style), self.labels.types, self.settings.mix, self.settings.hallucination_rate)
         shared = random.Random(_hash("sentence", tokens, style, self.settings.seed))
-        corrupted, hallucinated = noise.corrupt(tokens, spans(self.oracle_tags(tokens)), random.Random(request_hash), shared, self.settings.correlation)
+        truth = spans(self.oracle_tags(tokens))
+        corrupted, hallucinated = noise.corrupt(tokens, truth, random.Random(request_hash), shared, self.settings.correlation)
         rng = random.Random(request_hash + ":types")
-        return [(" ".join(tokens[s:e]), kind) for s, e, kind in corrupted] + [(h, rng.choice(self.labels.types)) for h in hallucinated]
+        right = set(truth)
+        return [(" ".join(tokens[s:e]), kind, (s, e, kind) in right) for s, e, kind in corrupted] + [(h, rng.choice(self.labels.types), False) for h in hallucinated]
 
     def chat(self, body: Mapping[str, Any]) -> tuple[int, dict[str, str], dict, float]:
         """``(status, headers, payload, seconds to wait first)`` for a chat-completions request body;
@@ -177,6 +193,10 @@ class SimTeacher:
         model = str(body.get("model"))
         if model not in s.models:
             return 404, {}, error(f"The model `{model}` does not exist (simulated teacher serves {s.models}).", "model_not_found"), 0.0
+        schema = structured_schema(body)
+        if schema is not None and s.refuse_response_format:
+            self.count("refused_response_format")
+            return 400, {}, error("Invalid parameter: 'response_format' of type 'json_schema' is not supported with this model (simulated).", "invalid_parameter"), 0.0
         request_hash = _hash(body, s.seed)
         with self.lock:
             attempt = self.attempts[request_hash]
@@ -200,11 +220,22 @@ class SimTeacher:
         style, fmt = prompt_style(messages)
         choices = []
         for index in range(int(body.get("n") or 1)):
-            entities = self.entities(tokens, style, f"{request_hash}:{index}")
-            text = format_answer(tokens, entities, fmt, style == "cot", DESCRIPTIONS)
+            judged = self.judged(tokens, style, f"{request_hash}:{index}")
+            if schema is not None:
+                allowed = schema["properties"]["entities"]["items"]["properties"]["type"].get("enum") or self.labels.types
+                judged = [(t, k, ok) for t, k, ok in judged if k in allowed]
+            entities = [(text, kind) for text, kind, _ in judged]
+            if schema is not None:
+                text = structured_answer(tokens, entities, "reasoning" in schema["properties"])
+            else:
+                text = format_answer(tokens, entities, fmt, style == "cot", DESCRIPTIONS)
             finish = "stop"
             v = fault.random()
-            if v < s.rate_malformed:
+            if schema is not None:  # constrained decoding: the answer fits the schema, short of being cut off
+                if v < s.rate_truncated:
+                    self.count("fault_truncated")
+                    text, finish = text[: max(1, int(len(text) * fault.uniform(0.3, 0.8)))], "length"
+            elif v < s.rate_malformed:
                 self.count("fault_malformed")
                 text = fault.choice(MALFORMED)
             elif v < s.rate_malformed + s.rate_truncated:
@@ -216,7 +247,8 @@ class SimTeacher:
             elif v < s.rate_malformed + s.rate_truncated + s.rate_empty + s.rate_wrong_format:
                 self.count("fault_wrong_format")
                 text = misformatted(tokens, entities, fmt, style == "cot", fault)
-            choices.append({"index": index, "message": {"role": "assistant", "content": text}, "finish_reason": finish, "logprobs": None})
+            logprobs = {"content": token_logprobs(text, judged, random.Random(f"{request_hash}:{index}:logprobs"))} if body.get("logprobs") else None
+            choices.append({"index": index, "message": {"role": "assistant", "content": text}, "finish_reason": finish, "logprobs": logprobs})
         self.count("answered")
         with self.lock:
             self.answered[request_hash] += 1
@@ -238,6 +270,47 @@ class SimTeacher:
 
     def models(self) -> dict:
         return {"object": "list", "data": [model_card(m) for m in self.settings.models]}
+
+
+def structured_schema(body: Mapping[str, Any]) -> dict | None:
+    """The JSON schema of a ``json_schema`` ``response_format`` with an ``entities`` array, else None."""
+    fmt = body.get("response_format")
+    if not isinstance(fmt, Mapping) or fmt.get("type") != "json_schema":
+        return None
+    schema = (fmt.get("json_schema") or {}).get("schema") or {}
+    return schema if "entities" in (schema.get("properties") or {}) else None
+
+
+def structured_answer(tokens: Sequence[str], entities: Sequence[tuple[str, str]], with_reasoning: bool) -> str:
+    """The answer as the structured-output schema has it: ``{["reasoning",] "entities"}``."""
+    answer: dict[str, Any] = {"reasoning": reasoning(tokens, entities, DESCRIPTIONS)} if with_reasoning else {}
+    answer["entities"] = [{"text": text, "type": kind} for text, kind in entities]
+    return json.dumps(answer, ensure_ascii=False)
+
+
+def token_logprobs(text: str, judged: Sequence[tuple[str, str, bool]], rng: random.Random) -> list[dict]:
+    """OpenAI-style ``logprobs.content`` for ``text``: near-certain tokens (p in [0.995, 1)), except each
+    entity's type token, whose probability is drawn from :data:`RIGHT_BETA` where the entity is right
+    and :data:`WRONG_BETA` where it is an error. Entities are found in order after the answer marker."""
+    pieces = [m.group() for m in TOKEN.finditer(text)]
+    probs = [rng.uniform(0.995, 1.0) for _ in pieces]
+    starts = [0]
+    for piece in pieces:
+        starts.append(starts[-1] + len(piece))
+    cursor = text.rfind("Answer:") + 1
+    if text.lstrip().startswith("{"):
+        cursor = max(cursor, text.find('"entities"'))
+    for entity, kind, right in judged:
+        at = text.find(entity, cursor)
+        if at < 0:
+            continue
+        type_at = text.find(kind, at + len(entity))
+        if type_at < 0:
+            continue
+        cursor = type_at + len(kind)
+        first = next(i for i, start in enumerate(starts) if start <= type_at < starts[i + 1])
+        probs[first] = max(1e-6, rng.betavariate(*(RIGHT_BETA if right else WRONG_BETA)))
+    return [{"token": p, "logprob": math.log(q), "bytes": list(p.encode("utf-8")), "top_logprobs": []} for p, q in zip(pieces, probs)]
 
 
 def misformatted(tokens: Sequence[str], entities: Sequence[tuple[str, str]], fmt: str, cot: bool, rng: random.Random) -> str:
