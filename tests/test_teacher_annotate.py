@@ -148,8 +148,9 @@ def test_ctrl_c_keeps_finished_calls_and_the_job_resumes(tmp_path, data_dir):
          f"hydra.run.dir={tmp_path / 'run1'}", f"cache={cache}"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
-    deadline = time.time() + 60
-    while time.time() < deadline and (not cache.exists() or len(cache_keys(cache)) < 4):
+    deadline = time.time() + 600  # a bound for a hung job, not a speed assumption: the wait ends on the cache
+    while not cache.exists() or len(cache_keys(cache)) < 4:
+        assert proc.poll() is None and time.time() < deadline, "the job ended or hung before caching 4 answers"
         time.sleep(0.1)
     proc.send_signal(signal.SIGINT)
     stderr = proc.communicate(timeout=30)[1].decode()

@@ -23,8 +23,8 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import math
+import os
 import random
 import re
 import threading
