@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import csv
+import logging
 from pathlib import Path
 
 import pytorch_lightning as pl
+import torch
+
+log = logging.getLogger(__name__)
 
 
 class DistilledShareLog(pl.Callback):
     """Writes ``distilled_share.csv`` (optimiser step, progress, scheduled share, realised share of
     the batch) as training runs, following the module's run plan; with gradient accumulation a
-    step has one row per batch."""
+    step has one row per batch. Under DDP the realised share is the global batch's (the mean of the
+    ranks' equal-sized shards, all-reduced once per epoch) and global rank 0 writes the file."""
 
     def __init__(self, path: str) -> None:
         self.path = Path(path)
@@ -29,13 +34,21 @@ class DistilledShareLog(pl.Callback):
         self._rows.append((step, progress, plan.schedule(progress), batch["distilled_share"]))
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.world_size > 1 and self._rows:  # every rank has one row per batch of the epoch
+            local = torch.tensor([row[3] for row in self._rows], dtype=torch.float64, device=pl_module.device)
+            shares = trainer.strategy.reduce(local, reduce_op="mean").tolist()
+            self._rows = [(*row[:3], share) for row, share in zip(self._rows, shares)]
         self._flush(trainer)
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        if trainer.world_size > 1:  # a collective could hang on a rank that is gone; a shard's share is not the batch's
+            log.warning("distilled_share.csv: the %d rows of the unfinished epoch are not written (DDP)", len(self._rows))
+            return
         self._flush(trainer)
 
     def _flush(self, trainer: pl.Trainer) -> None:
-        if not trainer.is_global_zero or not self._rows:
+        rows, self._rows = self._rows, []  # every rank starts the next epoch empty
+        if not trainer.is_global_zero or not rows:
             return
         new = not self.path.exists()
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -43,5 +56,4 @@ class DistilledShareLog(pl.Callback):
             writer = csv.writer(handle)
             if new:
                 writer.writerow(["step", "progress", "scheduled_share", "realised_share"])
-            writer.writerows(self._rows)
-        self._rows = []
+            writer.writerows(rows)

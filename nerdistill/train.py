@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,8 @@ import wandb
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import WandbLogger
+from pytorch_lightning.utilities import rank_zero_only
+from pytorch_lightning.utilities.warnings import PossibleUserWarning
 
 from nerdistill import relabel
 from nerdistill.data.labels import LabelSet
@@ -26,7 +29,8 @@ log = logging.getLogger(__name__)
 
 
 def train(cfg: DictConfig) -> dict:
-    """Fit, test with the best checkpoint, and write metrics.json and the HF-format model."""
+    """Fit, test with the best checkpoint, and write metrics.json and the HF-format model (under DDP
+    every rank runs this and returns the same metrics; global rank 0 writes the files)."""
     started = time.perf_counter()
     precision = trainer_precision(cfg)
     out = Path(cfg.paths.output_dir)
@@ -37,7 +41,10 @@ def train(cfg: DictConfig) -> dict:
     loggers = [instantiate(c) for c in cfg.get("logger", {}).values() if c is not None] if cfg.get("logger") else False
     run = build(cfg, precision, callbacks=callbacks, logger=loggers)
     datamodule, module, trainer = run.datamodule, run.module, run.trainer
-    write_json(out / "plan.json", run.plan.as_dict())
+    if trainer.world_size > 1:  # every rank evaluates the whole dev and test sets: its metrics are already the global ones
+        warnings.filterwarnings("ignore", message=r".*sync_dist=True.*when logging on epoch level", category=PossibleUserWarning)
+    if rank_zero_only.rank == 0:  # under DDP every rank runs this function; set from the launcher's environment
+        write_json(out / "plan.json", run.plan.as_dict())
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True) | {"precision": precision})
     try:
@@ -59,6 +66,8 @@ def train(cfg: DictConfig) -> dict:
         }
         if denoised is not None:
             metrics["denoise"] = denoised
+        if not trainer.is_global_zero:  # every rank evaluated the whole dev and test sets; rank 0 writes
+            return metrics
         with atomic_path(out / "model") as export:
             module.model.save_pretrained(export)
             datamodule.tokenizer.save_pretrained(export)

@@ -3,6 +3,7 @@
 import pytest
 from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, ListConfig
+from pytorch_lightning.strategies import DDPStrategy
 
 from nerdistill.train import build_trainer
 from tests.conftest import CONF, compose_config
@@ -35,6 +36,13 @@ def test_cpu_trainers_instantiate(option, tmp_path):
     cfg = compose_config("train", [f"trainer={option}"], tmp_path)
     trainer = build_trainer(cfg, logger=False, enable_checkpointing=False)
     assert trainer.max_epochs == 5
+
+
+def test_ddp_cpu_trainer_is_two_gloo_ranks(tmp_path):
+    trainer = build_trainer(compose_config("train", ["trainer=ddp_cpu"], tmp_path), logger=False, enable_checkpointing=False)
+    assert isinstance(trainer.strategy, DDPStrategy) and trainer.world_size == 2
+    assert trainer.strategy._get_process_group_backend() == "gloo"  # Lightning's choice for CPU devices
+    assert trainer.strategy.root_device.type == "cpu"
 
 
 def test_loggers_and_callbacks_instantiate_offline(tmp_path):
