@@ -53,7 +53,13 @@ def _load_checkpoint(path: Path) -> tuple[PreTrainedModel, str]:
         raise FileNotFoundError(f"{path}: checkpoint or its run config {config_file} not found")
     cfg = OmegaConf.load(config_file)
     module = instantiate(cfg.model.module, _partial_=True)(labels=list(cfg.labels))
-    module.load_state_dict(torch.load(path, map_location="cpu", weights_only=False)["state_dict"])
+    # weights_only: tensors and plain types only; a checkpoint from elsewhere cannot run code when loaded
+    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as err:  # another label set's classifier, or another model's layers
+        first = str(err).strip().splitlines()[1].strip() if len(str(err).strip().splitlines()) > 1 else str(err)
+        raise ValueError(f"{path}: does not fit the model its run config {config_file} describes (labels {list(cfg.labels)}, model.name_or_path {cfg.model.get('name_or_path')}): {first}") from None
     return module.model, cfg.model.tokenizer
 
 
@@ -87,6 +93,8 @@ class Tagger:
         fp32, ``precision`` unused); :attr:`precision` is then ``int8``."""
         if quantize not in QUANTIZE:
             raise ValueError(f"quantize={quantize!r}: expected null or 'int8'")
+        if batch_size < 1 or max_length < 3:
+            raise ValueError(f"batch_size must be positive and max_length at least 3 (CLS, one sub-token, SEP), got {batch_size} and {max_length}")
         model, tokenizer = load_model(model_dir)
         self.model = model.eval()
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
