@@ -3,6 +3,7 @@ computes bf16 natively, and optional int8 dynamic quantisation of the linear lay
 
 from __future__ import annotations
 
+import pickle
 import warnings
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -54,7 +55,10 @@ def _load_checkpoint(path: Path) -> tuple[PreTrainedModel, str]:
     cfg = OmegaConf.load(config_file)
     module = instantiate(cfg.model.module, _partial_=True)(labels=list(cfg.labels))
     # weights_only: tensors and plain types only; a checkpoint from elsewhere cannot run code when loaded
-    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    except (pickle.UnpicklingError, RuntimeError, KeyError) as err:
+        raise ValueError(f"{path}: not a checkpoint that loads with weights_only=True ({type(err).__name__}: {str(err).splitlines()[0]})") from None
     try:
         module.load_state_dict(state)
     except RuntimeError as err:  # another label set's classifier, or another model's layers
