@@ -210,7 +210,8 @@ BAD_PREDICT = [
     ("input-missing", lambda tmp_path: tmp_path / "missing.txt", [], FileNotFoundError, "missing.txt: not a file"),
     ("input-is-a-directory", lambda tmp_path: tmp_path, [], FileNotFoundError, ": not a file"),
     ("unknown-format", fixture("wrong_columns.conll"), ["format=xml"], ValueError, "format must be 'text' or 'conll', got 'xml'"),
-    ("conll-bad-columns", fixture("wrong_columns.conll"), ["format=conll"], CoNLLFormatError, "wrong_columns.conll:2: expected 2 columns"),
+    ("conll-bad-columns", written(b"Peter B-PER\nParis NNP B-LOC\n"), ["format=conll"], CoNLLFormatError, "bad.conll:2: expected 2 columns"),
+    ("conll-tag-the-model-lacks", fixture("wrong_columns.conll"), ["format=conll"], CoNLLFormatError, "wrong_columns.conll:1: tag 'B-ORG' is not in the label set of the model in"),
     ("batch-size-not-a-number", fixture("wrong_columns.conll"), ["batch_size=big"], ValueError, "batch_size='big': expected an integer"),
     ("batch-size-zero", written(b"Peter visited Paris.\n", "ok.txt"), ["batch_size=0"], ValueError, "batch_size must be positive"),
 ]
