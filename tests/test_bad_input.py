@@ -280,8 +280,9 @@ def test_command_line_exits_1_with_one_message(tmp_path, verb, arguments, messag
     if verb == "train":
         command += [o for o in TINY_TRAIN]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "HYDRA_FULL_ERROR": ""})
-    assert done.returncode == 1, done.stderr
-    assert done.stderr.count(message) == 1, done.stderr
-    assert "Traceback" not in done.stderr, done.stderr
+    said = done.stdout + done.stderr  # Hydra logs to stdout; its own composition errors go to stderr
+    assert done.returncode == 1, said
+    assert said.count(message) == 1, said
+    assert "Traceback" not in said, said
     if out.exists():
         assert_no_result(out)
