@@ -25,6 +25,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from nerdistill.checks import check_value
 from nerdistill.data.conll import CoNLLFormatError, write_conll
 from nerdistill.data.labels import LabelSet
 from nerdistill.data.weighted import write_weighted
@@ -111,9 +112,25 @@ def provenance_for(outcome: Outcome, teacher: dict, prompt: dict) -> dict:
     }
 
 
+def check_config(cfg: DictConfig) -> None:
+    """Self-consistency and client settings, checked before the simulator starts or any file is read."""
+    sc = cfg.self_consistency
+    check_value("self_consistency.n", sc.n, (int,))
+    check_value("self_consistency.min_agreement", sc.min_agreement, (float,))
+    check_value("self_consistency.temperature", sc.temperature, (float,))
+    if sc.n < 1 or not 0 < sc.min_agreement <= 1 or sc.temperature < 0:
+        raise ValueError(f"self_consistency: n must be >= 1, min_agreement in (0, 1] and temperature >= 0, got {OmegaConf.to_container(sc)}")
+    client = cfg.teacher.client
+    for key, allowed in (("timeout", (float,)), ("max_retries", (int,)), ("concurrency", (int,))):
+        check_value(f"teacher.client.{key}", client.get(key), allowed)
+    if client.concurrency < 1:  # a semaphore of 0 would wait forever
+        raise ValueError(f"teacher.client.concurrency must be >= 1, got {cfg.teacher.client.concurrency}")
+
+
 def annotate(cfg: DictConfig) -> dict:
     """Run the job and write its outputs; returns the report."""
     started = time.perf_counter()
+    check_config(cfg)
     labels = LabelSet(tuple(cfg.labels))
     source = build(cfg.input)
     if cfg.teacher.get("sim") is not None and not source.has_gold and not cfg.teacher.sim.model_dir:
@@ -182,7 +199,7 @@ def main(cfg: DictConfig) -> float | None:
         logging.getLogger(name).setLevel(logging.WARNING)
     try:
         report = annotate(cfg)
-    except ERRORS as err:
+    except (*ERRORS, ValueError) as err:  # a bad file or config value: its message, not a traceback
         log.error("%s", err)
         raise SystemExit(f"error: {err}") from None
     except KeyboardInterrupt:

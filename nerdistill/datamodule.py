@@ -132,6 +132,8 @@ class BlendDataModule(pl.LightningDataModule):
         super().__init__()
         if batch_size < 1 or eval_batch_size < 1:
             raise ValueError("data.batch_size and data.eval_batch_size must be positive")
+        if max_length < 3:
+            raise ValueError(f"data.max_length must be at least 3 (CLS, one sub-token, SEP), got {max_length}")
         passes = dict(passes or {"original": 1, "distilled": 1})
         if set(passes) != {"original", "distilled"} or min(passes.values()) <= 0:
             raise ValueError(f"data.passes needs positive 'original' and 'distilled' entries, got {passes}")

@@ -8,6 +8,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from nerdistill.checks import check_tagger_config, exit_on_input_error
 from nerdistill.data.conll import read_conll
 from nerdistill.files import write_json
 from nerdistill.inference import Tagger
@@ -27,9 +28,13 @@ def format_table(metrics: dict) -> str:
 
 
 def evaluate(cfg: DictConfig) -> dict:
-    tagger = Tagger(cfg.model_dir, cfg.batch_size, cfg.max_length, cfg.precision, quantize=cfg.get("quantize"))
+    """Score ``model_dir`` on ``split`` and write metrics.json; bad settings fail before the model loads."""
+    check_tagger_config(cfg)
     path = Path(cfg.splits[cfg.split]) if cfg.split in cfg.splits else Path(cfg.split)
-    sentences = read_conll(path, tagger.labels)
+    if not path.is_file():
+        raise FileNotFoundError(f"split={cfg.split}: {path} is not a file (expected val, test or a CoNLL file)")
+    tagger = Tagger(cfg.model_dir, cfg.batch_size, cfg.max_length, cfg.precision, quantize=cfg.get("quantize"))
+    sentences = read_conll(path, tagger.labels, labels_name=f"the label set of the model in {cfg.model_dir}")
     predicted = tagger.tag([s.tokens for s in sentences])
     metrics = ner_metrics([s.tags for s in sentences], predicted)
     result = {"model_dir": str(cfg.model_dir), "data": str(path), "sentences": len(sentences), "precision": tagger.precision, **metrics}
@@ -42,7 +47,8 @@ def evaluate(cfg: DictConfig) -> dict:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
 def main(cfg: DictConfig) -> float:
     configure_process(cfg.get("runtime"))
-    return evaluate(cfg)["micro"]["f1"]
+    with exit_on_input_error(log):
+        return evaluate(cfg)["micro"]["f1"]
 
 
 if __name__ == "__main__":

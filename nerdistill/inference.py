@@ -3,6 +3,7 @@ computes bf16 natively, and optional int8 dynamic quantisation of the linear lay
 
 from __future__ import annotations
 
+import pickle
 import warnings
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -53,7 +54,16 @@ def _load_checkpoint(path: Path) -> tuple[PreTrainedModel, str]:
         raise FileNotFoundError(f"{path}: checkpoint or its run config {config_file} not found")
     cfg = OmegaConf.load(config_file)
     module = instantiate(cfg.model.module, _partial_=True)(labels=list(cfg.labels))
-    module.load_state_dict(torch.load(path, map_location="cpu", weights_only=False)["state_dict"])
+    # weights_only: tensors and plain types only; a checkpoint from elsewhere cannot run code when loaded
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    except (pickle.UnpicklingError, RuntimeError, KeyError) as err:
+        raise ValueError(f"{path}: not a checkpoint that loads with weights_only=True ({type(err).__name__}: {str(err).splitlines()[0]})") from None
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as err:  # another label set's classifier, or another model's layers
+        first = str(err).strip().splitlines()[1].strip() if len(str(err).strip().splitlines()) > 1 else str(err)
+        raise ValueError(f"{path}: does not fit the model its run config {config_file} describes (labels {list(cfg.labels)}, model.name_or_path {cfg.model.get('name_or_path')}): {first}") from None
     return module.model, cfg.model.tokenizer
 
 
@@ -87,6 +97,8 @@ class Tagger:
         fp32, ``precision`` unused); :attr:`precision` is then ``int8``."""
         if quantize not in QUANTIZE:
             raise ValueError(f"quantize={quantize!r}: expected null or 'int8'")
+        if batch_size < 1 or max_length < 3:
+            raise ValueError(f"batch_size must be positive and max_length at least 3 (CLS, one sub-token, SEP), got {batch_size} and {max_length}")
         model, tokenizer = load_model(model_dir)
         self.model = model.eval()
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))

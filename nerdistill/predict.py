@@ -8,6 +8,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from nerdistill.checks import check_tagger_config, exit_on_input_error
 from nerdistill.data.conll import Sentence, read_conll, write_conll
 from nerdistill.inference import Tagger
 from nerdistill.runtime import configure_process
@@ -15,23 +16,35 @@ from nerdistill.runtime import configure_process
 log = logging.getLogger(__name__)
 
 
-def read_input(path: Path, fmt: str, tagger: Tagger) -> list[tuple[str, ...]]:
-    if fmt == "conll":
-        return [s.tokens for s in read_conll(path, tagger.labels)]
-    if fmt == "text":
-        from nerdistill.data.text import sentences_from_text
+FORMATS = ("text", "conll")
 
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as err:
-            raise ValueError(f"{path}: cannot read as UTF-8 text ({err})") from err
-        return [tuple(tokens) for tokens in sentences_from_text(text)]
-    raise ValueError(f"format must be 'text' or 'conll', got {fmt!r}")
+
+def read_text(path: Path) -> list[tuple[str, ...]]:
+    """A raw text file's sentences as tokens; a file with none is an error."""
+    from nerdistill.data.text import sentences_from_text
+
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"input_file={path}: cannot read as UTF-8 text ({err})") from err
+    sentences = [tuple(tokens) for tokens in sentences_from_text(text)]
+    if not sentences:
+        raise ValueError(f"input_file={path}: no text to tag (the file is empty or blank)")
+    return sentences
 
 
 def predict(cfg: DictConfig) -> Path:
+    """Tag ``input_file`` and write the CoNLL output; bad settings and bad text fail before the model loads."""
+    check_tagger_config(cfg)
+    if cfg.format not in FORMATS:
+        raise ValueError(f"format must be 'text' or 'conll', got {cfg.format!r}")
+    path = Path(cfg.input_file)
+    if not path.is_file():
+        raise FileNotFoundError(f"input_file={path}: not a file")
+    text = read_text(path) if cfg.format == "text" else None
     tagger = Tagger(cfg.model_dir, cfg.batch_size, cfg.max_length, cfg.precision, quantize=cfg.get("quantize"))
-    sentences = read_input(Path(cfg.input_file), cfg.format, tagger)
+    # a CoNLL file's tags are checked against the model's label set
+    sentences = text if text is not None else [s.tokens for s in read_conll(path, tagger.labels, labels_name=f"the label set of the model in {cfg.model_dir}")]
     tags = tagger.tag(sentences)
     output = Path(cfg.output)
     write_conll(output, [Sentence(tuple(tokens), tuple(t), f"input:{i}", "input") for i, (tokens, t) in enumerate(zip(sentences, tags))])
@@ -42,7 +55,8 @@ def predict(cfg: DictConfig) -> Path:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
 def main(cfg: DictConfig) -> None:
     configure_process(cfg.get("runtime"))
-    predict(cfg)
+    with exit_on_input_error(log):
+        predict(cfg)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
+import torch
 import wandb
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -18,6 +19,7 @@ from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.warnings import PossibleUserWarning
 
 from nerdistill import relabel
+from nerdistill.checks import check_types, check_value, exit_on_input_error
 from nerdistill.data.labels import LabelSet
 from nerdistill.datamodule import BlendDataModule
 from nerdistill.files import atomic_path, write_json
@@ -32,12 +34,14 @@ def train(cfg: DictConfig) -> dict:
     """Fit, test with the best checkpoint, and write metrics.json and the HF-format model (under DDP
     every rank runs this and returns the same metrics; global rank 0 writes the files)."""
     started = time.perf_counter()
+    check_config(cfg)
     precision = trainer_precision(cfg)
     out = Path(cfg.paths.output_dir)
     denoised = relabel.prepare(cfg, out, train) if relabel.enabled(cfg) else None  # points cfg.data.distilled at the relabelled pool
     pl.seed_everything(cfg.seed, workers=True)
     callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values() if c is not None]
     refuse_silent_resume(callbacks, cfg.get("ckpt_path"))
+    check_resume(cfg.get("ckpt_path"), list(cfg.labels))
     loggers = [instantiate(c) for c in cfg.get("logger", {}).values() if c is not None] if cfg.get("logger") else False
     run = build(cfg, precision, callbacks=callbacks, logger=loggers)
     datamodule, module, trainer = run.datamodule, run.module, run.trainer
@@ -49,10 +53,11 @@ def train(cfg: DictConfig) -> dict:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True) | {"precision": precision})
     try:
         fit_started = time.perf_counter()
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        # weights_only: a checkpoint is unpickled with torch's allow-list of tensors and plain types, never arbitrary objects
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
         fitted = time.perf_counter()
         best = getattr(trainer.checkpoint_callback, "best_model_path", "")  # "" without a ModelCheckpoint
-        trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
+        trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
         metrics = {
             "val_f1_best": float(module.val_f1_best),
             "test": module.test_metrics,
@@ -87,6 +92,34 @@ class Run:
     module: TokenClassifier
     trainer: pl.Trainer
     plan: RunPlan
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Values of the wrong type (``data.batch_size=abc``) fail here, naming their key, before
+    anything is read; ranges are checked where each value is used."""
+    check_value("seed", cfg.seed, (int,))
+    check_value("ckpt_path", cfg.get("ckpt_path"), (str, type(None)))
+    check_types(cfg.data, "data")
+    check_types(cfg.schedule, "schedule")
+    check_types(cfg.model.module, "model.module")
+    check_types(cfg.trainer, "trainer")
+
+
+def check_resume(ckpt_path: str | None, labels: list[str]) -> None:
+    """``ckpt_path`` must be a checkpoint file of a run with the same entity types (read with
+    ``weights_only=True``): a wrong path or a foreign checkpoint fails before any model loads."""
+    if not ckpt_path:
+        return
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ckpt_path={ckpt_path}: no such checkpoint file")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        saved = list(checkpoint["hyper_parameters"]["labels"])
+    except Exception as err:
+        raise ValueError(f"ckpt_path={ckpt_path}: not a nerdistill training checkpoint ({type(err).__name__}: {err})") from None
+    if saved != labels:
+        raise ValueError(f"ckpt_path={ckpt_path}: the checkpoint was trained on labels {saved}, this run has labels {labels}")
 
 
 def build_datamodule(cfg: DictConfig) -> BlendDataModule:
@@ -136,7 +169,8 @@ def main(cfg: DictConfig) -> float:
     """Returns ``val/f1_best`` for Hydra sweepers."""
     configure_process(cfg.get("runtime"))
     log.info("config:\n%s", OmegaConf.to_yaml(cfg))
-    return train(cfg)["val_f1_best"]
+    with exit_on_input_error(log):
+        return train(cfg)["val_f1_best"]
 
 
 if __name__ == "__main__":

@@ -53,11 +53,13 @@ def read_conll(
     path: str | Path,
     labels: LabelSet | Sequence[str] | None = None,
     source: str | None = None,
+    labels_name: str = "the label set",
 ) -> list[Sentence]:
     """Read a CoNLL file (IOB1 or IOB2, two or more space/tab separated columns) as IOB2 sentences.
 
-    Raises :class:`CoNLLFormatError` naming file and line for undecodable bytes, an empty file,
-    a column count that differs from the file's first token line, or a tag outside ``labels``.
+    A UTF-8 byte order mark and CRLF line ends are accepted. Raises :class:`CoNLLFormatError`
+    naming file and line for undecodable bytes, an empty file, a column count that differs from
+    the file's first token line, or a tag outside ``labels`` (called ``labels_name`` in the message).
     """
     path = Path(path)
     label_set = as_label_set(labels)
@@ -67,7 +69,7 @@ def read_conll(
     except OSError as err:
         raise CoNLLFormatError(path, None, f"cannot read file ({err.strerror})") from err
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")  # a byte order mark (Windows editors) is not part of the first token
     except UnicodeDecodeError as err:
         line = raw[: err.start].count(b"\n") + 1
         raise CoNLLFormatError(path, line, f"bytes are not valid UTF-8 ({err.reason})") from err
@@ -103,7 +105,7 @@ def read_conll(
             raise CoNLLFormatError(path, lineno, f"expected {columns} columns like the file's first token line, got {len(fields)}: {line!r}")
         tag = fields[-1]
         if tag not in label_set:
-            raise CoNLLFormatError(path, lineno, f"tag {tag!r} is not in the label set {list(label_set.tags)}")
+            raise CoNLLFormatError(path, lineno, f"tag {tag!r} is not in {labels_name} {list(label_set.tags)}")
         tokens.append(fields[0])
         tags.append(tag)
     close_block()
