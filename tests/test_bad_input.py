@@ -276,9 +276,8 @@ CLI = [
 @pytest.mark.parametrize(("verb", "arguments", "message"), [c[1:] for c in CLI], ids=[c[0] for c in CLI])
 def test_command_line_exits_1_with_one_message(tmp_path, verb, arguments, message):
     out = tmp_path / "run"
-    command = [sys.executable, "-m", f"nerdistill.{verb}", *arguments(tmp_path), f"hydra.run.dir={out}", f"paths.data_dir={DATA_DIR}"]
-    if verb == "train":
-        command += [o for o in TINY_TRAIN]
+    tiny = TINY_TRAIN if verb == "train" else []  # first: the case's own overrides win
+    command = [sys.executable, "-m", f"nerdistill.{verb}", *tiny, *arguments(tmp_path), f"hydra.run.dir={out}", f"paths.data_dir={DATA_DIR}"]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "HYDRA_FULL_ERROR": ""})
     said = done.stdout + done.stderr  # Hydra logs to stdout; its own composition errors go to stderr
     assert done.returncode == 1, said

@@ -21,7 +21,9 @@ def outcome(run_dir: Path) -> tuple[dict, bytes, str]:
     return kept, (run_dir / "model" / "model.safetensors").read_bytes(), (run_dir / "distilled_share.csv").read_text()
 
 
-def assert_same_seed_same_run_other_seed_other_run(tmp_path: Path, overrides: list[str]) -> None:
+def assert_same_seed_same_run_other_seed_other_run(tmp_path: Path, overrides: list[str], learns: bool = True) -> None:
+    """``learns``: the budget is long enough for the scores to move off 0 (else only the weights
+    can show that another seed gives another run)."""
     runs = {name: [*overrides, f"seed={seed}"] for name, seed in (("a", 1), ("b", 1), ("c", 2))}
     for name, run in runs.items():
         cfg = compose_config("train", run, tmp_path / name)
@@ -33,7 +35,8 @@ def assert_same_seed_same_run_other_seed_other_run(tmp_path: Path, overrides: li
     assert a[1] == b[1]  # the exported model, byte for byte
     assert a[2] == b[2]
     assert a[1] != c[1]  # another seed: other initial weights, batches and dropout masks
-    assert a[0]["test"] != c[0]["test"] or a[0]["val_f1_best"] != c[0]["val_f1_best"]
+    if learns:
+        assert a[0]["test"] != c[0]["test"] or a[0]["val_f1_best"] != c[0]["val_f1_best"]
 
 
 def test_tiny_runs_are_reproducible(tmp_path, tiny_train_overrides):
@@ -44,4 +47,5 @@ def test_tiny_runs_are_reproducible(tmp_path, tiny_train_overrides):
 def test_minilm_runs_are_reproducible(tmp_path, tiny_train_overrides):
     short = [o for o in tiny_train_overrides if not o.startswith(("model=", "trainer.max_epochs", "trainer.limit_"))]
     budget = ["model=minilm", "trainer.max_epochs=1", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1", "data.passes.original=0.5", "data.passes.distilled=0.5"]
-    assert_same_seed_same_run_other_seed_other_run(tmp_path, [*short, *budget, "schedule=sigmoid"])
+    # 8 steps: MiniLM tags everything O on any seed (F1 0), so the seeds differ in their weights only
+    assert_same_seed_same_run_other_seed_other_run(tmp_path, [*short, *budget, "schedule=sigmoid"], learns=False)

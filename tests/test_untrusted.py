@@ -89,7 +89,7 @@ def test_response_cache_holds_text_and_numbers_only(tmp_path, data_dir):
     db = sqlite3.connect(tmp_path / "teacher.sqlite")
     try:
         tables = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-        assert set(tables) == {"meta", "responses"}
+        assert set(tables) == {"meta", "responses", "logprobs"}
         rows = 0
         for table in tables:
             columns = [row[1] for row in db.execute(f"PRAGMA table_info({table})")]
