@@ -85,7 +85,9 @@ def main() -> None:
     runs: dict[str, list[dict]] = {v: [] for v in args.variants.split(",")}
     for repeat in range(args.repeats):
         for variant in runs:
-            runs[variant].append(run_isolated("benchmarks.eval_throughput", ["--one", variant, "--model-dir", args.model_dir, "--batch-size", str(args.batch_size), "--predict-sentences", str(args.predict_sentences)]))
+            runs[variant].append(
+                run_isolated("benchmarks.eval_throughput", ["--one", variant, "--model-dir", args.model_dir, "--batch-size", str(args.batch_size), "--predict-sentences", str(args.predict_sentences)])
+            )
             print(f"[{repeat + 1}/{args.repeats}] {variant}: {runs[variant][-1]}", flush=True)
     results = {v: {k: round(statistics.median(r[k] for r in found), 4) for k in found[0]} | {"runs": found} for v, found in runs.items()}
     ratios = {}

@@ -38,8 +38,13 @@ CELLS: dict[str, dict[str, float]] = {
 # the client gives up (`hang` is only a cap), so a timeout is the fault's and never the machine's.
 # Two retries, so that three faults in a row fail a sentence and the table shows it.
 SETTINGS = [
-    "teacher.client.timeout=5", "teacher.client.max_retries=2", "teacher.client.concurrency=16",
-    "teacher.sim.hang=60", "teacher.sim.retry_after_ms=10", "prompt.k=0", "progress=false",
+    "teacher.client.timeout=5",
+    "teacher.client.max_retries=2",
+    "teacher.client.concurrency=16",
+    "teacher.sim.hang=60",
+    "teacher.sim.retry_after_ms=10",
+    "prompt.k=0",
+    "progress=false",
 ]
 
 
@@ -113,15 +118,18 @@ def main() -> None:
             results[cell] = measure(cell, sentences, Path(tmp))
             print(f"{cell}: {results[cell]['annotated']} annotated, {results[cell]['failed']} failed, {results[cell]['job_wall_s']} s", flush=True)
     print(table(results))
-    write_result(args.name, {
-        "command": ("python -m benchmarks.fault_matrix " + shlex.join(sys.argv[1:])).strip(),
-        "teacher": "SIMULATED (teacher=sim, in-process on localhost)",
-        "sentences": SENTENCES,
-        "settings": SETTINGS,
-        "note": "answers received = calls.made (each stored in the cache); sent = the simulator's 200 answers; duplicate calls = the simulator's answered_again (a request answered again after a 200); wall = report.json time.wall_s",
-        "cells": results,
-        "table": table(results),
-    })
+    write_result(
+        args.name,
+        {
+            "command": ("python -m benchmarks.fault_matrix " + shlex.join(sys.argv[1:])).strip(),
+            "teacher": "SIMULATED (teacher=sim, in-process on localhost)",
+            "sentences": SENTENCES,
+            "settings": SETTINGS,
+            "note": "answers received = calls.made (each stored in the cache); sent = the simulator's 200 answers; duplicate calls = the simulator's answered_again (a request answered again after a 200); wall = report.json time.wall_s",
+            "cells": results,
+            "table": table(results),
+        },
+    )
 
 
 if __name__ == "__main__":

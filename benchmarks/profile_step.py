@@ -51,13 +51,18 @@ def main() -> None:
     events = callback.profiler.key_averages()
     total_ms = sum(e.self_cpu_time_total for e in events) / 1000 / ACTIVE
     top = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:15]
-    ops = {e.key: {"ms_per_step": round(e.self_cpu_time_total / 1000 / ACTIVE, 1), "share": round(e.self_cpu_time_total / 1000 / ACTIVE / total_ms, 3), "calls_per_step": e.count // ACTIVE} for e in top}
+    ops = {
+        e.key: {"ms_per_step": round(e.self_cpu_time_total / 1000 / ACTIVE, 1), "share": round(e.self_cpu_time_total / 1000 / ACTIVE / total_ms, 3), "calls_per_step": e.count // ACTIVE} for e in top
+    }
     name = "profile_step_system_malloc" if args.system_malloc else "profile_step"
     (RESULTS / f"{name}.txt").write_text(events.table(sort_by="self_cpu_time_total", row_limit=25))
     for op, row in ops.items():
         print(f"{op:45s} {row['ms_per_step']:7.1f} ms  {100 * row['share']:5.1f}%  {row['calls_per_step']} calls")
     print(f"total self CPU per step: {total_ms:.1f} ms")
-    write_result(name, {"command": "python -m benchmarks.profile_step" + (" --system-malloc" if args.system_malloc else ""), "steps_profiled": ACTIVE, "self_cpu_ms_per_step": round(total_ms, 1), "top_ops": ops})
+    write_result(
+        name,
+        {"command": "python -m benchmarks.profile_step" + (" --system-malloc" if args.system_malloc else ""), "steps_profiled": ACTIVE, "self_cpu_ms_per_step": round(total_ms, 1), "top_ops": ops},
+    )
 
 
 if __name__ == "__main__":

@@ -27,7 +27,18 @@ LAUNCHERS = {"basic": [], "joblib_2_jobs": ["hydra/launcher=local_parallel"]}
 
 
 def sweep(overrides: list[str], sweep_dir: Path) -> dict:
-    cmd = [sys.executable, "-m", "nerdistill.train", "-m", "experiment=phase3_blends", *overrides, "logger=none", "trainer.enable_progress_bar=false", f"paths.data_dir={DATA_DIR}", f"hydra.sweep.dir={sweep_dir}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "nerdistill.train",
+        "-m",
+        "experiment=phase3_blends",
+        *overrides,
+        "logger=none",
+        "trainer.enable_progress_bar=false",
+        f"paths.data_dir={DATA_DIR}",
+        f"hydra.sweep.dir={sweep_dir}",
+    ]
     started = time.perf_counter()
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     wall = time.perf_counter() - started

@@ -79,9 +79,22 @@ def main() -> None:
                 shutil.rmtree(out, ignore_errors=True)  # a fresh run, never a resumed one
                 wall, rss, load = measured(command(recipe, variant, seed, out))
                 metrics = json.loads((out / "metrics.json").read_text())
-                row = {"cpu": cpu, **({"session": args.session} if args.session else {}), "recipe": recipe, "variant": variant, "seed": seed, "wall_s": round(wall, 1), "peak_rss_gib": round(rss, 2),
-                       "fit_s": metrics["timing"]["fit_s"], "test_s": metrics["timing"]["test_s"], "test_f1": round(metrics["test"]["micro"]["f1"], 4), "dev_f1_best": metrics.get("val_f1_best"), "load_avg": load,
-                       "precision": metrics.get("precision", "32-true" if variant == "hf_default" else None), **({"isa_limits": limits} if limits else {})}
+                row = {
+                    "cpu": cpu,
+                    **({"session": args.session} if args.session else {}),
+                    "recipe": recipe,
+                    "variant": variant,
+                    "seed": seed,
+                    "wall_s": round(wall, 1),
+                    "peak_rss_gib": round(rss, 2),
+                    "fit_s": metrics["timing"]["fit_s"],
+                    "test_s": metrics["timing"]["test_s"],
+                    "test_f1": round(metrics["test"]["micro"]["f1"], 4),
+                    "dev_f1_best": metrics.get("val_f1_best"),
+                    "load_avg": load,
+                    "precision": metrics.get("precision", "32-true" if variant == "hf_default" else None),
+                    **({"isa_limits": limits} if limits else {}),
+                }
                 with log_file.open("a") as f:
                     f.write(json.dumps(row) + "\n")
                 print(row, flush=True)
@@ -158,7 +171,9 @@ def markdown(cells: dict[str, dict]) -> str:
 
     lines = ["| recipe / variant | seeds | wall s | fit s | test F1 | dev F1 (best) | peak RSS GiB |", "|---|---|---|---|---|---|---|"]
     for name, c in cells.items():
-        lines.append(f"| {name} | {len(c['seeds'])} | {cell(c.get('wall_s'), 0)} | {cell(c.get('fit_s'), 0)} | {cell(c.get('test_f1'), 4)} | {cell(c.get('dev_f1_best'), 4)} | {cell(c.get('peak_rss_gib'), 2)} |")
+        lines.append(
+            f"| {name} | {len(c['seeds'])} | {cell(c.get('wall_s'), 0)} | {cell(c.get('fit_s'), 0)} | {cell(c.get('test_f1'), 4)} | {cell(c.get('dev_f1_best'), 4)} | {cell(c.get('peak_rss_gib'), 2)} |"
+        )
     return "\n".join(lines)
 
 

@@ -118,7 +118,9 @@ def main() -> None:
         if "nerdistill" in results and ref in results:
             ratios[name] = round(results["nerdistill"]["sentences_per_s"] / results[ref]["sentences_per_s"], 2)
     print("ratios", ratios)
-    command = f"python -m benchmarks.train_throughput --sentences {args.sentences} --batch-size {args.batch_size} --model {args.model} --repeats {args.repeats} --variants {args.variants} --name {args.name}"
+    command = (
+        f"python -m benchmarks.train_throughput --sentences {args.sentences} --batch-size {args.batch_size} --model {args.model} --repeats {args.repeats} --variants {args.variants} --name {args.name}"
+    )
     write_result(args.name, {"command": command, "sentences": args.sentences, "batch_size": args.batch_size, "model": args.model, "results": results, "ratios": ratios})
 
 

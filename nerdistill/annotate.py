@@ -143,10 +143,16 @@ def annotate(cfg: DictConfig) -> dict:
     with ResponseCache(cfg.cache) as cache, endpoint(cfg.teacher) as (base_url, identity, server):
         client = build(cfg.teacher.client, base_url=base_url, endpoint=identity)
         annotator = Annotator(
-            client, cache, prompt, labels,
+            client,
+            cache,
+            prompt,
+            labels,
             generation=OmegaConf.to_container(cfg.teacher.generation, resolve=True),
-            samples=sc.n, temperature=sc.temperature, min_agreement=sc.min_agreement,
-            reask=cfg.reask, parser=OmegaConf.to_container(cfg.parser, resolve=True),
+            samples=sc.n,
+            temperature=sc.temperature,
+            min_agreement=sc.min_agreement,
+            reask=cfg.reask,
+            parser=OmegaConf.to_container(cfg.parser, resolve=True),
             logprobs=bool(cfg.teacher.get("logprobs", False)),
         )
         begun = time.perf_counter()
@@ -175,9 +181,17 @@ def annotate(cfg: DictConfig) -> dict:
     write_text(out / "distilled.jsonl", "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in records))
     price = cfg.prices.get(client.model)
     report = build_report(
-        outcomes, annotator.stats, has_gold=source.has_gold, teacher=teacher, prompt=prompt_info, input=source.describe(),
-        self_consistency=OmegaConf.to_container(sc), price=OmegaConf.to_container(price) if price is not None else None,
-        annotate_s=annotate_s, wall_s=time.perf_counter() - started, simulator=simulator,
+        outcomes,
+        annotator.stats,
+        has_gold=source.has_gold,
+        teacher=teacher,
+        prompt=prompt_info,
+        input=source.describe(),
+        self_consistency=OmegaConf.to_container(sc),
+        price=OmegaConf.to_container(price) if price is not None else None,
+        annotate_s=annotate_s,
+        wall_s=time.perf_counter() - started,
+        simulator=simulator,
         structured={"requested": prompt.structured, "used": annotator.structured, "refusal": annotator.refusal, "calls_refused": annotator.stats.refused},
     )
     write_json(out / "report.json", report)
@@ -185,8 +199,12 @@ def annotate(cfg: DictConfig) -> dict:
     f1 = report["quality"]["micro"]["f1"] if report["quality"] else None
     log.info(
         "%d annotated, %d failed; calls %d made, %d cached; micro F1 %s; outputs in %s",
-        report["sentences"]["annotated"], report["sentences"]["failed"], report["calls"]["made"], report["calls"]["cached"],
-        f"{f1:.4f}" if f1 is not None else "n/a (no gold)", out,
+        report["sentences"]["annotated"],
+        report["sentences"]["failed"],
+        report["calls"]["made"],
+        report["calls"]["cached"],
+        f"{f1:.4f}" if f1 is not None else "n/a (no gold)",
+        out,
     )
     return report
 

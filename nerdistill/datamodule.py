@@ -218,8 +218,7 @@ class BlendDataModule(pl.LightningDataModule):
         self.prepare_pools()
         if trainer is not None and not trainer.fast_dev_run and trainer.limit_train_batches != 1.0:
             raise ValueError(
-                f"trainer.limit_train_batches={trainer.limit_train_batches} would cut epochs short behind the "
-                "blending schedule's back: set data.steps_per_epoch (optimiser steps per epoch) instead"
+                f"trainer.limit_train_batches={trainer.limit_train_batches} would cut epochs short behind the blending schedule's back: set data.steps_per_epoch (optimiser steps per epoch) instead"
             )
         return make_plan(
             self.schedule,

@@ -128,7 +128,9 @@ class TokenCache:
         weights = stored["weights"] if "weights" in stored.files else None
         targets = stored["targets"] if "targets" in stored.files else None
         return [
-            Encoded(ids[a:b], labels[a:b], distilled, s, weights[a:b] if weights is not None and s.weights is not None else None, targets[a:b] if targets is not None and s.targets is not None else None)
+            Encoded(
+                ids[a:b], labels[a:b], distilled, s, weights[a:b] if weights is not None and s.weights is not None else None, targets[a:b] if targets is not None and s.targets is not None else None
+            )
             for s, a, b in zip(sentences, offsets[:-1], offsets[1:])
         ]
 

@@ -79,7 +79,13 @@ def make_plan(
     total = steps_per_epoch * bounded_epochs if bounded_epochs else bounded_steps
     if bounded_steps is not None:
         if bounded_steps > total:
-            log.warning("trainer.max_steps=%d is beyond trainer.max_epochs=%d epochs of %d steps: training stops after %d steps (set trainer.max_epochs=-1 to train by steps)", bounded_steps, bounded_epochs, steps_per_epoch, total)
+            log.warning(
+                "trainer.max_steps=%d is beyond trainer.max_epochs=%d epochs of %d steps: training stops after %d steps (set trainer.max_epochs=-1 to train by steps)",
+                bounded_steps,
+                bounded_epochs,
+                steps_per_epoch,
+                total,
+            )
         total = min(total, bounded_steps)
     return RunPlan(
         schedule=schedule,

@@ -92,9 +92,7 @@ def _gold_model_locked(cfg: DictConfig, folder: Path, train: Callable[[DictConfi
     return folder, metrics
 
 
-def relabel_pool(
-    cfg: DictConfig, pools: Pools, rule: Relabel, untrusted: tuple[frozenset[str], dict], reference: list[Sentence], model_dir: Path, out: Path
-) -> tuple[Path, dict]:
+def relabel_pool(cfg: DictConfig, pools: Pools, rule: Relabel, untrusted: tuple[frozenset[str], dict], reference: list[Sentence], model_dir: Path, out: Path) -> tuple[Path, dict]:
     """Tag the distilled pool with ``model_dir``, relabel it by ``rule`` (``untrusted``: the types
     :func:`untrusted_types` found, and its evidence), write ``distilled.jsonl`` (tags, weights,
     provenance), ``distilled.conll`` and ``summary.json`` into ``out``; returns the JSONL path and

@@ -128,11 +128,7 @@ class Report:
         """Every regimen's F1 per gold budget and the gold sentences it saves over gold-only."""
         series = self.gold_series()
         baseline = series.get(self.gold_only_series() or "", [])
-        return [
-            GoldPoint(name, gold, f1, std, gold_equivalent(baseline, f1) if baseline else None)
-            for name, points in series.items()
-            for gold, f1, std in points
-        ]
+        return [GoldPoint(name, gold, f1, std, gold_equivalent(baseline, f1) if baseline else None) for name, points in series.items() for gold, f1, std in points]
 
     # output --------------------------------------------------------------------------------
 
@@ -193,7 +189,11 @@ class Report:
         written = [self._write_summary(out / "summary.csv"), self._write_runs(out / "runs.csv")]
         points = self.gold_points()
         if points:
-            written.append(_write_csv(out / "gold_budget.csv", ["series", "gold", "f1_mean", "f1_std", "gold_equivalent", "gold_saved"], ([p.series, p.gold, p.f1, p.f1_std, p.gold_equivalent, p.saved] for p in points)))
+            written.append(
+                _write_csv(
+                    out / "gold_budget.csv", ["series", "gold", "f1_mean", "f1_std", "gold_equivalent", "gold_saved"], ([p.series, p.gold, p.f1, p.f1_std, p.gold_equivalent, p.saved] for p in points)
+                )
+            )
         images = []
         for name, figure in self.figures().items():
             with atomic_path(out / f"{name}.png") as partial:
@@ -258,7 +258,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nerdistill.report", description=__doc__.split("\n\n")[0])
     parser.add_argument("sweeps", nargs="+", type=Path, help="sweep folders (multirun/<name>/...); several are reported together; annotate sweeps side by side")
     parser.add_argument("--out", type=Path, help="output folder (default: <first sweep>/report)")
-    parser.add_argument("--group-by", default="", help="comma-separated keys (overrides, config groups or config values) to group by, instead of the overrides that differ; key=value: the value for runs without the key (e.g. schedule,denoise=none)")
+    parser.add_argument(
+        "--group-by",
+        default="",
+        help="comma-separated keys (overrides, config groups or config values) to group by, instead of the overrides that differ; key=value: the value for runs without the key (e.g. schedule,denoise=none)",
+    )
     args = parser.parse_args(argv)
     report = build_report(args.sweeps, [k for k in args.group_by.split(",") if k])
     if not report.runs:

@@ -142,10 +142,7 @@ class ScheduledBatchSampler(Sampler[list[int]]):
         cuts_o = np.cumsum([0] + [self.global_batch - c for c in counts])
         distilled = _without_repeats_in_a_batch(distilled[np.argsort(self.lengths[distilled], kind="stable")], cuts_d)
         original = _without_repeats_in_a_batch(original[np.argsort(self.lengths[original], kind="stable")], cuts_o)
-        chunks = [
-            np.concatenate([distilled[cuts_d[i] : cuts_d[i + 1]], original[cuts_o[i] : cuts_o[i + 1]]])
-            for i in range(len(steps))
-        ]
+        chunks = [np.concatenate([distilled[cuts_d[i] : cuts_d[i + 1]], original[cuts_o[i] : cuts_o[i + 1]]]) for i in range(len(steps))]
         rng = np.random.default_rng([self.seed, 2, epoch, steps[0]])
         shuffled = list(chunks)
         for count in set(counts):

@@ -159,8 +159,7 @@ def refuse_silent_resume(callbacks: list[pl.Callback], ckpt_path: str | None) ->
         found = sorted(p.name for p in folder.glob("*.ckpt"))
         if found:
             raise FileExistsError(
-                f"{folder} already holds checkpoints of an earlier run ({', '.join(found)}): "
-                f"pass ckpt_path={folder / 'last.ckpt'} to resume it, or choose a new output dir (hydra.run.dir=...)"
+                f"{folder} already holds checkpoints of an earlier run ({', '.join(found)}): pass ckpt_path={folder / 'last.ckpt'} to resume it, or choose a new output dir (hydra.run.dir=...)"
             )
 
 

@@ -31,8 +31,17 @@ def test_two_cpu_ranks_train_as_one_process_with_the_same_global_batch(tmp_path,
     single = train(compose_config("train", [*OVERRIDES, "data.batch_size=8"], single_dir))
 
     env = {**os.environ, "PYTHONPATH": str(ROOT)}  # the ranks Lightning starts import this checkout too
-    command = [sys.executable, "-m", "nerdistill.train", *OVERRIDES, "trainer=ddp_cpu", "data.batch_size=4",
-               f"paths.data_dir={DATA_DIR}", f"paths.cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={ddp_dir}"]
+    command = [
+        sys.executable,
+        "-m",
+        "nerdistill.train",
+        *OVERRIDES,
+        "trainer=ddp_cpu",
+        "data.batch_size=4",
+        f"paths.data_dir={DATA_DIR}",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+        f"hydra.run.dir={ddp_dir}",
+    ]
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     ddp = json.loads((ddp_dir / "metrics.json").read_text())

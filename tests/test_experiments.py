@@ -112,9 +112,18 @@ def test_tiny_sweep_keeps_finished_jobs_when_one_fails(tmp_path):
     """The real ``-m`` path: the BBC cells fail (no BBC file), the others finish and are reported."""
     sweep = tmp_path / "sweep"
     command = [
-        sys.executable, "-m", "nerdistill.train", "-m", "experiment=phase2_regimens", "schedule=original,sequential",
-        "distilled_set=conll,conll_bbc", "seed=1", f"bbc_distilled={tmp_path / 'missing.conll'}",
-        f"paths.data_dir={DATA_DIR}", f"hydra.sweep.dir={sweep}", *TINY,
+        sys.executable,
+        "-m",
+        "nerdistill.train",
+        "-m",
+        "experiment=phase2_regimens",
+        "schedule=original,sequential",
+        "distilled_set=conll,conll_bbc",
+        "seed=1",
+        f"bbc_distilled={tmp_path / 'missing.conll'}",
+        f"paths.data_dir={DATA_DIR}",
+        f"hydra.sweep.dir={sweep}",
+        *TINY,
     ]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode != 0 and "missing.conll" in done.stderr  # the basic launcher runs every job, then raises
@@ -156,8 +165,16 @@ def test_phase1_annotation_sweep_reports_the_prompts_side_by_side(tmp_path, data
     """The real ``-m`` path on 20 sentences: two jobs on the same sentences, then their reports as columns."""
     sweep = tmp_path / "sweep"
     command = [
-        sys.executable, "-m", "nerdistill.annotate", "-m", "experiment=phase1_annotation", "input.n=20", "progress=false",
-        f"paths.data_dir={data_dir}", f"paths.cache_dir={tmp_path / 'cache'}", f"hydra.sweep.dir={sweep}",
+        sys.executable,
+        "-m",
+        "nerdistill.annotate",
+        "-m",
+        "experiment=phase1_annotation",
+        "input.n=20",
+        "progress=false",
+        f"paths.data_dir={data_dir}",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+        f"hydra.sweep.dir={sweep}",
     ]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

@@ -16,7 +16,18 @@ from tests.conftest import compose_config
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, data_dir):
     out = tmp_path_factory.mktemp("run")
-    overrides = ["model=tiny", "logger=none", "trainer.enable_progress_bar=false", "schedule=original", "data.gold_budget=64", "data.passes.original=1", "data.batch_size=16", "trainer.max_epochs=1", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1"]
+    overrides = [
+        "model=tiny",
+        "logger=none",
+        "trainer.enable_progress_bar=false",
+        "schedule=original",
+        "data.gold_budget=64",
+        "data.passes.original=1",
+        "data.batch_size=16",
+        "trainer.max_epochs=1",
+        "trainer.limit_val_batches=1",
+        "trainer.limit_test_batches=1",
+    ]
     cfg = compose_config("train", overrides, out)
     train(cfg)
     (out / ".hydra").mkdir()

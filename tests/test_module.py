@@ -18,13 +18,15 @@ def batches(count: int, size: int = 4, length: int = 6) -> list[dict]:
     for _ in range(count):
         labels = torch.randint(0, len(LABELS.tags), (size, length), generator=generator)
         labels[:, 0] = IGNORE
-        out.append({
-            "input_ids": torch.randint(1000, 2000, (size, length), generator=generator),
-            "attention_mask": torch.ones(size, length, dtype=torch.long),
-            "labels": labels,
-            "gold_tags": [["O"] * (length - 1)] * size,
-            "distilled_share": torch.tensor(0.0),
-        })
+        out.append(
+            {
+                "input_ids": torch.randint(1000, 2000, (size, length), generator=generator),
+                "attention_mask": torch.ones(size, length, dtype=torch.long),
+                "labels": labels,
+                "gold_tags": [["O"] * (length - 1)] * size,
+                "distilled_share": torch.tensor(0.0),
+            }
+        )
     return out
 
 

@@ -97,7 +97,13 @@ def test_teacher_comes_from_the_path_or_the_annotate_report(tmp_path):
     assert describe_teacher(tmp_path / "x.conll").startswith("unknown teacher")
     job = tmp_path / "f1_0.5"
     job.mkdir()
-    report = {"simulated": True, "teacher": {"model": "sim"}, "prompt": {"id": "cot"}, "quality": {"micro": {"f1": 0.512}}, "simulator": {"settings": {"target_f1": 0.5, "oracle": ["/d/conll2003/train.txt"]}}}
+    report = {
+        "simulated": True,
+        "teacher": {"model": "sim"},
+        "prompt": {"id": "cot"},
+        "quality": {"micro": {"f1": 0.512}},
+        "simulator": {"settings": {"target_f1": 0.5, "oracle": ["/d/conll2003/train.txt"]}},
+    }
     (job / "report.json").write_text(json.dumps(report))
     assert describe_teacher(job / "distilled.conll") == "SIMULATED teacher (target F1 0.50, measured F1 0.512)"
     report.update(simulated=False, teacher={"model": "gpt-4o"}, quality=None, simulator=None)

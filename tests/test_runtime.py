@@ -94,7 +94,18 @@ def test_train_refuses_an_unknown_precision_before_loading_anything(tmp_path, ti
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory, data_dir):
     out = tmp_path_factory.mktemp("run")
-    overrides = ["model=tiny", "logger=none", "trainer.enable_progress_bar=false", "schedule=original", "data.gold_budget=64", "data.passes.original=1", "data.batch_size=16", "trainer.max_epochs=1", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1"]
+    overrides = [
+        "model=tiny",
+        "logger=none",
+        "trainer.enable_progress_bar=false",
+        "schedule=original",
+        "data.gold_budget=64",
+        "data.passes.original=1",
+        "data.batch_size=16",
+        "trainer.max_epochs=1",
+        "trainer.limit_val_batches=1",
+        "trainer.limit_test_batches=1",
+    ]
     train(compose_config("train", overrides, out))
     return out / "model"
 

@@ -100,8 +100,14 @@ def test_end_to_end_with_faults_then_rerun_makes_no_calls(tmp_path, data_dir, mo
 
 # what a sentence may fail of under each fault: the `openai` error left after the client's retries, or the parse
 REASONS = {
-    "429": "RateLimitError", "500": "InternalServerError", "timeout": "APITimeoutError", "dropped": "APIConnectionError",
-    "malformed": "unparseable", "truncated": "truncated", "empty": "unparseable", "wrong_format": "unparseable",
+    "429": "RateLimitError",
+    "500": "InternalServerError",
+    "timeout": "APITimeoutError",
+    "dropped": "APIConnectionError",
+    "malformed": "unparseable",
+    "truncated": "truncated",
+    "empty": "unparseable",
+    "wrong_format": "unparseable",
 }
 
 
@@ -140,13 +146,19 @@ def test_ctrl_c_keeps_finished_calls_and_the_job_resumes(tmp_path, data_dir):
     env = {**os.environ, "NERDISTILL_DATA_DIR": str(data_dir), "NERDISTILL_TEST_KEY": KEY}
     cache = tmp_path / "cache" / "teacher.sqlite"
     overrides = [
-        "input.n=30", "prompt.k=0", "teacher.sim.latency=0.25", f"teacher.sim.oracle=[{data_dir}/conll2003/train.txt]",
-        "teacher.api_key_env=NERDISTILL_TEST_KEY", "teacher.sim.api_key_env=NERDISTILL_TEST_KEY",
+        "input.n=30",
+        "prompt.k=0",
+        "teacher.sim.latency=0.25",
+        f"teacher.sim.oracle=[{data_dir}/conll2003/train.txt]",
+        "teacher.api_key_env=NERDISTILL_TEST_KEY",
+        "teacher.sim.api_key_env=NERDISTILL_TEST_KEY",
     ]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "nerdistill.annotate", *overrides, "teacher.client.concurrency=2", "progress=false",
-         f"hydra.run.dir={tmp_path / 'run1'}", f"cache={cache}"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [sys.executable, "-m", "nerdistill.annotate", *overrides, "teacher.client.concurrency=2", "progress=false", f"hydra.run.dir={tmp_path / 'run1'}", f"cache={cache}"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     deadline = time.time() + 600  # a bound for a hung job, not a speed assumption: the wait ends on the cache
     while not cache.exists() or len(cache_keys(cache)) < 4:
@@ -302,9 +314,7 @@ def test_report_sums_the_parse_counts_and_unknown_types():
     answers = ["Celtic | Country\nRangers | Team", "1. Celtic | True | a location (LOC) or an organisation (ORG)\n2. Rangers | True | Country"]
     calls = [Call("k", False, CachedResponse(a, "stop", 1, 1), 0, False, parse_response(a, tokens)) for a in answers]
     outcome = Outcome(Sentence(tokens, ("B-ORG", "O", "B-ORG"), "s:0", "s"), ["B-LOC", "O", "O"], calls=calls)
-    report = build_report(
-        [outcome], Stats(), has_gold=True, teacher={}, prompt={}, input={}, self_consistency={}, price=None, annotate_s=1.0, wall_s=1.0, simulator=None
-    )
+    report = build_report([outcome], Stats(), has_gold=True, teacher={}, prompt={}, input={}, self_consistency={}, price=None, annotate_s=1.0, wall_s=1.0, simulator=None)
     assert report["parse"]["unknown_types"] == {"COUNTRY": 2, "TEAM": 1}
     assert report["parse"]["unknown_type"] == 3 and report["parse"]["ambiguous"] == 1
     assert calls[1].record()["unknown_types"] == {"COUNTRY": 1}

@@ -41,10 +41,20 @@ def tokens_with(pieces: list[tuple[str, float]]) -> tuple[str, tuple[tuple[int, 
 
 
 def test_entity_confidence_is_the_probability_of_its_entry():
-    text, logprobs = tokens_with([
-        ('{"entities": [{"text": "', SURE), ("EU", math.log(0.9)), ('", "type": "', SURE), ("ORG", math.log(0.8)), ('"}, {"text": "', SURE),
-        ("Germ", math.log(0.5)), ("any", SURE), ('", "type": "', SURE), ("LOC", math.log(0.4)), ('"}]}', SURE),
-    ])
+    text, logprobs = tokens_with(
+        [
+            ('{"entities": [{"text": "', SURE),
+            ("EU", math.log(0.9)),
+            ('", "type": "', SURE),
+            ("ORG", math.log(0.8)),
+            ('"}, {"text": "', SURE),
+            ("Germ", math.log(0.5)),
+            ("any", SURE),
+            ('", "type": "', SURE),
+            ("LOC", math.log(0.4)),
+            ('"}]}', SURE),
+        ]
+    )
     tokens = ["EU", "rejects", "Germany", "call"]
     parsed = parse_response(text, tokens, LABELS)
     conf = entity_confidences(text, logprobs, parsed.entities)
@@ -92,8 +102,10 @@ def test_cache_keeps_logprobs_and_opens_files_made_before_them(tmp_path):
     db = sqlite3.connect(path)  # a cache as written before logprobs were stored
     db.execute("CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
     db.execute("INSERT INTO meta VALUES ('schema', 'nerdistill.teacher.cache/1')")
-    db.execute("CREATE TABLE responses (key TEXT PRIMARY KEY, model TEXT NOT NULL, prompt TEXT NOT NULL, text TEXT NOT NULL,"
-               " finish_reason TEXT, prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL, created REAL NOT NULL)")
+    db.execute(
+        "CREATE TABLE responses (key TEXT PRIMARY KEY, model TEXT NOT NULL, prompt TEXT NOT NULL, text TEXT NOT NULL,"
+        " finish_reason TEXT, prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL, created REAL NOT NULL)"
+    )
     db.execute("INSERT INTO responses VALUES ('old', 'm', 'p@1', 'EU | ORG', 'stop', 5, 2, 0)")
     db.commit()
     db.close()
@@ -178,7 +190,13 @@ def test_simulator_honours_the_schema_even_when_told_to_misbehave(style, data_di
     train = read_conll(data_dir / "conll2003" / "train.txt")[:60]
     teacher = SimTeacher(SimSettings(oracle=[str(data_dir / "conll2003" / "train.txt")], rate_malformed=0.3, rate_empty=0.3, rate_wrong_format=0.3, target_f1=0.5))
     system = "Think step by step. Answer with JSON." if style == "cot" else "Answer with JSON only."
-    schema = {"type": "object", "properties": {**({"reasoning": {"type": "string"}} if style == "cot" else {}), "entities": {"type": "array", "items": {"type": "object", "properties": {"text": {"type": "string"}, "type": {"type": "string", "enum": ["PER", "LOC"]}}}}}}
+    schema = {
+        "type": "object",
+        "properties": {
+            **({"reasoning": {"type": "string"}} if style == "cot" else {}),
+            "entities": {"type": "array", "items": {"type": "object", "properties": {"text": {"type": "string"}, "type": {"type": "string", "enum": ["PER", "LOC"]}}}},
+        },
+    }
     fmt = {"type": "json_schema", "json_schema": {"name": "n", "schema": schema, "strict": True}}
     plain_failures = 0
     for s in train:

@@ -228,11 +228,9 @@ def test_without_thinking():
         "1. EU | True | as it is a political union, an organization. (ORG)\n2. rejects | False | as it is a verb\n"
         "3. German | True | as it is a nationality (MISC).\n4. British | True | as it is a nationality (MISC)\n5. lamb | False | as it is a common noun",
         # the reason before the flag
-        "1. EU | as it is an organisation (ORG) | True\n2. German | as it is a nationality (MISC) | True\n"
-        "3. British | as it is a nationality (MISC) | True.\n4. lamb | as it is a common noun | False",
+        "1. EU | as it is an organisation (ORG) | True\n2. German | as it is a nationality (MISC) | True\n3. British | as it is a nationality (MISC) | True.\n4. lamb | as it is a common noun | False",
         # reasoning before the list
-        "Let me check each candidate: EU, German, British and lamb.\n"
-        "1. EU | True | an organisation (ORG)\n2. German | True | a nationality (MISC)\n3. British | True | a nationality (MISC)",
+        "Let me check each candidate: EU, German, British and lamb.\n1. EU | True | an organisation (ORG)\n2. German | True | a nationality (MISC)\n3. British | True | a nationality (MISC)",
     ],
 )
 def test_promptner_type_in_the_reason(text):
@@ -243,10 +241,7 @@ def test_promptner_type_in_the_reason(text):
 
 def test_promptner_lines_as_gpt_writes_them():
     tokens = "Bre-X Minerals Ltd opened an office in Canada .".split()
-    text = (
-        "1. Canada | True | as it is a place or location (LOC).\n2. Bre-X Minerals Ltd | True | as it is an organization. (ORG)\n"
-        "3. office | False | as it is a common noun."
-    )
+    text = "1. Canada | True | as it is a place or location (LOC).\n2. Bre-X Minerals Ltd | True | as it is an organization. (ORG)\n3. office | False | as it is a common noun."
     parsed = parse_response(text, tokens)
     assert parsed.tags == ["B-ORG", "I-ORG", "I-ORG", "O", "O", "O", "O", "B-LOC", "O"]
     assert parsed.counts["rejected"] == 1
@@ -254,10 +249,7 @@ def test_promptner_lines_as_gpt_writes_them():
 
 def test_promptner_type_named_in_the_reason_but_not_after_not():
     tokens = "Peter Blackburn of the United Nations in Washington".split()
-    text = (
-        "1. Peter Blackburn | True | as it is a person's name\n2. United Nations | True | as it is an organization\n"
-        "3. Washington | True | as it is not a person here but a place"
-    )
+    text = "1. Peter Blackburn | True | as it is a person's name\n2. United Nations | True | as it is an organization\n3. Washington | True | as it is not a person here but a place"
     assert parse_response(text, tokens).tags == ["B-PER", "I-PER", "O", "O", "B-ORG", "I-ORG", "O", "B-LOC"]
 
 

@@ -23,18 +23,21 @@ METACHARS = st.text(".^$*+?{}[]()|\\-", min_size=1, max_size=8)
 WORDS = st.sampled_from(["EU", "German", "Bre-X", "Minerals", "Ltd", "U.S.", ",", ".", "'s", "(", "|", "True", "None", "", " ", "Answer:"])
 TOKENS = st.lists(WORDS | TEXT | METACHARS, max_size=30)
 KINDS = st.sampled_from(["PER", "per", "Person", "ORG", "organisation", "B-LOC", "I-MISC", "creative-work", "Country", "PRODUCT", "N/A", ""]) | TEXT
-REASONS = st.sampled_from(
-    [
-        "as it is a place or location (LOC).",
-        "as it is an organization. (ORG)",
-        "a location(LOC) or a sports team which would be an organisation (ORG)",
-        "could be a person (PER), but here a place (LOC)",
-        "as it is not a person",
-        "a food (PRODUCT)",
-        "(",
-        "",
-    ]
-) | TEXT
+REASONS = (
+    st.sampled_from(
+        [
+            "as it is a place or location (LOC).",
+            "as it is an organization. (ORG)",
+            "a location(LOC) or a sports team which would be an organisation (ORG)",
+            "could be a person (PER), but here a place (LOC)",
+            "as it is not a person",
+            "a food (PRODUCT)",
+            "(",
+            "",
+        ]
+    )
+    | TEXT
+)
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | TEXT,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(["entities", "text", "type", "is_entity", "PER", "EU"]) | TEXT, inner, max_size=4),

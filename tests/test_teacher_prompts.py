@@ -94,7 +94,6 @@ def test_rendering_is_identical_in_every_process(tmp_path, data_dir):
     """Cache keys must not depend on PYTHONHASHSEED (e.g. set iteration order)."""
     env = {**os.environ, "NERDISTILL_DATA_DIR": str(data_dir)}
     digests = {
-        subprocess.run([sys.executable, "-c", RENDER, str(tmp_path)], cwd=ROOT, env={**env, "PYTHONHASHSEED": seed}, capture_output=True, text=True, check=True).stdout
-        for seed in ("1", "2", "3")
+        subprocess.run([sys.executable, "-c", RENDER, str(tmp_path)], cwd=ROOT, env={**env, "PYTHONHASHSEED": seed}, capture_output=True, text=True, check=True).stdout for seed in ("1", "2", "3")
     }
     assert len(digests) == 1

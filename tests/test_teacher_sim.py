@@ -163,7 +163,11 @@ def test_standalone_server_runs_for_other_clients(data_dir, tmp_path):
     env = {**os.environ, "NERDISTILL_DATA_DIR": str(data_dir)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "nerdistill.teacher.sim", f"hydra.run.dir={tmp_path}", "teacher.sim.oracle=[]"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         line = ""

@@ -18,12 +18,15 @@ def test_first_bbc_article_by_hand(data_dir):
     assert sentences[4] == "Its profits were buoyed by one-off gains which offset a profit dip at Warner Bros , and less users for AOL ."
     assert sentences[8] == "However , the company said AOL 's underlying profit before exceptional items rose 8 % on the back of stronger internet advertising revenues ."
     assert sentences[11] == "Time Warner 's fourth quarter profits were slightly better than analysts ' expectations ."
-    assert sentences[14] == '" Our financial performance was strong , meeting or exceeding all of our full-year objectives and greatly enhancing our flexibility , " chairman and chief executive Richard Parsons said .'
+    assert (
+        sentences[14]
+        == '" Our financial performance was strong , meeting or exceeding all of our full-year objectives and greatly enhancing our flexibility , " chairman and chief executive Richard Parsons said .'
+    )
     assert sentences[-1] == "It will now book the sale of its stake in AOL Europe as a loss on the value of that stake ."
 
 
 def test_sentence_splitting_keeps_abbreviations_and_initials():
-    text = "Mr. Smith met J. K. Rowling in the U.S. on Monday. She said: \"Hello!\" Then they left.\nA new line is a new sentence"
+    text = 'Mr. Smith met J. K. Rowling in the U.S. on Monday. She said: "Hello!" Then they left.\nA new line is a new sentence'
     assert split_sentences(text) == [
         "Mr. Smith met J. K. Rowling in the U.S. on Monday.",
         'She said: "Hello!"',
@@ -34,7 +37,23 @@ def test_sentence_splitting_keeps_abbreviations_and_initials():
 
 def test_tokenisation_follows_conll_conventions():
     assert tokenize("Germany's Urdu-speaking minority didn't (really) pay $5.5m, or 12%...") == [
-        "Germany", "'s", "Urdu-speaking", "minority", "did", "n't", "(", "really", ")", "pay", "$", "5.5m", ",", "or", "12", "%", "...",
+        "Germany",
+        "'s",
+        "Urdu-speaking",
+        "minority",
+        "did",
+        "n't",
+        "(",
+        "really",
+        ")",
+        "pay",
+        "$",
+        "5.5m",
+        ",",
+        "or",
+        "12",
+        "%",
+        "...",
     ]
     assert tokenize("Calif. and St. Louis, 1,000 a.m. 'quoted'") == ["Calif.", "and", "St.", "Louis", ",", "1,000", "a.m.", "'", "quoted", "'"]
 

@@ -79,7 +79,7 @@ def test_lightning_resume_and_test_load_weights_only():
     from nerdistill import train
 
     source = inspect.getsource(train.train)
-    assert "ckpt_path=cfg.get(\"ckpt_path\"), weights_only=True" in source and "ckpt_path=best or None, weights_only=True" in source
+    assert 'ckpt_path=cfg.get("ckpt_path"), weights_only=True' in source and "ckpt_path=best or None, weights_only=True" in source
 
 
 def test_response_cache_holds_text_and_numbers_only(tmp_path, data_dir):

@@ -26,8 +26,13 @@ def write_weighted(path: str | Path, sentences: Iterable[Sentence]) -> None:
     """Write ``sentences`` (weights and provenance included) atomically: a temp file, then a rename."""
     with atomic_path(path) as partial, partial.open("w", encoding="utf-8") as handle:
         for s in sentences:
-            record = {"id": s.id, "tokens": list(s.tokens), "tags": list(s.tags), "weights": list(s.weights) if s.weights is not None else None,
-                      "targets": [[round(p, 5) for p in row] for row in s.targets] if s.targets is not None else None}
+            record = {
+                "id": s.id,
+                "tokens": list(s.tokens),
+                "tags": list(s.tags),
+                "weights": list(s.weights) if s.weights is not None else None,
+                "targets": [[round(p, 5) for p in row] for row in s.targets] if s.targets is not None else None,
+            }
             handle.write(json.dumps(record | {k: v for k, v in (s.provenance or {}).items() if k not in CORE_KEYS}, ensure_ascii=False) + "\n")
 
 
@@ -62,7 +67,11 @@ def read_weighted(path: str | Path, labels: LabelSet | None = None, source: str 
         provenance = {k: v for k, v in record.items() if k not in CORE_KEYS}
         sentences.append(
             Sentence(
-                tokens, tags, str(record.get("id", f"{path.name}:{lineno}")), source or path.name, provenance or None,
+                tokens,
+                tags,
+                str(record.get("id", f"{path.name}:{lineno}")),
+                source or path.name,
+                provenance or None,
                 tuple(map(float, weights)) if weights is not None else None,
                 tuple(tuple(map(float, row)) for row in targets) if targets is not None else None,
             )

@@ -242,10 +242,7 @@ class Annotator:
             kept = vote([c.parsed.entities for c in calls], self.min_agreement)
             confidence, outcome.confidence_source = confidences(calls, kept)
             outcome.tags = to_tags(len(sentence.tokens), [e for e, _ in kept])
-            outcome.entities = [
-                {"text": e.text, "type": e.type, "start": e.start, "end": e.end, "agreement": round(a, 4), "confidence": round(c, 4)}
-                for (e, a), c in zip(kept, confidence)
-            ]
+            outcome.entities = [{"text": e.text, "type": e.type, "start": e.start, "end": e.end, "agreement": round(a, 4), "confidence": round(c, 4)} for (e, a), c in zip(kept, confidence)]
         return outcome
 
 

@@ -149,5 +149,12 @@ def markdown(report: Mapping[str, Any]) -> str:
         for name, row in [("micro", q["micro"]), ("macro", q["macro"]), *sorted(q["per_type"].items())]:
             lines.append(f"| {name} | {_pct(row['precision'])} | {_pct(row['recall'])} | {_pct(row['f1'])} | {row['support']} |")
     if report["simulator"]:
-        lines += ["", "## Simulator", "", f"- target F1 for this prompt: {report['simulator']['target_f1']}", f"- settings: `{report['simulator']['settings']}`", f"- requests: `{report['simulator']['stats']}`"]
+        lines += [
+            "",
+            "## Simulator",
+            "",
+            f"- target F1 for this prompt: {report['simulator']['target_f1']}",
+            f"- settings: `{report['simulator']['settings']}`",
+            f"- requests: `{report['simulator']['stats']}`",
+        ]
     return "\n".join(lines) + "\n"
