@@ -58,6 +58,21 @@ TINY_TRAIN = [
 ]
 
 
+# a tiny gold-only run, one epoch: a model to evaluate, predict or load
+TINY_GOLD_RUN = [
+    "model=tiny",
+    "logger=none",
+    "trainer.enable_progress_bar=false",
+    "schedule=original",
+    "data.gold_budget=64",
+    "data.passes.original=1",
+    "data.batch_size=16",
+    "trainer.max_epochs=1",
+    "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=1",
+]
+
+
 @pytest.fixture
 def tiny_train_overrides() -> list[str]:
     return list(TINY_TRAIN)

@@ -10,25 +10,13 @@ from nerdistill.evaluate import evaluate
 from nerdistill.inference import Tagger
 from nerdistill.predict import predict
 from nerdistill.train import train
-from tests.conftest import compose_config
+from tests.conftest import TINY_GOLD_RUN, compose_config
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, data_dir):
     out = tmp_path_factory.mktemp("run")
-    overrides = [
-        "model=tiny",
-        "logger=none",
-        "trainer.enable_progress_bar=false",
-        "schedule=original",
-        "data.gold_budget=64",
-        "data.passes.original=1",
-        "data.batch_size=16",
-        "trainer.max_epochs=1",
-        "trainer.limit_val_batches=1",
-        "trainer.limit_test_batches=1",
-    ]
-    cfg = compose_config("train", overrides, out)
+    cfg = compose_config("train", TINY_GOLD_RUN, out)
     train(cfg)
     (out / ".hydra").mkdir()
     OmegaConf.save(cfg, out / ".hydra" / "config.yaml")  # as @hydra.main does for real runs

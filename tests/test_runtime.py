@@ -13,7 +13,7 @@ from nerdistill.evaluate import evaluate
 from nerdistill.inference import Tagger
 from nerdistill.teacher.sim import SimSettings, SimTeacher
 from nerdistill.train import train
-from tests.conftest import compose_config
+from tests.conftest import TINY_GOLD_RUN, compose_config
 
 XEON_AMX = {"architecture": "x86_64", "avx2": True, "avx512_f": True, "amx_bf16": True, "amx_tile": True, "avx512_bf16": True}
 EPYC_AVX2 = {"architecture": "x86_64", "avx2": True, "avx512_f": False, "amx_bf16": False, "avx512_bf16": False}
@@ -94,19 +94,7 @@ def test_train_refuses_an_unknown_precision_before_loading_anything(tmp_path, ti
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory, data_dir):
     out = tmp_path_factory.mktemp("run")
-    overrides = [
-        "model=tiny",
-        "logger=none",
-        "trainer.enable_progress_bar=false",
-        "schedule=original",
-        "data.gold_budget=64",
-        "data.passes.original=1",
-        "data.batch_size=16",
-        "trainer.max_epochs=1",
-        "trainer.limit_val_batches=1",
-        "trainer.limit_test_batches=1",
-    ]
-    train(compose_config("train", overrides, out))
+    train(compose_config("train", TINY_GOLD_RUN, out))
     return out / "model"
 
 
