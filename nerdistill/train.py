@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,7 +115,8 @@ def check_resume(ckpt_path: str | None, labels: list[str]) -> None:
     if not path.is_file():
         raise FileNotFoundError(f"ckpt_path={ckpt_path}: no such checkpoint file")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)  # only the labels are read: no copy of the weights
+        # only the labels are read: a zip checkpoint (torch.save's format) is mapped, not copied
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
         saved = list(checkpoint["hyper_parameters"]["labels"])
     except Exception as err:
         raise ValueError(f"ckpt_path={ckpt_path}: not a nerdistill training checkpoint ({type(err).__name__}: {err})") from None
