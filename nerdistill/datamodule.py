@@ -168,7 +168,7 @@ class BlendDataModule(pl.LightningDataModule):
         gold_budget = self.gold_budget if original_files else None  # a budget of a pool not read: moot
         distilled_budget = self.distilled_budget if distilled_files else None
         pools = build_pools(original_files, distilled_files, self.labels, gold_budget, distilled_budget, self.gold_overlap, self.budget_seed)
-        schedule = self.raw_schedule.resolve(*self._weighted_sizes(len(pools.original), len(pools.distilled)))
+        schedule = self.raw_schedule.resolve(len(pools.original), len(pools.distilled), self.passes["original"], self.passes["distilled"])
         if schedule.uses_distilled and not pools.distilled:
             raise ValueError("the schedule needs distilled data but data.distilled yields no sentences")
         if schedule.uses_original and not pools.original:

@@ -56,8 +56,9 @@ class Schedule(ABC):
     def __call__(self, progress: float) -> float:
         return min(1.0, max(0.0, self.share(min(1.0, max(0.0, progress)))))
 
-    def resolve(self, n_original: int, n_distilled: int) -> Schedule:
-        """Fill defaults that depend on the pools' sizes; schedules without such defaults return self."""
+    def resolve(self, n_original: int, n_distilled: int, passes_original: float = 1.0, passes_distilled: float = 1.0) -> Schedule:
+        """Fill defaults that depend on the pools' sizes and passes (``data.passes``); schedules
+        without such defaults return self."""
         return self
 
     def phase_boundaries(self) -> tuple[float, ...]:
@@ -110,7 +111,7 @@ class Sequential(_Ordered):
     """All distilled until ``switch``, then all gold (``original_first``: the reverse).
 
     ``switch=None`` puts the switch where the first pool has had the steps its passes ask for:
-    ``resolve`` gets the pass-weighted sizes, so ``n_first |first| / (n_D |D| + n_G |G|)``.
+    ``resolve`` weighs the sizes by the passes, so ``n_first |first| / (n_D |D| + n_G |G|)``.
     """
 
     switch: float | None = None
@@ -121,17 +122,18 @@ class Sequential(_Ordered):
 
     def _switch(self) -> float:
         if self.switch is None:
-            raise ValueError("sequential: switch is unset; call resolve(n_original, n_distilled) first")
+            raise ValueError("sequential: switch is unset; call resolve(...) first")
         return self.switch
 
     def decay(self, progress: float) -> float:
         return 1.0 if progress < self._switch() else 0.0
 
-    def resolve(self, n_original: int, n_distilled: int) -> Schedule:
+    def resolve(self, n_original: int, n_distilled: int, passes_original: float = 1.0, passes_distilled: float = 1.0) -> Schedule:
         if self.switch is not None:
             return self
-        first = n_distilled if self.order == "distilled_first" else n_original
-        return replace(self, switch=first / max(1, n_original + n_distilled))
+        original, distilled = passes_original * n_original, passes_distilled * n_distilled
+        first = distilled if self.order == "distilled_first" else original
+        return replace(self, switch=first / max(1, original + distilled))
 
     def phase_boundaries(self) -> tuple[float, ...]:
         return (self._switch(),)
@@ -139,22 +141,26 @@ class Sequential(_Ordered):
 
 @dataclass(frozen=True)
 class SimpleMix(Schedule):
-    """A constant share ``c`` (``mix``; ``None``: the pools' pass-weighted size ratio
-    ``n_D |D| / (n_D |D| + n_G |G|)``)."""
+    """A constant share ``c`` (``mix``). ``None``: the pools' size ratio, pass-weighted
+    ``n_D |D| / (n_D |D| + n_G |G|)`` (``weigh_passes``, the default) or plain ``|D| / (|D| + |G|)``,
+    every sentence equally often (the paper's ALL)."""
 
     mix: float | None = None
+    weigh_passes: bool = True
 
     def __post_init__(self) -> None:
         _check_unit("mix", self.mix)
 
     def share(self, progress: float) -> float:
         if self.mix is None:
-            raise ValueError("simple_mix: mix is unset; call resolve(n_original, n_distilled) first")
+            raise ValueError("simple_mix: mix is unset; call resolve(...) first")
         return self.mix
 
-    def resolve(self, n_original: int, n_distilled: int) -> Schedule:
+    def resolve(self, n_original: int, n_distilled: int, passes_original: float = 1.0, passes_distilled: float = 1.0) -> Schedule:
         if self.mix is not None:
             return self
+        if self.weigh_passes:
+            n_original, n_distilled = passes_original * n_original, passes_distilled * n_distilled
         return replace(self, mix=n_distilled / max(1, n_original + n_distilled))
 
 

@@ -37,6 +37,17 @@ def test_pool_dependent_defaults_resolve_from_sizes():
         SimpleMix()(0.5)
 
 
+def test_passes_weigh_the_sizes_except_for_all():
+    """The defaults (20 gold passes, 3 distilled) put sequential's switch and simple_mix's share at
+    the pass-weighted ratio; schedule=all draws every sentence equally often."""
+    weighted = 3 * 4887 / (3 * 4887 + 20 * 1000)
+    assert Sequential().resolve(1000, 4887, 20, 3).switch == pytest.approx(weighted)
+    assert SimpleMix().resolve(1000, 4887, 20, 3).mix == pytest.approx(weighted)
+    all_ = instantiate(OmegaConf.load(CONF / "schedule" / "all.yaml"))
+    assert all_.resolve(1000, 4887, 20, 3).mix == pytest.approx(4887 / 5887)
+    assert all_.resolve(2000, 2000, 20, 3).mix == pytest.approx(0.5)
+
+
 def test_pools_used():
     assert not Original().uses_distilled and Original().uses_original
     assert Distilled().uses_distilled and not Distilled().uses_original
