@@ -175,3 +175,49 @@ def test_simulator_batch_api_through_the_openai_client(data_dir, tmp_path):
         assert cancelled.status == "cancelled" and cancelled.request_counts.completed == 2
         with pytest.raises(openai.NotFoundError):
             client.batches.retrieve("batch_nope")
+
+
+def test_a_batch_the_endpoint_no_longer_knows_is_submitted_again(tmp_path, data_dir, monkeypatch):
+    """``teacher=sim`` keeps its batches in memory: a job that crashed while polling leaves a batch
+    its next simulator never saw. The next run records it as lost and submits its requests again."""
+    from nerdistill.teacher.batch import BatchRunner
+
+    cache, common = tmp_path / "teacher.sqlite", ["input.n=10", *BATCH]
+
+    async def crash(self, record):
+        raise RuntimeError("simulated crash while polling")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(BatchRunner, "wait", crash)
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            run(tmp_path / "run1", common, cache)
+    assert [status for _, status in batch_rows(cache)] == ["validating"] and cache_keys(cache) == set()
+    report = run(tmp_path / "run2", common, cache)
+    assert report["batch"]["requests"]["submitted"] == 10 and report["sentences"]["annotated"] == 10
+    assert sorted(status for _, status in batch_rows(cache)) == ["collected", "lost"]
+
+
+def test_a_batch_created_but_not_recorded_is_found_not_created_again(tmp_path, data_dir, monkeypatch):
+    """A crash between ``batches.create`` and recording its id: the next run finds the batch by its
+    input file among the endpoint's batches and collects it."""
+    from nerdistill.teacher.cache import ResponseCache
+
+    cache = tmp_path / "teacher.sqlite"
+    update = ResponseCache.update_batch
+
+    def crash_on_the_id(self, input_file_id, status, batch_id=None, reason=None):
+        if batch_id is not None:
+            raise RuntimeError("simulated crash after batches.create")
+        update(self, input_file_id, status, batch_id, reason)
+
+    with SimServer(SimSettings(oracle=[str(data_dir / "conll2003" / "train.txt")])) as sim:
+        common = ["teacher=openai", "teacher.model=sim", f"teacher.base_url={sim.url}", "teacher.api_key_env=null", "input.n=10", *BATCH]
+        with monkeypatch.context() as patch:
+            patch.setattr(ResponseCache, "update_batch", crash_on_the_id)
+            with pytest.raises(RuntimeError, match="simulated crash"):
+                run(tmp_path / "run1", common, cache)
+        assert batch_rows(cache) == [(None, "uploaded")]
+        report = run(tmp_path / "run2", common, cache)
+        assert sim.teacher.stats["batches_created"] == 1 and max(sim.batches.custom_ids.values()) == 1
+    assert report["batch"]["requests"]["resumed"] == 10 and report["sentences"]["annotated"] == 10
+    assert batch_rows(cache) == [(next(iter(sim.batches.batches)), "collected")]
