@@ -221,3 +221,14 @@ def test_a_batch_created_but_not_recorded_is_found_not_created_again(tmp_path, d
         assert sim.teacher.stats["batches_created"] == 1 and max(sim.batches.custom_ids.values()) == 1
     assert report["batch"]["requests"]["resumed"] == 10 and report["sentences"]["annotated"] == 10
     assert batch_rows(cache) == [(next(iter(sim.batches.batches)), "collected")]
+
+
+def test_an_endpoint_without_a_batch_api_is_a_clear_error(tmp_path, data_dir):
+    from nerdistill.teacher.client import TeacherError
+    from nerdistill.teacher.sim import error
+
+    with SimServer(SimSettings(oracle=[str(data_dir / "conll2003" / "train.txt")])) as sim:
+        sim.batches.upload = lambda content_type, raw: (404, error("no route /v1/files", "not_found"))
+        overrides = ["teacher=openai", "teacher.model=sim", f"teacher.base_url={sim.url}", "teacher.api_key_env=null", "teacher.client.max_retries=0", "input.n=3", *BATCH]
+        with pytest.raises(TeacherError, match=r"the Batch API at .* failed \(NotFoundError: .*run the same command again to resume"):
+            run(tmp_path / "run", overrides, tmp_path / "teacher.sqlite")

@@ -68,7 +68,11 @@ async def annotate_in_batches(annotator: Annotator, sentences: Sequence[Sentence
             if not deferring.pending:
                 return outcomes
             log.info("round %d: %d requests the cache lacks go to the Batch API", round, len(deferring.pending))
-            got, failed = await runner.run(deferring.pending)
+            try:
+                got, failed = await runner.run(deferring.pending)
+            except openai.APIError as err:  # after the client's retries: no Batch API there, or it is down
+                what = client.redact(f"{type(err).__name__}: {err}")
+                raise TeacherError(f"the Batch API at {client.base_url} failed ({what}); batches already submitted are recorded in the cache: run the same command again to resume") from None
             answered |= got
             deferring.failed.update(failed)
             if missing := deferring.pending.keys() - got - failed.keys():
