@@ -31,6 +31,8 @@ from nerdistill.data.labels import LabelSet
 from nerdistill.data.weighted import write_weighted
 from nerdistill.files import write_json, write_text
 from nerdistill.runtime import configure_process
+from nerdistill.teacher.batch import BatchRunner
+from nerdistill.teacher.batch_job import annotate_in_batches
 from nerdistill.teacher.cache import CacheError, ResponseCache
 from nerdistill.teacher.client import TeacherError
 from nerdistill.teacher.inputs import InputFormatError
@@ -125,6 +127,16 @@ def check_config(cfg: DictConfig) -> None:
         check_value(f"teacher.client.{key}", client.get(key), allowed)
     if client.concurrency < 1:  # a semaphore of 0 would wait forever
         raise ValueError(f"teacher.client.concurrency must be >= 1, got {cfg.teacher.client.concurrency}")
+    mode = cfg.teacher.get("mode", "online")
+    if mode not in ("online", "batch"):
+        raise ValueError(f"teacher.mode must be online or batch, got {mode!r}")
+    if mode == "batch":
+        batch = cfg.teacher.batch
+        check_value("teacher.batch.poll_interval", batch.poll_interval, (float,))
+        check_value("teacher.batch.max_requests", batch.max_requests, (int,))
+        check_value("batch_price_factor", cfg.batch_price_factor, (float,))
+        if batch.poll_interval < 0 or batch.max_requests < 1 or cfg.batch_price_factor < 0:
+            raise ValueError(f"teacher.batch: poll_interval must be >= 0 and max_requests >= 1, batch_price_factor >= 0; got {OmegaConf.to_container(batch)}, {cfg.batch_price_factor}")
 
 
 def annotate(cfg: DictConfig) -> dict:
@@ -155,11 +167,21 @@ def annotate(cfg: DictConfig) -> dict:
             parser=OmegaConf.to_container(cfg.parser, resolve=True),
             logprobs=bool(cfg.teacher.get("logprobs", False)),
         )
+        runner = None
+        if cfg.teacher.get("mode", "online") == "batch":
+            batch = cfg.teacher.batch
+            runner = BatchRunner(client, cache, out / "batches", poll_interval=batch.poll_interval, max_requests=batch.max_requests, progress=cfg.progress)
         begun = time.perf_counter()
         try:
-            outcomes = asyncio.run(annotate_all(annotator, sentences, cfg.progress))
+            if runner is not None:
+                outcomes = asyncio.run(annotate_in_batches(annotator, sentences, runner))
+            else:
+                outcomes = asyncio.run(annotate_all(annotator, sentences, cfg.progress))
         except KeyboardInterrupt:
-            log.warning("interrupted: %d responses are in the cache %s (%d made this run); run the same command again to resume", len(cache), cfg.cache, annotator.stats.made)
+            if runner is not None:
+                log.warning("interrupted: batches in flight are recorded in the cache %s; run the same command again to collect them", cfg.cache)
+            else:
+                log.warning("interrupted: %d responses are in the cache %s (%d made this run); run the same command again to resume", len(cache), cfg.cache, annotator.stats.made)
             raise
         annotate_s = time.perf_counter() - begun
         simulator = simulator_info(server, prompt) if server else None
@@ -193,6 +215,7 @@ def annotate(cfg: DictConfig) -> dict:
         wall_s=time.perf_counter() - started,
         simulator=simulator,
         structured={"requested": prompt.structured, "used": annotator.structured, "refusal": annotator.refusal, "calls_refused": annotator.stats.refused},
+        batch=runner.summary(float(cfg.batch_price_factor)) if runner is not None else None,
     )
     write_json(out / "report.json", report)
     write_text(out / "report.md", markdown(report))

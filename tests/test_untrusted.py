@@ -86,10 +86,11 @@ def test_response_cache_holds_text_and_numbers_only(tmp_path, data_dir):
     from tests.test_teacher_annotate import run
 
     run(tmp_path, "run", ["input.n=5", "prompt=cot"], tmp_path / "teacher.sqlite")
+    run(tmp_path, "batch", ["input.n=5", "teacher.mode=batch", "teacher.batch.poll_interval=0.01"], tmp_path / "teacher.sqlite")  # rows in the batch tables too
     db = sqlite3.connect(tmp_path / "teacher.sqlite")
     try:
         tables = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-        assert set(tables) == {"meta", "responses", "logprobs"}
+        assert set(tables) == {"meta", "responses", "logprobs", "batches", "batch_requests"}
         rows = 0
         for table in tables:
             columns = [row[1] for row in db.execute(f"PRAGMA table_info({table})")]

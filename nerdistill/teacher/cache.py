@@ -3,7 +3,9 @@
 Keyed by :func:`cache_key`. Rows are committed as responses arrive, so a killed job loses
 nothing it finished; failed calls are never stored. Token logprobs, where a response has them,
 go in a table of their own (added to older cache files on opening, their rows untouched). A file that is not this cache (not
-SQLite, corrupt, or another schema) is an error, never silently reset.
+SQLite, corrupt, or another schema) is an error, never silently reset. Batches submitted to a
+Batch API are recorded in two more tables (``batches``, ``batch_requests``: which cache keys each
+holds), so a later run resumes or collects them instead of submitting their requests again.
 """
 
 from __future__ import annotations
@@ -24,6 +26,21 @@ class CacheError(RuntimeError):
 
 
 Logprobs = tuple[tuple[int, float], ...]  # per answer token: (its length in UTF-8 bytes, its log probability)
+
+
+@dataclass(frozen=True)
+class BatchRecord:
+    """A batch as recorded: its input file, its id once created, and where it stands."""
+
+    input_file_id: str
+    batch_id: str | None
+    endpoint: str
+    status: str  # "uploaded" (not yet created), the Batch API's status, or a final one: see BATCH_CLOSED
+    reason: str | None
+
+
+# a batch in one of these is done with: collected, or its uncollected requests free to be submitted again
+BATCH_CLOSED = ("collected", "failed", "expired", "cancelled", "lost")
 
 
 @dataclass(frozen=True)
@@ -60,6 +77,14 @@ class ResponseCache:
             self._check()
             with self.db:
                 self.db.execute("CREATE TABLE IF NOT EXISTS logprobs (key TEXT PRIMARY KEY, tokens TEXT NOT NULL)")
+                self.db.execute(
+                    "CREATE TABLE IF NOT EXISTS batches (input_file_id TEXT PRIMARY KEY, batch_id TEXT, endpoint TEXT NOT NULL, status TEXT NOT NULL,"
+                    " reason TEXT, created REAL NOT NULL, updated REAL NOT NULL)"
+                )
+                self.db.execute(
+                    "CREATE TABLE IF NOT EXISTS batch_requests (input_file_id TEXT NOT NULL, custom_id TEXT NOT NULL, key TEXT NOT NULL, model TEXT NOT NULL, prompt TEXT NOT NULL,"
+                    " PRIMARY KEY (input_file_id, custom_id))"
+                )
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")  # WAL: a commit survives a crash of this process, without an fsync per row
         except sqlite3.DatabaseError as err:
@@ -101,6 +126,37 @@ class ResponseCache:
             )
             if response.logprobs is not None:
                 self.db.execute("INSERT OR REPLACE INTO logprobs VALUES (?, ?)", (key, json.dumps(response.logprobs, separators=(",", ":"))))
+
+    def add_batch(self, input_file_id: str, endpoint: str, requests: Mapping[str, tuple[str, str, str]]) -> None:
+        """Record an uploaded batch input file and its requests (``custom_id -> (cache key, model, prompt)``), before the batch is created."""
+        now = time.time()
+        with self.db:
+            self.db.execute("INSERT INTO batches VALUES (?, NULL, ?, 'uploaded', NULL, ?, ?)", (input_file_id, endpoint, now, now))
+            self.db.executemany("INSERT INTO batch_requests VALUES (?, ?, ?, ?, ?)", [(input_file_id, cid, *row) for cid, row in requests.items()])
+
+    def update_batch(self, input_file_id: str, status: str, batch_id: str | None = None, reason: str | None = None) -> None:
+        """Commit a batch's status (and its id once created, and why it closed uncollected)."""
+        with self.db:
+            self.db.execute(
+                "UPDATE batches SET status=?, batch_id=COALESCE(?, batch_id), reason=COALESCE(?, reason), updated=? WHERE input_file_id=?",
+                (status, batch_id, reason, time.time(), input_file_id),
+            )
+
+    def open_batches(self, endpoint: str) -> list[BatchRecord]:
+        """Batches at ``endpoint`` not yet closed (see :data:`BATCH_CLOSED`), oldest first."""
+        marks = ",".join("?" * len(BATCH_CLOSED))
+        rows = self.db.execute(
+            f"SELECT input_file_id, batch_id, endpoint, status, reason FROM batches WHERE endpoint=? AND status NOT IN ({marks}) ORDER BY created", (endpoint, *BATCH_CLOSED)
+        ).fetchall()
+        return [BatchRecord(*row) for row in rows]
+
+    def batch(self, input_file_id: str) -> BatchRecord:
+        return BatchRecord(*self.db.execute("SELECT input_file_id, batch_id, endpoint, status, reason FROM batches WHERE input_file_id=?", (input_file_id,)).fetchone())
+
+    def batch_requests(self, input_file_id: str) -> dict[str, tuple[str, str, str]]:
+        """``custom_id -> (cache key, model, prompt)`` of a batch's requests."""
+        rows = self.db.execute("SELECT custom_id, key, model, prompt FROM batch_requests WHERE input_file_id=?", (input_file_id,)).fetchall()
+        return {cid: (key, model, prompt) for cid, key, model, prompt in rows}
 
     def __len__(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]

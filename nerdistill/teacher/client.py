@@ -30,6 +30,19 @@ def token_logprobs(choice: Any) -> Logprobs | None:
     return tuple((len(t.bytes) if t.bytes is not None else len(t.token.encode("utf-8")), float(t.logprob)) for t in content)
 
 
+def to_response(completion: ChatCompletion) -> CachedResponse:
+    """What the cache keeps of a chat completion (an online answer or a line of a batch's output)."""
+    choice = completion.choices[0]
+    usage = completion.usage
+    return CachedResponse(
+        choice.message.content or "",
+        choice.finish_reason,
+        int(usage.prompt_tokens) if usage else 0,
+        int(usage.completion_tokens) if usage else 0,
+        token_logprobs(choice),
+    )
+
+
 class TeacherError(RuntimeError):
     """The endpoint cannot be used: unreachable, wrong key, unknown model."""
 
@@ -87,22 +100,18 @@ class TeacherClient:
             raise TeacherError(f"{where} does not serve model {self.model!r} (teacher.model); it serves: {shown or 'nothing'}")
         return models
 
+    def body(self, messages: Sequence[Mapping[str, str]], params: Mapping[str, Any]) -> dict[str, Any]:
+        """The chat-completions request body; ``params`` are generation parameters (``None`` values are not sent)."""
+        return {"model": self.model, "messages": list(messages), **{k: v for k, v in params.items() if v is not None}}
+
     async def complete(self, messages: Sequence[Mapping[str, str]], params: Mapping[str, Any]) -> CachedResponse:
-        """One chat completion; ``params`` are generation parameters (``None`` values are not sent)."""
-        body = {"model": self.model, "messages": list(messages), **{k: v for k, v in params.items() if v is not None}}
+        """One chat completion of :meth:`body`."""
+        body = self.body(messages, params)
         async with self._slots:
             # the client's own request path (retries, backoff, timeouts), minus the per-call
             # transform of `chat.completions.create`, which costs more CPU than a local server does
             response = await self.client.post("/chat/completions", body=body, cast_to=ChatCompletion)
-        choice = response.choices[0]
-        usage = response.usage
-        return CachedResponse(
-            choice.message.content or "",
-            choice.finish_reason,
-            int(usage.prompt_tokens) if usage else 0,
-            int(usage.completion_tokens) if usage else 0,
-            token_logprobs(choice),
-        )
+        return to_response(response)
 
     async def close(self) -> None:
         await self.client.close()

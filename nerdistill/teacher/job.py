@@ -143,6 +143,7 @@ class Annotator:
         self.refusal: str | None = None
         self.parser = dict(parser or {})
         self.stats = Stats()
+        self.batched: set[str] = set()  # keys a batch answered this run (teacher.mode=batch): made, though read from the cache
         self._inflight: dict[str, asyncio.Task] = {}
 
     def params(self, sample: int) -> dict[str, Any]:
@@ -164,6 +165,11 @@ class Annotator:
         """``(key, response, cached)``: from the cache, or one API call committed to it on arrival."""
         key = self.key(messages, params)
         hit = self.cache.get(key)
+        if hit is not None and key in self.batched:
+            self.batched.discard(key)
+            self.stats.made += 1
+            self.stats.tokens_made.update(prompt=hit.prompt_tokens, completion=hit.completion_tokens)
+            return key, hit, False
         if hit is not None:
             self.stats.cached += 1
             self.stats.tokens_cached.update(prompt=hit.prompt_tokens, completion=hit.completion_tokens)

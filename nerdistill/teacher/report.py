@@ -14,11 +14,11 @@ from nerdistill.teacher.parser import COUNT_KEYS
 SCHEMA = "nerdistill.annotate.report/1"
 
 
-def cost(tokens: Mapping[str, int], price: Mapping[str, float] | None) -> float | None:
-    """USD for ``tokens`` at ``price`` (USD per 1M input/output tokens); None if unpriced."""
+def cost(tokens: Mapping[str, int], price: Mapping[str, float] | None, factor: float = 1.0) -> float | None:
+    """USD for ``tokens`` at ``price`` (USD per 1M input/output tokens) times ``factor`` (the batch rate's share); None if unpriced."""
     if price is None:
         return None
-    return round((tokens.get("prompt", 0) * float(price["input"]) + tokens.get("completion", 0) * float(price["output"])) / 1e6, 6)
+    return round((tokens.get("prompt", 0) * float(price["input"]) + tokens.get("completion", 0) * float(price["output"])) * factor / 1e6, 6)
 
 
 def quality(outcomes: Sequence[Outcome], annotated_only: bool) -> dict | None:
@@ -62,7 +62,9 @@ def build_report(
     wall_s: float,
     simulator: Mapping[str, Any] | None,
     structured: Mapping[str, Any] | None = None,
+    batch: Mapping[str, Any] | None = None,
 ) -> dict:
+    """The report; with ``batch`` (teacher.mode=batch: :meth:`BatchRunner.summary`) calls are priced at its ``price_factor``."""
     annotated = sum(o.tags is not None for o in outcomes)
     parse = Counter()
     statuses = Counter()
@@ -74,6 +76,7 @@ def build_report(
             statuses[call.parsed.status] += 1
             parse["truncated"] += call.response.finish_reason == "length"
     tokens_all = stats.tokens_made + stats.tokens_cached
+    factor = float(batch["price_factor"]) if batch is not None else 1.0
     return {
         "schema": SCHEMA,
         "simulated": simulator is not None,
@@ -106,9 +109,12 @@ def build_report(
         "cost": {
             "currency": "USD",
             "price_per_1m_tokens": dict(price) if price is not None else None,
-            "this_run": cost(stats.tokens_made, price),
-            "all_responses": cost(tokens_all, price),
+            "rate": "batch" if batch is not None else "online",
+            "price_factor": factor,
+            "this_run": cost(stats.tokens_made, price, factor),
+            "all_responses": cost(tokens_all, price, factor),
         },
+        "batch": dict(batch) if batch is not None else None,
         "time": {
             "wall_s": round(wall_s, 3),
             "annotate_s": round(annotate_s, 3),
@@ -138,11 +144,24 @@ def markdown(report: Mapping[str, Any]) -> str:
         f"- sentences: {s['total']} total, {s['annotated']} annotated, {s['failed']} failed{_reasons(s['failed_by_reason'])}; {s['entities']} entities",
         f"- calls: {c['made']} made, {c['cached']} from cache, {c['failed']} failed, {c['reasked']} re-asks",
         f"- tokens this run: {report['tokens']['made']}; from cache: {report['tokens']['cached']}",
-        f"- cost this run: {report['cost']['this_run']} USD (all responses: {report['cost']['all_responses']})",
+        f"- cost this run: {report['cost']['this_run']} USD at the {report['cost']['rate']} rate (all responses: {report['cost']['all_responses']})",
         f"- time: {report['time']['wall_s']} s wall, {report['time']['annotate_s']} s annotating, {report['time']['sentences_per_s']} sentences/s",
         f"- parse: {report['parse']}",
         f"- confidence: {report.get('confidence')}; structured output: {report.get('structured_output')}",
     ]
+    if report.get("batch"):
+        b = report["batch"]
+        lines += [
+            "",
+            "## Batches",
+            "",
+            f"- requests: `{b['requests']}`; priced at {b['price_factor']} of the online rate",
+            "",
+            "| batch | status | requests | answered | unanswered | resumed | reason |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for row in b["batches"]:
+            lines.append(f"| `{row['batch_id']}` | {row['status']} | {row['requests']} | {row['answered']} | {row['errors'] or ''} | {row['resumed']} | {row['reason'] or ''} |")
     if report["quality"]:
         q = report["quality"]
         lines += ["", "## Quality against gold (failed sentences count as no entities)", "", "| | precision | recall | F1 | support |", "|---|---|---|---|---|"]

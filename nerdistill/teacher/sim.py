@@ -12,7 +12,8 @@ refused with a 400. ``logprobs: true`` gets token logprobs that carry informatio
 type token is likelier where the entity is right than where the noise corrupted it. Fault knobs: latency,
 429s, 500s, timeouts, dropped connections, malformed, truncated, empty and wrongly formatted
 answers, decided per (request, attempt) so the client's retries can succeed. Everything is
-seeded: the same request gets the same answer.
+seeded: the same request gets the same answer. The Batch API (files and batches) is
+:mod:`nerdistill.teacher.sim_batch`'s.
 
 Run standalone: ``python -m nerdistill.teacher.sim teacher.sim.port=8000``.
 """
@@ -34,7 +35,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nerdistill.data.conll import read_conll
 from nerdistill.data.labels import DEFAULT_TYPES, LabelSet, spans
@@ -42,6 +43,9 @@ from nerdistill.data.text import tokenize
 from nerdistill.runtime import choose_precision
 from nerdistill.teacher.noise import DEFAULT_MIX, NoiseModel
 from nerdistill.teacher.prompts import format_answer, reasoning
+
+if TYPE_CHECKING:
+    from nerdistill.teacher.sim_batch import SimBatches
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +88,11 @@ class SimSettings:
     rate_empty: float = 0.0
     rate_wrong_format: float = 0.0
     refuse_response_format: bool = False
+    # the Batch API (sim_batch.py): requests answered per poll of a batch (0: all at the first), and
+    # shares of batches that fail or expire; they decide whether a batch is answered, never an answer
+    batch_per_poll: int = 0
+    batch_rate_failed: float = 0.0
+    batch_rate_expired: float = 0.0
     hang: float = 5.0
     retry_after_ms: int = 50
     seed: int = 0
@@ -91,11 +100,11 @@ class SimSettings:
     port: int = 0
 
     def identity(self) -> str:
-        """``sim:<sha256 of the settings without host and port>``: stable across ephemeral ports.
-        ``precision`` counts only where a ``model_dir`` tags in bf16 on this machine (fp32, the
-        tagger's precision before the setting existed, keeps the earlier identity), and so do
-        the :data:`LATER_KNOBS` only when set."""
-        settings = {k: v for k, v in asdict(self).items() if k not in ("host", "port", "precision") and not (k in LATER_KNOBS and not v)}
+        """``sim:<sha256 of the settings without host, port and the batch_* knobs>``: stable across
+        ephemeral ports, and the same for online and batch calls. ``precision`` counts only where a
+        ``model_dir`` tags in bf16 on this machine (fp32, the tagger's precision before the setting
+        existed, keeps the earlier identity), and so do the :data:`LATER_KNOBS` only when set."""
+        settings = {k: v for k, v in asdict(self).items() if k not in ("host", "port", "precision") and not k.startswith("batch_") and not (k in LATER_KNOBS and not v)}
         chosen = choose_precision(self.precision, "cpu", "teacher.sim.precision")
         if self.model_dir and chosen.bf16:
             settings["precision"] = chosen.precision
@@ -153,9 +162,9 @@ class SimTeacher:
         self.lock = threading.Lock()
         self.tag_lock = threading.Lock()
 
-    def count(self, what: str) -> None:
+    def count(self, what: str, n: int = 1) -> None:
         with self.lock:
-            self.stats[what] += 1
+            self.stats[what] += n
 
     def authorised(self, header: str | None) -> bool:
         return self.key is None or hmac.compare_digest((header or "").encode(), f"Bearer {self.key}".encode())
@@ -337,11 +346,12 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("sim: " + format, *args)
 
-    def _send(self, status: int, payload: dict, headers: Mapping[str, str] | None = None) -> None:
-        data = json.dumps(payload).encode("utf-8")
+    def _send(self, status: int, payload: dict | bytes, headers: Mapping[str, str] | None = None) -> None:
+        """A JSON payload, or the bytes of a file."""
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode("utf-8")
         try:
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", "application/octet-stream" if isinstance(payload, bytes) else "application/json")
             self.send_header("Content-Length", str(len(data)))
             for name, value in (headers or {}).items():
                 self.send_header(name, value)
@@ -376,6 +386,13 @@ class _Handler(BaseHTTPRequestHandler):
             if name in teacher.settings.models:
                 return self._send(200, model_card(name))
             return self._send(404, error(f"The model `{name}` does not exist.", "model_not_found"))
+        batches, parts = self.server.batches, route.strip("/").split("/")
+        if parts[0] == "files" and len(parts) in (2, 3) and parts[2:] in ([], ["content"]):
+            return self._send(*batches.file(parts[1], content=len(parts) == 3))
+        if route == "/batches":
+            return self._send(*batches.list())
+        if parts[0] == "batches" and len(parts) == 2:
+            return self._send(*batches.retrieve(parts[1]))
         self._send(404, error(f"no route {self.path}", "not_found"))
 
     def do_POST(self) -> None:
@@ -384,12 +401,19 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length)
         if not teacher.authorised(self.headers.get("Authorization")):
             return self._send(401, error("Incorrect API key provided (simulated teacher).", "invalid_api_key"))
-        if self._route() != "/chat/completions":
+        route = self._route()
+        if route == "/files":
+            return self._send(*self.server.batches.upload(self.headers.get("Content-Type") or "", raw))
+        if route.startswith("/batches/") and route.endswith("/cancel"):
+            return self._send(*self.server.batches.cancel(route.split("/")[2]))
+        if route not in ("/chat/completions", "/batches"):
             return self._send(404, error(f"no route {self.path}", "not_found"))
         try:
             body = json.loads(raw)
         except json.JSONDecodeError:
             return self._send(400, error("request body is not JSON", "invalid_request"))
+        if route == "/batches":
+            return self._send(*self.server.batches.create(body))
         status, headers, payload, delay = teacher.chat(body)
         if status == NO_RESPONSE:
             return self._hang_up(delay)
@@ -402,14 +426,18 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 1024  # a client opening `concurrency` connections at once overflows the default 5 (1 s SYN retries)
     teacher: SimTeacher
+    batches: SimBatches
 
 
 class SimServer:
     """The simulator on ``settings.host:settings.port`` (0: a free port) in a background thread."""
 
     def __init__(self, settings: SimSettings) -> None:
+        from nerdistill.teacher.sim_batch import SimBatches  # it builds on this module
+
         self.settings = settings
         self.teacher = SimTeacher(settings)
+        self.batches = SimBatches(self.teacher)
         self.httpd: _Server | None = None
         self.thread: threading.Thread | None = None
 
@@ -422,6 +450,7 @@ class SimServer:
     def start(self) -> SimServer:
         self.httpd = _Server((self.settings.host, self.settings.port), _Handler)
         self.httpd.teacher = self.teacher
+        self.httpd.batches = self.batches
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="nerdistill-sim", daemon=True)
         self.thread.start()
         return self
