@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import pytest
-import pytorch_lightning as pl
 
 from nerdistill.annotate import annotate
 from nerdistill.teacher.sim import NO_RESPONSE, SimServer, SimSettings
@@ -188,21 +187,6 @@ def test_kill_9_midway_through_annotation_then_resume_gives_the_uninterrupted_re
     assert report["sentences"] == reference["sentences"] and report["quality"] == reference["quality"]
 
 
-class PauseMidSecondEpoch(pl.Callback):
-    """For the run to be killed only: before the ``batch``-th batch of the second epoch (after the
-    first epoch's checkpoint and a few steps it does not hold) it marks ``marker`` and holds the
-    run, drawing no random numbers, until it is killed, whatever the machine's speed."""
-
-    def __init__(self, marker: str, batch: int = 3) -> None:
-        self.marker, self.batch = Path(marker), batch
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if trainer.current_epoch == 1 and batch_idx == self.batch:
-            self.marker.touch()
-            time.sleep(DEADLINE_S)
-            raise RuntimeError("not killed")
-
-
 def read_csv(path: Path) -> list[dict]:
     with path.open(newline="") as handle:
         return list(csv.DictReader(handle))
@@ -225,7 +209,7 @@ def test_kill_9_midway_through_training_then_resume_gives_the_uninterrupted_run(
 
     run("reference")
     killed, marker = tmp_path / "killed", tmp_path / "paused"
-    pause = ["+callbacks.pause._target_=tests.test_kill.PauseMidSecondEpoch", f"+callbacks.pause.marker={marker}"]
+    pause = ["+callbacks.pause._target_=tests.kill_pause.PauseMidSecondEpoch", f"+callbacks.pause.marker={marker}"]
     proc = subprocess.Popen([*command, f"hydra.run.dir={killed}", *pause], cwd=ROOT, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     try:
         wait_for(marker.exists, "three steps into the second epoch", proc)
