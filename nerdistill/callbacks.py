@@ -1,4 +1,5 @@
-"""Lightning callbacks: the per-step distilled-share log written into the run directory."""
+"""Lightning callbacks: the per-step distilled-share log written into the run directory, and a
+``ModelCheckpoint`` that a run resumed into a new output directory continues."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning import callbacks
 
 log = logging.getLogger(__name__)
 
@@ -57,3 +59,16 @@ class DistilledShareLog(pl.Callback):
             if new:
                 writer.writerow(["step", "progress", "scheduled_share", "realised_share"])
             writer.writerows(rows)
+
+
+class ModelCheckpoint(callbacks.ModelCheckpoint):
+    """Lightning's ``ModelCheckpoint``, which also keeps the best score and best checkpoint of a
+    run resumed into another directory (a new Hydra output dir). Lightning's own forgets them
+    there, so the first validation after the resume made its checkpoint the best whatever it
+    scored, and the test ran on another model than the uninterrupted run's. The best checkpoint
+    may so stay in the earlier run's directory (Lightning deletes no checkpoint outside
+    ``dirpath``). Named as Lightning's, so its state keeps the key Lightning files it under and
+    checkpoints load into either."""
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict({**state_dict, "dirpath": self.dirpath})

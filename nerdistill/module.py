@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.trainer.states import TrainerFn
 from transformers import PreTrainedModel
 
 from nerdistill.data.labels import LabelSet, as_label_set
@@ -15,6 +16,7 @@ from nerdistill.encoding import IGNORE
 from nerdistill.inference import word_tags
 from nerdistill.metrics import flatten, ner_metrics
 from nerdistill.plan import RunPlan
+from nerdistill.rng import rng_states, set_rng_states
 
 log = logging.getLogger(__name__)
 
@@ -140,9 +142,19 @@ class TokenClassifier(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["val_f1_best"] = self.val_f1_best
+        checkpoint["rng_states"] = rng_states()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.val_f1_best = checkpoint.get("val_f1_best", 0.0)
+        if self._trainer is None or self._trainer.state.fn != TrainerFn.FITTING:
+            return  # evaluated or loaded for inference: the caller's random state is left alone
+        # resumed: a checkpoint written at the end of an epoch holds the generators as the next
+        # epoch found them in the run that was never stopped, and nothing draws from them between
+        # here and that epoch's first draw (its train DataLoader iterator's base seed)
+        if "rng_states" in checkpoint:
+            set_rng_states(checkpoint["rng_states"])
+        else:
+            log.warning("the checkpoint holds no random generator states (written before they were saved): the resumed run draws other dropout masks than the run it continues")
 
     def _lr_span(self) -> tuple[int, tuple[float, ...]]:
         """Optimiser steps the LR schedule spans and the progress points where it restarts: the
