@@ -33,6 +33,13 @@ def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerFast:
     return tokenizer
 
 
+def backbone_from_config(labels: LabelSet, config: dict) -> PreTrainedModel:
+    """The architecture a saved ``config.to_dict()`` describes, initialised at random (for
+    loading a checkpoint's weights into), with a head over ``labels``."""
+    config = AutoConfig.for_model(**(config | {"num_labels": len(labels.tags), "id2label": labels.id2label, "label2id": labels.label2id}))
+    return AutoModelForTokenClassification.from_config(config)
+
+
 def pretrained_backbone(labels: LabelSet, name_or_path: str) -> PreTrainedModel:
     """A pretrained encoder with a fresh token-classification head over ``labels``."""
     return AutoModelForTokenClassification.from_pretrained(

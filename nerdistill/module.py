@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from functools import partial
 
 import pytorch_lightning as pl
 import torch
@@ -15,6 +16,7 @@ from nerdistill.dropout import use_cheap_dropout
 from nerdistill.encoding import IGNORE
 from nerdistill.inference import word_tags
 from nerdistill.metrics import flatten, ner_metrics
+from nerdistill.models import backbone_from_config
 from nerdistill.plan import RunPlan
 from nerdistill.rng import rng_states, set_rng_states
 
@@ -60,7 +62,7 @@ class TokenClassifier(pl.LightningModule):
 
     def __init__(
         self,
-        backbone: Callable[..., PreTrainedModel],
+        backbone: Callable[..., PreTrainedModel] | None = None,
         labels: LabelSet | Sequence[str] | None = None,
         lr: float = 2e-4,
         weight_decay: float = 0.01,
@@ -71,6 +73,7 @@ class TokenClassifier(pl.LightningModule):
         compile: bool = False,
         cheap_dropout: bool = True,
         freeze_word_embeddings: bool = False,
+        backbone_config: dict | None = None,
     ) -> None:
         super().__init__()
         if lr_schedule not in ("linear", "constant"):
@@ -81,7 +84,12 @@ class TokenClassifier(pl.LightningModule):
             raise ValueError(f"model.lr must be positive, got {lr}")
         self.save_hyperparameters(ignore=["backbone"])
         self.label_set = as_label_set(labels)
+        if backbone is None:  # TokenClassifier.load_from_checkpoint: the architecture the checkpoint saved
+            if backbone_config is None:
+                raise ValueError("TokenClassifier needs a backbone (or the backbone_config a checkpoint holds)")
+            backbone = partial(backbone_from_config, config=backbone_config)
         self.model = backbone(labels=self.label_set)
+        self.hparams["backbone_config"] = self.model.config.to_dict()  # saved in checkpoints: load_from_checkpoint rebuilds from it
         self.model.train()  # from_pretrained returns eval mode; Lightning keeps module modes as found
         if cheap_dropout and not compile:  # compiled, the masks are fused into the graph; these would break it at every dropout
             use_cheap_dropout(self.model)

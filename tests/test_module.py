@@ -44,3 +44,27 @@ def test_frozen_word_embeddings_stay_as_loaded_while_the_rest_trains(tmp_path, f
     assert torch.equal(words, before_words) is freeze
     assert not torch.equal(module.model.classifier.weight, before_head)
     assert module.model.bert.embeddings.position_embeddings.weight.requires_grad  # only the word matrix is frozen
+
+
+def test_load_from_checkpoint_rebuilds_the_trained_model(tmp_path):
+    """A checkpoint carries the backbone's architecture: ``TokenClassifier.load_from_checkpoint``
+    gives the trained weights and settings back without the run's Hydra config."""
+    pl.seed_everything(0)
+    module = TokenClassifier(backbone=tiny_backbone, labels=list(LABELS.types), lr=1e-2, cheap_dropout=True)
+    trainer = pl.Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    trainer.fit(module, train_dataloaders=torch.utils.data.DataLoader(batches(2), batch_size=None))
+    trainer.save_checkpoint(tmp_path / "trained.ckpt")
+
+    loaded = TokenClassifier.load_from_checkpoint(tmp_path / "trained.ckpt", map_location="cpu", weights_only=True).eval()
+    assert loaded.label_set.types == LABELS.types and loaded.hparams.lr == 1e-2
+    assert loaded.model.config.hidden_size == 32 and loaded.model.config.id2label == module.model.config.id2label
+    trained = module.state_dict()
+    assert loaded.state_dict().keys() == trained.keys()
+    assert all(torch.equal(value, trained[name]) for name, value in loaded.state_dict().items())
+    batch = batches(1)[0]
+    torch.testing.assert_close(loaded(batch), module.eval()(batch))
+
+
+def test_a_module_needs_a_backbone_or_its_config():
+    with pytest.raises(ValueError, match="backbone"):
+        TokenClassifier(labels=list(LABELS.types))
