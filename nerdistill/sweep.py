@@ -108,7 +108,7 @@ class Group:
     def teacher(self) -> str:
         """Which teacher produced this group's distilled data."""
         files = sorted({f for run in self.runs for f in run.distilled_files()})
-        return " + ".join(describe_teacher(f) for f in files) if files else GOLD_ONLY
+        return " + ".join(dict.fromkeys(describe_teacher(f) for f in files)) if files else GOLD_ONLY
 
     @property
     def schedule(self) -> str:

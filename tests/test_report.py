@@ -158,7 +158,7 @@ def test_schedule_legends_round_long_floats():
 
 def test_group_by_joins_a_baseline_launched_from_another_sweep(tmp_path):
     # seed 1's sequential run came from another sweep without a denoise override; seeds 2 and 3 set it
-    write_run(tmp_path / "baseline" / "0", schedule="sequential", seed=1, f1=0.80)
+    write_run(tmp_path / "baseline" / "0", schedule="sequential", seed=1, f1=0.80, distilled="/elsewhere/noisebench_gpt35/train_gpt35.txt")
     for job, seed in enumerate((2, 3)):
         write_run(tmp_path / "sweep" / str(job), schedule="sequential", seed=seed, f1=0.82, extra_overrides=("denoise=none",))
         write_run(tmp_path / "sweep" / str(job + 2), schedule="sequential", seed=seed, f1=0.83, extra_overrides=("denoise=agree",))
@@ -166,3 +166,5 @@ def test_group_by_joins_a_baseline_launched_from_another_sweep(tmp_path):
     assert len(build_report(roots).groups) == 3  # by the overrides that differ: the baseline stands apart
     groups = {g.label: sorted(r.seed for r in g.runs) for g in build_report(roots, ["schedule", "denoise=none"]).groups}
     assert groups == {"schedule=sequential, denoise=none": [1, 2, 3], "schedule=sequential, denoise=agree": [2, 3]}
+    # the same teacher's file at two paths is named once
+    assert {g.teacher for g in build_report(roots, ["schedule", "denoise=none"]).groups} == {NOISEBENCH}
