@@ -87,9 +87,9 @@ def test_teacher_quality_reads_the_file_for_its_target_f1():
 
 def test_all_draws_every_sentence_equally_often_at_the_blends_budget():
     cfg = compose_train(["schedule=all"])
-    schedule = instantiate(cfg.schedule)
-    assert isinstance(schedule, SimpleMix)
     gold, distilled, passes = 1000, 4887, cfg.data.passes  # the default pools
+    schedule = instantiate(cfg.schedule).resolve(gold, distilled, passes.original, passes.distilled)
+    assert isinstance(schedule, SimpleMix)
     budget = passes.original * gold + passes.distilled * distilled
     gold_passes, distilled_passes = (1 - schedule.mix) * budget / gold, schedule.mix * budget / distilled
     assert gold_passes == pytest.approx(distilled_passes, rel=1e-3)
