@@ -62,6 +62,7 @@ def build_report(
     wall_s: float,
     simulator: Mapping[str, Any] | None,
     structured: Mapping[str, Any] | None = None,
+    local: Mapping[str, Any] | None = None,
 ) -> dict:
     annotated = sum(o.tags is not None for o in outcomes)
     parse = Counter()
@@ -115,6 +116,7 @@ def build_report(
             "sentences_per_s": round(len(outcomes) / annotate_s, 2) if annotate_s > 0 else None,
         },
         "simulator": dict(simulator) if simulator is not None else None,
+        "local_server": dict(local) if local is not None else None,
     }
 
 
@@ -148,6 +150,16 @@ def markdown(report: Mapping[str, Any]) -> str:
         lines += ["", "## Quality against gold (failed sentences count as no entities)", "", "| | precision | recall | F1 | support |", "|---|---|---|---|---|"]
         for name, row in [("micro", q["micro"]), ("macro", q["macro"]), *sorted(q["per_type"].items())]:
             lines.append(f"| {name} | {_pct(row['precision'])} | {_pct(row['recall'])} | {_pct(row['f1'])} | {row['support']} |")
+    if report.get("local_server"):
+        local = report["local_server"]
+        lines += [
+            "",
+            "## Local model (a real LLM on this machine)",
+            "",
+            f"- {local['description']}",
+            f"- file: `{local['gguf']}` (sha256 `{local['gguf_sha256'][:16]}…`); package: {local['package']}; {local['torch_threads']} torch threads; loaded in {local['load_s']} s",
+            f"- server: `{local['stats']}`",
+        ]
     if report["simulator"]:
         lines += [
             "",
