@@ -11,7 +11,7 @@ import pytest
 from nerdistill.annotate import annotate
 from nerdistill.data import read_conll
 from nerdistill.data.labels import LabelSet, to_iob2
-from tests.conftest import compose_config
+from tests.conftest import ROOT, compose_config
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +25,9 @@ def local_model(monkeypatch):
 
 
 def test_local_model_annotates_20_sentences(local_model, tmp_path, data_dir):
-    cfg = compose_config("annotate", ["teacher=local", "prompt=standard", "input.n=20", "progress=false"], tmp_path / "run")
+    # the tokenizer converted from the GGUF file where the command line keeps it (.cache/local_models): converted once
+    overrides = ["teacher=local", "prompt=standard", "input.n=20", "progress=false", f"teacher.local.convert_dir={ROOT / '.cache' / 'local_models'}"]
+    cfg = compose_config("annotate", overrides, tmp_path / "run")
     report = annotate(cfg)
     out = tmp_path / "run"
     labels = LabelSet(tuple(cfg.labels))
@@ -67,3 +69,32 @@ def test_local_model_annotates_20_sentences(local_model, tmp_path, data_dir):
     assert tokens["completion"] == sum(c["completion_tokens"] for c in made) == local["stats"]["completion_tokens"] > 0
     assert all(c["finish_reason"] in ("stop", "length") for c in responses)
     assert local["stats"]["mean_latency_s"] > 0 and "SmolLM2-135M-Instruct" in (out / "report.md").read_text()
+
+
+def test_local_server_speaks_the_openai_protocol(local_model):
+    """The server alone, through the ``openai`` client: models, usage, ``max_tokens``, greedy answers that
+    repeat, logprobs whose bytes spell the answer, and a 400 naming ``response_format`` for a JSON schema."""
+    import openai
+
+    from nerdistill.teacher.local import MODEL, LocalServer, LocalSettings
+
+    messages = [{"role": "system", "content": "Answer in one short sentence."}, {"role": "user", "content": "What is the capital of France?"}]
+    with LocalServer(LocalSettings(convert_dir=str(ROOT / ".cache" / "local_models"))) as server:
+        client = openai.OpenAI(base_url=server.url, api_key="none", max_retries=0, timeout=600)
+        assert [m.id for m in client.models.list()] == [MODEL]
+        first = client.chat.completions.create(model=MODEL, messages=messages, temperature=0, max_tokens=24, logprobs=True)
+        again = client.chat.completions.create(model=MODEL, messages=messages, temperature=0, max_tokens=24, logprobs=True)
+        choice = first.choices[0]
+        assert choice.message.content and choice.message.content == again.choices[0].message.content
+        assert first.usage.prompt_tokens > 10 and 0 < first.usage.completion_tokens <= 24 and choice.finish_reason in ("stop", "length")
+        assert b"".join(bytes(t.bytes) for t in choice.logprobs.content) == choice.message.content.encode("utf-8")
+        assert all(t.logprob <= 0 for t in choice.logprobs.content)
+        cut = client.chat.completions.create(model=MODEL, messages=messages, temperature=0, max_tokens=2)
+        assert cut.choices[0].finish_reason == "length" and cut.usage.completion_tokens == 2
+        schema = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object", "properties": {"entities": {"type": "array"}}}}}
+        with pytest.raises(openai.BadRequestError, match="response_format"):
+            client.chat.completions.create(model=MODEL, messages=messages, max_tokens=4, response_format=schema)
+        with pytest.raises(openai.NotFoundError):
+            client.chat.completions.create(model="gpt-4o", messages=messages, max_tokens=4)
+        stats = server.info()["stats"]
+    assert stats["answered"] == 3 and stats["refused_response_format"] == 1 and stats["prefix_tokens_reused"] > 0
