@@ -56,8 +56,16 @@ def build(node: DictConfig, **kwargs: object) -> Any:
 
 
 @contextmanager
-def endpoint(teacher: DictConfig) -> Iterator[tuple[str, str, SimServer | None]]:
-    """``(base_url, identity for cache keys, simulator or None)``; starts the simulator for ``teacher=sim``."""
+def endpoint(teacher: DictConfig) -> Iterator[tuple[str, str, Any]]:
+    """``(base_url, identity for cache keys, server or None)``; starts the simulator for ``teacher=sim``
+    and the local model's server for ``teacher=local``."""
+    if teacher.get("local") is not None:
+        from nerdistill.teacher.local import LocalServer  # loads transformers' GGUF support only for teacher=local
+
+        with LocalServer(build(teacher.local)) as server:
+            log.info("local teacher at %s: %s (REAL model answers, not simulated)", server.url, server.settings.description)
+            yield server.url, server.identity(), server
+        return
     if teacher.get("sim") is None:
         yield teacher.base_url, str(teacher.base_url).rstrip("/"), None
         return
@@ -184,8 +192,11 @@ def annotate(cfg: DictConfig) -> dict:
                 log.warning("interrupted: %d responses are in the cache %s (%d made this run); run the same command again to resume", len(cache), cfg.cache, annotator.stats.made)
             raise
         annotate_s = time.perf_counter() - begun
-        simulator = simulator_info(server, prompt) if server else None
-    teacher = {"name": cfg.teacher.name, "model": client.model, "endpoint": "simulated" if server else client.base_url, "identity": identity, "simulated": server is not None}
+        simulated = isinstance(server, SimServer)
+        simulator = simulator_info(server, prompt) if simulated else None
+        local = server.info() if server is not None and not simulated else None
+    where = "simulated" if simulated else f"local: {local['description']}" if local else client.base_url
+    teacher = {"name": cfg.teacher.name, "model": client.model, "endpoint": where, "identity": identity, "simulated": simulated}
     prompt_info = {"id": prompt.id, "version": prompt.version}
 
     pool = cfg.get("confidence_pool") or {}
@@ -214,6 +225,7 @@ def annotate(cfg: DictConfig) -> dict:
         annotate_s=annotate_s,
         wall_s=time.perf_counter() - started,
         simulator=simulator,
+        local=local,
         structured={"requested": prompt.structured, "used": annotator.structured, "refusal": annotator.refusal, "calls_refused": annotator.stats.refused},
         batch=runner.summary(float(cfg.batch_price_factor)) if runner is not None else None,
     )

@@ -77,8 +77,14 @@ class Row:
     fmt: str = "{}"  # for numbers; None is shown as "–"
 
 
-def rows(types: Sequence[str]) -> list[Row]:
-    """The table's rows: what each job's report.json says, in the order shown."""
+def _local(key: str) -> Callable[[dict], Any]:
+    """A figure of the local model server's (``teacher=local``), None for other teachers."""
+    return lambda r: ((r.get("local_server") or {}).get("stats") or {}).get(key)
+
+
+def rows(types: Sequence[str], local: bool = False) -> list[Row]:
+    """The table's rows: what each job's report.json says, in the order shown; with ``local``, the
+    local model server's mean latency per call too."""
     return [
         Row("teacher", teacher),
         Row("prompt", lambda r: f"{r['prompt']['id']}@{r['prompt']['version']}"),
@@ -102,6 +108,7 @@ def rows(types: Sequence[str]) -> list[Row]:
         Row("completion tokens", _tokens("completion"), "{:,}"),
         Row("cost USD (all responses)", lambda r: r["cost"]["all_responses"], "{:.4f}"),
         Row("cost USD (this run)", lambda r: r["cost"]["this_run"], "{:.4f}"),
+        *([Row("mean latency per call s", _local("mean_latency_s"), "{:.2f}"), Row("mean CPU s per call", _local("mean_cpu_s"), "{:.2f}")] if local else []),
         Row("wall s", lambda r: r["time"]["wall_s"], "{:.1f}"),
         Row("sentences/s", lambda r: r["time"]["sentences_per_s"], "{:.1f}"),
     ]
@@ -123,7 +130,8 @@ class AnnotationReport:
         return [", ".join(f"{short[k]}={run.overrides[k]}" for k in varying if k in run.overrides) or run.path.name for run in self.runs]
 
     def rows(self) -> list[Row]:
-        return rows(list(dict.fromkeys(t for run in self.runs for t in (run.report["quality"] or {}).get("per_type", {}))))
+        types = list(dict.fromkeys(t for run in self.runs for t in (run.report["quality"] or {}).get("per_type", {})))
+        return rows(types, local=any(run.report.get("local_server") for run in self.runs))
 
     def table(self) -> list[str]:
         """The side-by-side Markdown table's lines."""

@@ -63,6 +63,7 @@ def build_report(
     simulator: Mapping[str, Any] | None,
     structured: Mapping[str, Any] | None = None,
     batch: Mapping[str, Any] | None = None,
+    local: Mapping[str, Any] | None = None,
 ) -> dict:
     """The report; with ``batch`` (teacher.mode=batch: :meth:`BatchRunner.summary`) calls are priced at its ``price_factor``."""
     annotated = sum(o.tags is not None for o in outcomes)
@@ -121,6 +122,7 @@ def build_report(
             "sentences_per_s": round(len(outcomes) / annotate_s, 2) if annotate_s > 0 else None,
         },
         "simulator": dict(simulator) if simulator is not None else None,
+        "local_server": dict(local) if local is not None else None,
     }
 
 
@@ -167,6 +169,16 @@ def markdown(report: Mapping[str, Any]) -> str:
         lines += ["", "## Quality against gold (failed sentences count as no entities)", "", "| | precision | recall | F1 | support |", "|---|---|---|---|---|"]
         for name, row in [("micro", q["micro"]), ("macro", q["macro"]), *sorted(q["per_type"].items())]:
             lines.append(f"| {name} | {_pct(row['precision'])} | {_pct(row['recall'])} | {_pct(row['f1'])} | {row['support']} |")
+    if report.get("local_server"):
+        local = report["local_server"]
+        lines += [
+            "",
+            "## Local model (a real LLM on this machine)",
+            "",
+            f"- {local['description']}",
+            f"- file: `{local['gguf']}` (sha256 `{local['gguf_sha256'][:16]}…`); package: {local['package']}; {local['torch_threads']} torch threads; loaded in {local['load_s']} s",
+            f"- server: `{local['stats']}`",
+        ]
     if report["simulator"]:
         lines += [
             "",
