@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from nerdistill.teacher.client import TeacherError
-from nerdistill.teacher.sim import _Handler, _Server, error
+from nerdistill.teacher.sim import BackgroundServer, error
 
 log = logging.getLogger(__name__)
 
@@ -333,57 +333,20 @@ class LocalTeacher:
         return 200, {}, payload, 0.0
 
 
-class LocalServer:
-    """:class:`LocalTeacher` on ``settings.host:settings.port`` (0: a free port) in a background thread."""
+class LocalServer(BackgroundServer):
+    """:class:`LocalTeacher` behind the simulator's OpenAI-compatible handler (no Batch API)."""
+
+    name = "nerdistill-local"
 
     def __init__(self, settings: LocalSettings) -> None:
-        self.settings = settings
+        super().__init__(settings)
         self.teacher = LocalTeacher(settings)
-        self.httpd: _Server | None = None
-        self.thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        assert self.httpd is not None, "server not started"
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}/v1"
-
-    def save_tokenizer(self, target: Path) -> None:
-        """The tokenizer as transformers saves it (its chat template included), written whole or not at
-        all: converting it from the GGUF file's vocabulary costs about 40 s of CPU, the weights 5."""
-        partial = target.with_name(f"{target.name}.partial-{os.getpid()}")
-        self.tokenizer.save_pretrained(str(partial))
-        try:
-            partial.rename(target)
-        except OSError:  # another process saved it first
-            import shutil
-
-            shutil.rmtree(partial, ignore_errors=True)
 
     def identity(self) -> str:
         return self.teacher.identity()
 
     def info(self) -> dict:
         return self.teacher.info()
-
-    def start(self) -> LocalServer:
-        self.httpd = _Server((self.settings.host, self.settings.port), _Handler)
-        self.httpd.teacher = self.teacher  # the simulator's handler needs only authorised, models, settings.models and chat
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="nerdistill-local", daemon=True)
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self.httpd is not None:
-            self.httpd.shutdown()
-            self.httpd.server_close()
-            self.httpd = None
-
-    def __enter__(self) -> LocalServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

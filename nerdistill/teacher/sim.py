@@ -35,7 +35,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from nerdistill.data.conll import read_conll
 from nerdistill.data.labels import DEFAULT_TYPES, LabelSet, spans
@@ -429,15 +429,16 @@ class _Server(ThreadingHTTPServer):
     batches: SimBatches
 
 
-class SimServer:
-    """The simulator on ``settings.host:settings.port`` (0: a free port) in a background thread."""
+class BackgroundServer:
+    """A teacher's HTTP server (the simulator's handler) on ``settings.host:settings.port`` (0: a
+    free port) in a background thread; subclasses set ``teacher`` and what the handler needs."""
 
-    def __init__(self, settings: SimSettings) -> None:
-        from nerdistill.teacher.sim_batch import SimBatches  # it builds on this module
+    name = "nerdistill-server"
 
+    def __init__(self, settings: Any) -> None:
         self.settings = settings
-        self.teacher = SimTeacher(settings)
-        self.batches = SimBatches(self.teacher)
+        self.teacher: Any = None
+        self.batches: Any = None
         self.httpd: _Server | None = None
         self.thread: threading.Thread | None = None
 
@@ -447,11 +448,11 @@ class SimServer:
         host, port = self.httpd.server_address[:2]
         return f"http://{host}:{port}/v1"
 
-    def start(self) -> SimServer:
+    def start(self) -> Self:
         self.httpd = _Server((self.settings.host, self.settings.port), _Handler)
         self.httpd.teacher = self.teacher
         self.httpd.batches = self.batches
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="nerdistill-sim", daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name=self.name, daemon=True)
         self.thread.start()
         return self
 
@@ -461,11 +462,24 @@ class SimServer:
             self.httpd.server_close()
             self.httpd = None
 
-    def __enter__(self) -> SimServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class SimServer(BackgroundServer):
+    """The simulator, with its Batch API (:mod:`nerdistill.teacher.sim_batch`)."""
+
+    name = "nerdistill-sim"
+
+    def __init__(self, settings: SimSettings) -> None:
+        from nerdistill.teacher.sim_batch import SimBatches  # it builds on this module
+
+        super().__init__(settings)
+        self.teacher = SimTeacher(settings)
+        self.batches = SimBatches(self.teacher)
 
 
 def main() -> None:
