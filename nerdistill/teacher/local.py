@@ -114,8 +114,9 @@ class LocalTeacher:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        if importlib.util.find_spec("gguf") is None:
-            raise TeacherError("teacher=local needs the gguf package, with which transformers reads GGUF files: pip install gguf (or -e '.[local]')")
+        missing = [name for name in ("gguf", "accelerate") if importlib.util.find_spec(name) is None]
+        if missing:
+            raise TeacherError(f"teacher=local needs {' and '.join(missing)}, with which transformers reads GGUF files: pip install {' '.join(missing)} (or -e '.[local]')")
         self.settings = settings
         self.key = os.environ.get(settings.api_key_env) if settings.api_key_env else None
         if settings.api_key_env and not self.key:
