@@ -11,8 +11,7 @@ import torch
 from transformers import AutoModelForTokenClassification, DataCollatorForTokenClassification, Trainer, TrainerCallback, TrainingArguments
 
 from nerdistill.data.labels import LabelSet
-from nerdistill.encoding import Encoded
-from nerdistill.inference import word_tags
+from nerdistill.encoding import Encoded, word_tags
 from nerdistill.metrics import ner_metrics
 
 

@@ -1,5 +1,6 @@
-"""Lightning callbacks: the per-step distilled-share log written into the run directory, and a
-``ModelCheckpoint`` that a run resumed into a new output directory continues."""
+"""Lightning callbacks: the per-step distilled-share log written into the run directory, a
+``ModelCheckpoint`` that a run resumed into a new output directory continues, and the best dev
+F1 it holds."""
 
 from __future__ import annotations
 
@@ -72,3 +73,15 @@ class ModelCheckpoint(callbacks.ModelCheckpoint):
 
     def load_state_dict(self, state_dict: dict) -> None:
         super().load_state_dict({**state_dict, "dirpath": self.dirpath})
+
+
+def dev_f1_checkpoint(trainer: pl.Trainer) -> callbacks.ModelCheckpoint | None:
+    """The trainer's ``ModelCheckpoint`` monitoring ``val/f1``, if it has one."""
+    return next((c for c in trainer.checkpoint_callbacks if isinstance(c, callbacks.ModelCheckpoint) and c.monitor == "val/f1"), None)
+
+
+def best_score(trainer: pl.Trainer) -> float | None:
+    """The best ``val/f1`` the trainer's checkpoint callback has kept (saved in its checkpoints, so a
+    resumed run continues it); ``None`` without such a callback or before its first checkpoint."""
+    checkpoint = dev_f1_checkpoint(trainer)
+    return None if checkpoint is None or checkpoint.best_model_score is None else float(checkpoint.best_model_score)

@@ -1,5 +1,6 @@
-"""Sentences as model input: sub-token ids with each word's label on its first sub-token, and an
-on-disk cache of them keyed by content (the sentences, the tokenizer, the labels, ``max_length``)."""
+"""Sentences as model input: sub-token ids with each word's label on its first sub-token, an
+on-disk cache of them keyed by content (the sentences, the tokenizer, the labels, ``max_length``),
+and the way back: each word's predicted tag from its first sub-token's logits."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from nerdistill.data.conll import Sentence
 from nerdistill.data.labels import LabelSet
@@ -147,3 +149,14 @@ class TokenCache:
                 arrays["targets"] = np.concatenate([i.targets if i.targets is not None else np.zeros((len(i.input_ids), width), np.float32) for i in items])
             np.savez(tmp, **arrays)
         os.replace(tmp.name, path)
+
+
+def word_tags(logits: torch.Tensor, labels: torch.Tensor, word_counts: Sequence[int], id2label: dict[int, str]) -> list[list[str]]:
+    """Per sentence, the predicted tag of each word's first sub-token; words cut by truncation get ``O``."""
+    predictions = logits.argmax(-1).cpu()
+    first = (labels != IGNORE).cpu()
+    out = []
+    for row, n_words in enumerate(word_counts):
+        tags = [id2label[i] for i in predictions[row][first[row]].tolist()]
+        out.append(tags + ["O"] * (n_words - len(tags)))
+    return out

@@ -18,22 +18,11 @@ from transformers import AutoModelForTokenClassification, PreTrainedModel
 from nerdistill.data.conll import Sentence
 from nerdistill.data.labels import LabelSet
 from nerdistill.datamodule import Collator, EncodedDataset, length_sorted_batches
-from nerdistill.encoding import IGNORE, encode
+from nerdistill.encoding import IGNORE, encode, word_tags
 from nerdistill.models import load_tokenizer
 from nerdistill.runtime import resolve_precision
 
 QUANTIZE = (None, "int8")
-
-
-def word_tags(logits: torch.Tensor, labels: torch.Tensor, word_counts: Sequence[int], id2label: dict[int, str]) -> list[list[str]]:
-    """Per sentence, the predicted tag of each word's first sub-token; words cut by truncation get ``O``."""
-    predictions = logits.argmax(-1).cpu()
-    first = (labels != IGNORE).cpu()
-    out = []
-    for row, n_words in enumerate(word_counts):
-        tags = [id2label[i] for i in predictions[row][first[row]].tolist()]
-        out.append(tags + ["O"] * (n_words - len(tags)))
-    return out
 
 
 def load_model(path: str | Path) -> tuple[PreTrainedModel, str]:

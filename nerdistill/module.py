@@ -11,10 +11,10 @@ import torch
 from pytorch_lightning.trainer.states import TrainerFn
 from transformers import PreTrainedModel
 
+from nerdistill.callbacks import best_score, dev_f1_checkpoint
 from nerdistill.data.labels import LabelSet, as_label_set
 from nerdistill.dropout import use_cheap_dropout
-from nerdistill.encoding import IGNORE
-from nerdistill.inference import word_tags
+from nerdistill.encoding import IGNORE, word_tags
 from nerdistill.metrics import flatten, ner_metrics
 from nerdistill.models import backbone_from_config
 from nerdistill.plan import RunPlan
@@ -99,7 +99,6 @@ class TokenClassifier(pl.LightningModule):
             self.model.compile(dynamic=True)
         # set by nerdistill.train.build: the steps the LR schedule spans and where it restarts
         self.plan: RunPlan | None = None
-        self.val_f1_best = 0.0
         self.test_metrics: dict | None = None
         self._outputs: list[tuple[Sequence[str], list[str]]] = []
 
@@ -112,7 +111,6 @@ class TokenClassifier(pl.LightningModule):
         # the progress bar turns its metrics into Python numbers every step: a host sync on a GPU
         self.log("train/loss", loss, on_step=True, prog_bar=loss.device.type == "cpu", batch_size=len(batch["gold_tags"]))
         self.log("train/distilled_share", batch["distilled_share"], on_step=True, batch_size=len(batch["gold_tags"]))
-        self.log("train/lr", self.lr_schedulers().get_last_lr()[0], on_step=True, batch_size=len(batch["gold_tags"]))
         return loss
 
     def _eval_step(self, batch: dict) -> None:
@@ -128,13 +126,13 @@ class TokenClassifier(pl.LightningModule):
         self._eval_step(batch)
 
     def on_validation_epoch_end(self) -> None:
-        metrics = self._eval_metrics()
-        if not self.trainer.sanity_checking:
-            self.val_f1_best = max(self.val_f1_best, metrics["micro"]["f1"])
-        flat = flatten(metrics, "val")
-        self.log("val/f1", flat.pop("val/f1"), prog_bar=True)
+        flat = flatten(self._eval_metrics(), "val")
+        f1 = flat.pop("val/f1")
+        self.log("val/f1", f1, prog_bar=True)
         self.log_dict(flat)
-        self.log("val/f1_best", self.val_f1_best, prog_bar=True)
+        if dev_f1_checkpoint(self.trainer) is not None and not self.trainer.sanity_checking:
+            best = best_score(self.trainer)  # the checkpoint callback takes this round's score after this hook
+            self.log("val/f1_best", f1 if best is None else max(best, f1), prog_bar=True)
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self._eval_step(batch)
@@ -149,11 +147,9 @@ class TokenClassifier(pl.LightningModule):
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.hparams.max_grad_norm)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["val_f1_best"] = self.val_f1_best
         checkpoint["rng_states"] = rng_states()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        self.val_f1_best = checkpoint.get("val_f1_best", 0.0)
         if self._trainer is None or self._trainer.state.fn != TrainerFn.FITTING:
             return  # evaluated or loaded for inference: the caller's random state is left alone
         # resumed: a checkpoint written at the end of an epoch holds the generators as the next
@@ -181,11 +177,12 @@ class TokenClassifier(pl.LightningModule):
             if parameter.requires_grad:
                 (no_decay if name.endswith(NO_DECAY) else decay).append(parameter)
         optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": self.hparams.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            [{"params": decay, "weight_decay": self.hparams.weight_decay, "name": "decay"}, {"params": no_decay, "weight_decay": 0.0, "name": "no_decay"}],
             lr=self.hparams.lr,
             fused=True,  # one kernel for all parameters: ~6x faster steps than the foreach default on CPU
         )
         total, phases = self._lr_span()
         warmup, kind = self.hparams.warmup_ratio, self.hparams.lr_schedule
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step / total, phases, warmup, kind))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        # named for LearningRateMonitor (conf/callbacks): train/lr/decay and train/lr/no_decay
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "name": "train/lr"}}

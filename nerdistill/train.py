@@ -15,11 +15,13 @@ import torch
 import wandb
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import LearningRateMonitor, Timer
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.warnings import PossibleUserWarning
 
 from nerdistill import relabel
+from nerdistill.callbacks import best_score
 from nerdistill.checks import check_types, check_value, exit_on_input_error
 from nerdistill.data.labels import LabelSet
 from nerdistill.datamodule import BlendDataModule
@@ -44,6 +46,10 @@ def train(cfg: DictConfig) -> dict:
     refuse_silent_resume(callbacks, cfg.get("ckpt_path"))
     check_resume(cfg.get("ckpt_path"), list(cfg.labels))
     loggers = [instantiate(c) for c in cfg.get("logger", {}).values() if c is not None] if cfg.get("logger") else False
+    if not loggers:  # Lightning's LearningRateMonitor refuses a trainer without a logger: nothing to log to
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    timer = Timer()
+    callbacks.append(timer)
     run = build(cfg, precision, callbacks=callbacks, logger=loggers)
     datamodule, module, trainer = run.datamodule, run.module, run.trainer
     if trainer.world_size > 1:  # every rank evaluates the whole dev and test sets: its metrics are already the global ones
@@ -53,22 +59,22 @@ def train(cfg: DictConfig) -> dict:
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True) | {"precision": precision})
     try:
-        fit_started = time.perf_counter()
         # weights_only: a checkpoint is unpickled with torch's allow-list of tensors and plain types, never arbitrary objects
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
-        fitted = time.perf_counter()
+        fit_s = timer.time_elapsed("train")  # read before the test, which loads the best checkpoint's timer state
         best = getattr(trainer.checkpoint_callback, "best_model_path", "")  # "" without a ModelCheckpoint
         trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
         metrics = {
-            "val_f1_best": float(module.val_f1_best),
+            "val_f1_best": tested_dev_f1(trainer),
             "test": module.test_metrics,
             "best_checkpoint": best,
             "global_step": trainer.global_step,
             "schedule": str(datamodule.schedule),
             "pools": {"original": datamodule.n_original, "distilled": datamodule.n_distilled},
             "precision": precision,
-            # fit includes the validation rounds; test is one pass over the test split
-            "timing": {"fit_s": round(fitted - fit_started, 1), "test_s": round(time.perf_counter() - fitted, 1), "total_s": round(time.perf_counter() - started, 1)},
+            # Lightning's Timer: fit includes the validation rounds (and, resumed, the time before the
+            # resume); test is one pass over the test split; total includes reading data and relabelling
+            "timing": {"fit_s": round(fit_s, 1), "test_s": round(timer.time_elapsed("test"), 1), "total_s": round(time.perf_counter() - started, 1)},
         }
         if denoised is not None:
             metrics["denoise"] = denoised
@@ -78,7 +84,7 @@ def train(cfg: DictConfig) -> dict:
             module.model.save_pretrained(export)
             datamodule.tokenizer.save_pretrained(export)
         write_json(out / "metrics.json", metrics)  # last: a run dir with metrics.json is a finished run
-        log.info("test micro F1 %.4f (best val F1 %.4f); outputs in %s", module.test_metrics["micro"]["f1"], module.val_f1_best, out)
+        log.info("test micro F1 %.4f (best val F1 %.4f); outputs in %s", module.test_metrics["micro"]["f1"], metrics["val_f1_best"], out)
         return metrics
     finally:
         if any(isinstance(logger, WandbLogger) for logger in trainer.loggers):
@@ -93,6 +99,13 @@ class Run:
     module: TokenClassifier
     trainer: pl.Trainer
     plan: RunPlan
+
+
+def tested_dev_f1(trainer: pl.Trainer) -> float:
+    """Dev F1 of the weights the test used: the best checkpoint's score, or (without a checkpoint
+    callback monitoring ``val/f1``, as under ``fast_dev_run``) the last validation's."""
+    best = best_score(trainer)
+    return best if best is not None else float(trainer.callback_metrics.get("val/f1", 0.0))
 
 
 def check_config(cfg: DictConfig) -> None:

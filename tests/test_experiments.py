@@ -22,8 +22,8 @@ from nerdistill.runtime import set_torch_threads
 from nerdistill.schedules import Schedule, SimpleMix
 from tests.conftest import CONF, DATA_DIR, ROOT, TINY_TRAIN, compose_config
 
-ANNOTATE_EXPERIMENTS = ["phase1_annotation"]  # for nerdistill.annotate; the rest are training experiments
-EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml") if p.stem not in ANNOTATE_EXPERIMENTS)
+EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+ANNOTATE_EXPERIMENTS = sorted(p.stem for p in (CONF / "annotate_experiment").glob("*.yaml"))
 TINY = [*(o for o in TINY_TRAIN if not o.startswith("logger=")), "logger=csv"]
 
 
@@ -144,11 +144,11 @@ def test_tiny_sweep_keeps_finished_jobs_when_one_fails(tmp_path):
 
 
 def test_phase1_annotation_composes_for_both_prompts_on_the_same_sentences():
-    cfg = compose_job("annotate", ["experiment=phase1_annotation"])
+    cfg = compose_job("annotate", ["annotate_experiment=phase1"])
     assert cfg.task_name == "phase1_annotation" and cfg.tags and "multirun/phase1_annotation/" in cfg.hydra.sweep.dir
     jobs = sweep_grid(dict(cfg.hydra.sweeper.params))
     assert jobs == [["prompt=standard"], ["prompt=cot"]]
-    configs = [compose_job("annotate", ["experiment=phase1_annotation", *job]) for job in jobs]
+    configs = [compose_job("annotate", ["annotate_experiment=phase1", *job]) for job in jobs]
     assert [instantiate(c.prompt).id for c in configs] == ["standard", "cot"]
     for c in configs:
         assert c.teacher.name == "sim" and c.input == configs[0].input and c.cache == configs[0].cache
@@ -157,8 +157,16 @@ def test_phase1_annotation_composes_for_both_prompts_on_the_same_sentences():
 
 @pytest.mark.parametrize("name", ANNOTATE_EXPERIMENTS)
 def test_train_refuses_an_annotate_experiment(name):
-    with pytest.raises(ConfigCompositionException, match="input"):
+    with pytest.raises(ConfigCompositionException, match="annotate_experiment"):
+        compose_train([f"annotate_experiment={name}"])
+    with pytest.raises(ConfigCompositionException):  # not among train's experiments either
         compose_train([f"experiment={name}"])
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_annotate_refuses_a_train_experiment(name):
+    with pytest.raises(ConfigCompositionException, match="experiment"):
+        compose_job("annotate", [f"experiment={name}"])
 
 
 def test_phase1_annotation_sweep_reports_the_prompts_side_by_side(tmp_path, data_dir):
@@ -169,7 +177,7 @@ def test_phase1_annotation_sweep_reports_the_prompts_side_by_side(tmp_path, data
         "-m",
         "nerdistill.annotate",
         "-m",
-        "experiment=phase1_annotation",
+        "annotate_experiment=phase1",
         "input.n=20",
         "progress=false",
         f"paths.data_dir={data_dir}",

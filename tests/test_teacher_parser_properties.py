@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -103,14 +102,10 @@ def test_a_think_block_changes_nothing(data):
 
 @settings(max_examples=20, deadline=None, database=None)
 @given(st.data(), st.sampled_from([10_000, 100_000, 1_000_000]) | st.integers(1, 1_000_000))
-def test_answers_up_to_a_megabyte_parse_in_bounded_time(data, size):
-    """A repetition loop of any piece, up to 1 MB, then an answer: valid tags within 5 s of CPU.
-    Typical is under 0.2 s; the JSON search, quadratic within its 10,000 characters, takes up to
-    about 0.9 s (``[1, `` repeated after prose); a parse quadratic in the whole answer would take minutes."""
+def test_answers_up_to_a_megabyte_give_valid_tags(data, size):
+    """A repetition loop of any piece, up to 1 MB, then an answer: valid tags. How the parse time
+    grows with the answer's length is measured by ``benchmarks/parse_scaling.py``, not here."""
     tokens = data.draw(TOKENS)
     piece = data.draw(answers(tokens)) or "x"
     text = piece * (size // len(piece) + 1) + data.draw(answers(tokens))
-    started = time.process_time()
-    parsed = parse_response(text, tokens)
-    assert time.process_time() - started < 5.0
-    assert_valid(parsed, tokens, LABEL_SETS[0])
+    assert_valid(parse_response(text, tokens), tokens, LABEL_SETS[0])

@@ -1,7 +1,9 @@
 """The training entry point end to end with a tiny random BERT (seconds per run)."""
 
 import csv
+import itertools
 import json
+from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
@@ -9,6 +11,7 @@ import torch
 from hydra.errors import ConfigCompositionException
 from transformers import pipeline
 
+from nerdistill.module import lr_factor
 from nerdistill.train import train
 from tests.conftest import compose_config
 
@@ -36,6 +39,28 @@ def test_train_writes_metrics_plan_share_log_and_hf_model(tmp_path, tiny_train_o
     tagger = pipeline("token-classification", model=str(tmp_path / "model"))
     assert isinstance(tagger("Peter Blackburn visited Paris ."), list)
     assert (tmp_path / "checkpoints" / "last.ckpt").exists()
+
+
+def test_csv_log_holds_the_lr_schedule_and_the_best_dev_f1_of_the_tested_checkpoint(tmp_path, tiny_train_overrides):
+    overrides = [*tiny_train_overrides, "logger=csv", "trainer.log_every_n_steps=1", "schedule=sequential", "model.module.lr_restart=true"]
+    cfg = compose_config("train", overrides, tmp_path)
+    metrics = train(cfg)
+
+    with (tmp_path / "csv" / "metrics.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    logged = {int(r["step"]): float(r["train/lr/decay"]) for r in rows if r["train/lr/decay"]}
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    assert sorted(logged) == list(range(plan["total_steps"]))
+    restart = [s / plan["total_steps"] for s in plan["phase_steps"]]
+    module = cfg.model.module
+    for step, lr in logged.items():  # the LR the optimiser used at each step, restarting where the data switches
+        assert lr == pytest.approx(module.lr * lr_factor(step / plan["total_steps"], restart, module.warmup_ratio, module.lr_schedule))
+    assert plan["phase_steps"] == [8] and logged[8] == 0.0 < logged[7] < logged[9]
+
+    dev = [(float(r["val/f1"]), float(r["val/f1_best"])) for r in rows if r["val/f1"]]
+    assert len(dev) == 2 and [best for _, best in dev] == list(itertools.accumulate((f1 for f1, _ in dev), max))
+    assert metrics["val_f1_best"] == pytest.approx(max(f1 for f1, _ in dev))
+    assert f"f1{metrics['val_f1_best']:.4f}" in Path(metrics["best_checkpoint"]).name
 
 
 @pytest.mark.slow
