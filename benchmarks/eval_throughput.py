@@ -23,9 +23,9 @@ from benchmarks.common import DATA_DIR, run_isolated, write_result
 from nerdistill.allocator import keep_freed_memory
 from nerdistill.data.conll import read_conll
 from nerdistill.data.text import sentences_from_text
-from nerdistill.inference import Tagger
 from nerdistill.metrics import ner_metrics
 from nerdistill.runtime import cpu_bf16
+from nerdistill.student.inference import Tagger
 
 # name: (sorted batches, precision, quantize)
 VARIANTS = {

@@ -11,8 +11,8 @@ import torch
 from transformers import AutoModelForTokenClassification, DataCollatorForTokenClassification, Trainer, TrainerCallback, TrainingArguments
 
 from nerdistill.data.labels import LabelSet
-from nerdistill.encoding import Encoded, word_tags
 from nerdistill.metrics import ner_metrics
+from nerdistill.student.encoding import Encoded, word_tags
 
 
 class EpochTimer(TrainerCallback):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from benchmarks.common import compose_train
 from benchmarks.hf_baseline import hf_evaluate, hf_train
-from nerdistill.models import resolve_name_or_path
+from nerdistill.student.models import resolve_name_or_path
 from nerdistill.train import build_datamodule
 
 

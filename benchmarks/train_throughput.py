@@ -23,8 +23,8 @@ import pytorch_lightning as pl
 from benchmarks.common import SLOW_PATH, TRAINED_EMBEDDINGS, compose_train, run_isolated, write_result
 from benchmarks.hf_baseline import hf_train, token_count
 from nerdistill.allocator import keep_freed_memory
-from nerdistill.models import resolve_name_or_path
 from nerdistill.runtime import cpu_bf16
+from nerdistill.student.models import resolve_name_or_path
 from nerdistill.train import build, build_datamodule
 
 

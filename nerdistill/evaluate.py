@@ -11,9 +11,9 @@ from omegaconf import DictConfig
 from nerdistill.checks import check_tagger_config, exit_on_input_error
 from nerdistill.data.conll import read_conll
 from nerdistill.files import write_json
-from nerdistill.inference import Tagger
 from nerdistill.metrics import ner_metrics
 from nerdistill.runtime import configure_process
+from nerdistill.student.inference import Tagger
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from omegaconf import DictConfig
 
 from nerdistill.checks import check_tagger_config, exit_on_input_error
 from nerdistill.data.conll import Sentence, read_conll, write_conll
-from nerdistill.inference import Tagger
 from nerdistill.runtime import configure_process
+from nerdistill.student.inference import Tagger
 
 log = logging.getLogger(__name__)
 

@@ -20,15 +20,15 @@ from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.warnings import PossibleUserWarning
 
-from nerdistill import relabel
-from nerdistill.callbacks import best_score
 from nerdistill.checks import check_types, check_value, exit_on_input_error
 from nerdistill.data.labels import LabelSet
-from nerdistill.datamodule import BlendDataModule
 from nerdistill.files import atomic_path, write_json
-from nerdistill.module import TokenClassifier
-from nerdistill.plan import RunPlan
 from nerdistill.runtime import configure_process, device_type, resolve_precision
+from nerdistill.student import relabel
+from nerdistill.student.callbacks import best_score
+from nerdistill.student.datamodule import BlendDataModule
+from nerdistill.student.module import TokenClassifier
+from nerdistill.student.plan import RunPlan
 
 log = logging.getLogger(__name__)
 

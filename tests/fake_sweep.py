@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 TYPES = ("PER", "ORG", "LOC", "MISC")
-SCHEDULES = {"original": "nerdistill.schedules.Original", "sequential": "nerdistill.schedules.Sequential"}
+SCHEDULES = {"original": "nerdistill.student.schedules.Original", "sequential": "nerdistill.student.schedules.Sequential"}
 
 
 def scores(f1: float) -> dict:

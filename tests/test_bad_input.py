@@ -20,8 +20,8 @@ from omegaconf import OmegaConf
 from nerdistill.annotate import annotate
 from nerdistill.data import CoNLLFormatError, LabelSet, read_conll
 from nerdistill.evaluate import evaluate
-from nerdistill.models import load_tokenizer, tiny_backbone
 from nerdistill.predict import predict
+from nerdistill.student.models import load_tokenizer, tiny_backbone
 from nerdistill.train import train
 from tests.conftest import DATA_DIR, ROOT, TINY_TRAIN, compose_config
 

@@ -6,10 +6,10 @@ import pytest
 from nerdistill.data import LabelSet, Sentence
 from nerdistill.data.conll import read_conll
 from nerdistill.data.pools import build_pools, take_budget
-from nerdistill.datamodule import BlendDataModule, Collator, length_sorted_batches
-from nerdistill.encoding import IGNORE, encode
-from nerdistill.models import load_tokenizer
-from nerdistill.schedules import Distilled, Original, Sigmoid
+from nerdistill.student.datamodule import BlendDataModule, Collator, length_sorted_batches
+from nerdistill.student.encoding import IGNORE, encode
+from nerdistill.student.models import load_tokenizer
+from nerdistill.student.schedules import Distilled, Original, Sigmoid
 
 LABELS = LabelSet()
 

@@ -9,11 +9,11 @@ import torch
 from nerdistill.data import LabelSet, Sentence, read_conll, to_iob2
 from nerdistill.data.pools import read_files
 from nerdistill.data.weighted import read_weighted, write_weighted
-from nerdistill.datamodule import Collator
-from nerdistill.denoise import Relabel, RelabelStats, relabel_sentence, teacher_quality_by_type, untrusted_types
-from nerdistill.encoding import IGNORE, encode
-from nerdistill.models import load_tokenizer
-from nerdistill.module import token_loss
+from nerdistill.student.datamodule import Collator
+from nerdistill.student.denoise import Relabel, RelabelStats, relabel_sentence, teacher_quality_by_type, untrusted_types
+from nerdistill.student.encoding import IGNORE, encode
+from nerdistill.student.models import load_tokenizer
+from nerdistill.student.module import token_loss
 from nerdistill.train import train
 from tests.conftest import compose_config
 

@@ -6,9 +6,9 @@ import torch
 from torch import nn
 
 from nerdistill.data.labels import LabelSet
-from nerdistill.dropout import CheapDropout, cheap_dropout, keep_mask, use_cheap_dropout
-from nerdistill.models import tiny_backbone
-from nerdistill.module import TokenClassifier
+from nerdistill.student.dropout import CheapDropout, cheap_dropout, keep_mask, use_cheap_dropout
+from nerdistill.student.models import tiny_backbone
+from nerdistill.student.module import TokenClassifier
 
 LABELS = LabelSet(("PER", "ORG", "LOC", "MISC"))
 

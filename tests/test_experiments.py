@@ -16,10 +16,10 @@ from hydra.errors import ConfigCompositionException
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig
 
-from nerdistill.report import build_report
-from nerdistill.report import main as report_main
+from nerdistill.reporting.tables import build_report
+from nerdistill.reporting.tables import main as report_main
 from nerdistill.runtime import set_torch_threads
-from nerdistill.schedules import Schedule, SimpleMix
+from nerdistill.student.schedules import Schedule, SimpleMix
 from tests.conftest import CONF, DATA_DIR, ROOT, TINY_TRAIN, compose_config
 
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))

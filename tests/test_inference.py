@@ -1,14 +1,15 @@
 """evaluate and predict on a model exported by a tiny training run."""
 
 import json
+import shutil
 
 import pytest
 from omegaconf import OmegaConf
 
 from nerdistill.data import read_conll, write_conll
 from nerdistill.evaluate import evaluate
-from nerdistill.inference import Tagger
 from nerdistill.predict import predict
+from nerdistill.student.inference import Tagger
 from nerdistill.train import train
 from tests.conftest import TINY_GOLD_RUN, compose_config
 
@@ -44,6 +45,20 @@ def test_a_checkpoint_scores_like_the_exported_model(run_dir, data_dir):
     sentences = [s.tokens for s in read_conll(data_dir / "conll2003" / "valid.txt")[:100]]
     exported = Tagger(run_dir, precision="32-true").tag(sentences)
     assert Tagger(checkpoint, precision="32-true").tag(sentences) == exported
+
+
+def test_a_checkpoint_of_a_run_from_before_the_student_package_still_loads(run_dir, data_dir, tmp_path):
+    """Run configs written before the modules moved into nerdistill/student/ name them at the top
+    level (``nerdistill.module.TokenClassifier``); ``evaluate model_dir=<.ckpt>`` loads them."""
+    old = tmp_path / "old_run"
+    shutil.copytree(run_dir, old)
+    config = old / ".hydra" / "config.yaml"
+    text = config.read_text()
+    assert "nerdistill.student.module.TokenClassifier" in text
+    config.write_text(text.replace("nerdistill.student.", "nerdistill."))
+    [checkpoint] = (old / "checkpoints").glob("epoch*.ckpt")
+    sentences = [s.tokens for s in read_conll(data_dir / "conll2003" / "valid.txt")[:20]]
+    assert Tagger(checkpoint, precision="32-true").tag(sentences) == Tagger(run_dir, precision="32-true").tag(sentences)
 
 
 def test_evaluate_names_a_missing_model(tmp_path):

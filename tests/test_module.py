@@ -5,9 +5,9 @@ import pytorch_lightning as pl
 import torch
 
 from nerdistill.data.labels import LabelSet
-from nerdistill.encoding import IGNORE
-from nerdistill.models import tiny_backbone
-from nerdistill.module import TokenClassifier
+from nerdistill.student.encoding import IGNORE
+from nerdistill.student.models import tiny_backbone
+from nerdistill.student.module import TokenClassifier
 
 LABELS = LabelSet(("PER", "ORG", "LOC", "MISC"))
 

@@ -7,8 +7,8 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from nerdistill.plan import make_plan
-from nerdistill.schedules import Original, Sequential
+from nerdistill.student.plan import make_plan
+from nerdistill.student.schedules import Original, Sequential
 from nerdistill.train import build, train
 from tests.conftest import compose_config
 

@@ -8,10 +8,10 @@ import sys
 
 import pytest
 
-from nerdistill.annotation_report import build_annotation_report
-from nerdistill.plots import short_floats
-from nerdistill.report import build_report, gold_equivalent, main
-from nerdistill.sweep import GOLD_ONLY, NOISEBENCH, describe_teacher
+from nerdistill.reporting.annotation import build_annotation_report
+from nerdistill.reporting.plots import short_floats
+from nerdistill.reporting.sweep import GOLD_ONLY, NOISEBENCH, describe_teacher
+from nerdistill.reporting.tables import build_report, gold_equivalent, main
 from tests.conftest import ROOT
 from tests.fake_sweep import TYPES, gold_budget_sweep, regimen_sweep, write_annotate_run, write_run
 

@@ -6,7 +6,7 @@ import random
 import numpy as np
 import torch
 
-from nerdistill.rng import rng_states, set_rng_states
+from nerdistill.student.rng import rng_states, set_rng_states
 
 
 def draws() -> tuple:

@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 from nerdistill import runtime
 from nerdistill.data import read_conll, write_conll
 from nerdistill.evaluate import evaluate
-from nerdistill.inference import Tagger
+from nerdistill.student.inference import Tagger
 from nerdistill.teacher.sim import SimSettings, SimTeacher
 from nerdistill.train import train
 from tests.conftest import TINY_GOLD_RUN, compose_config

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from nerdistill.sampling import ScheduledBatchSampler, distilled_counts
-from nerdistill.schedules import Distilled, Linear, Original, Sequential, Sigmoid, SimpleMix
+from nerdistill.student.sampling import ScheduledBatchSampler, distilled_counts
+from nerdistill.student.schedules import Distilled, Linear, Original, Sequential, Sigmoid, SimpleMix
 
 N_ORIGINAL, N_DISTILLED = 300, 700
 

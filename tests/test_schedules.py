@@ -4,7 +4,7 @@ import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from nerdistill.schedules import Cosine, Distilled, Linear, Original, Power, Sequential, Sigmoid, SimpleMix
+from nerdistill.student.schedules import Cosine, Distilled, Linear, Original, Power, Sequential, Sigmoid, SimpleMix
 from tests.conftest import CONF
 
 

@@ -278,7 +278,7 @@ def test_vote_keeps_agreed_entities_and_resolves_overlaps():
 
 def test_raw_text_through_the_simulator_with_a_model(tmp_path, data_dir):
     from nerdistill.data import LabelSet
-    from nerdistill.models import load_tokenizer, tiny_backbone
+    from nerdistill.student.models import load_tokenizer, tiny_backbone
 
     model_dir = tmp_path / "model"
     tiny_backbone(LabelSet()).save_pretrained(model_dir)

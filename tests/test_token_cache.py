@@ -6,10 +6,10 @@ import logging
 import numpy as np
 import pytest
 
-import nerdistill.encoding as encoding
+import nerdistill.student.encoding as encoding
 from nerdistill.data import LabelSet, Sentence
-from nerdistill.encoding import TokenCache, encode
-from nerdistill.models import load_tokenizer
+from nerdistill.student.encoding import TokenCache, encode
+from nerdistill.student.models import load_tokenizer
 from nerdistill.train import build_datamodule
 from tests.conftest import TINY_TRAIN, compose_config
 

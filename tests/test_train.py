@@ -11,7 +11,7 @@ import torch
 from hydra.errors import ConfigCompositionException
 from transformers import pipeline
 
-from nerdistill.module import lr_factor
+from nerdistill.student.module import lr_factor
 from nerdistill.train import train
 from tests.conftest import compose_config
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from nerdistill.inference import load_model
+from nerdistill.student.inference import load_model
 from nerdistill.teacher.parser import parse_response
 from nerdistill.train import check_resume
 from tests.conftest import DATA_DIR, ROOT, TINY_TRAIN

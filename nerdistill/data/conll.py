@@ -31,7 +31,7 @@ class Sentence:
     (``-DOCSTART-`` blocks included, 0-based), so it is stable across runs and matches the
     ``train_gpt35.index`` convention. ``provenance`` is set on distilled sentences. ``weights``,
     where set, is each token's loss weight (0: unlabelled, left out of the loss; see
-    :mod:`nerdistill.denoise`); ``None`` means 1 everywhere. ``targets``, where set, is each
+    :mod:`nerdistill.student.denoise`); ``None`` means 1 everywhere. ``targets``, where set, is each
     token's soft target: a distribution over the label set's tags, trained towards instead of its tag.
     """
 

@@ -150,7 +150,7 @@ class SimTeacher:
                 self.oracle.setdefault(sentence.tokens, sentence.tags)
         self.tagger = None
         if settings.model_dir:
-            from nerdistill.inference import Tagger
+            from nerdistill.student.inference import Tagger
 
             self.tagger = Tagger(settings.model_dir, batch_size=1, precision=settings.precision, device="cpu")
         self.key = os.environ.get(settings.api_key_env) if settings.api_key_env else None

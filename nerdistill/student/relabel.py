@@ -1,5 +1,5 @@
 """The noise-aware stages of a training run (``denoise`` config): train or reuse a gold model, let it
-relabel the distilled pool (:mod:`nerdistill.denoise`), and for self-training rounds train the next
+relabel the distilled pool (:mod:`nerdistill.student.denoise`), and for self-training rounds train the next
 relabelling model on that pool. The pools are written into the run dir for inspection and reuse
 (``data.distilled=[<run>/relabel_1/distilled.jsonl]``).
 """
@@ -24,9 +24,9 @@ from nerdistill.data.conll import Sentence, write_conll
 from nerdistill.data.labels import LabelSet
 from nerdistill.data.pools import Pools, build_pools, read_files
 from nerdistill.data.weighted import write_weighted
-from nerdistill.denoise import Relabel, RelabelStats, pool_quality, relabel_sentence, untrusted_types
 from nerdistill.files import write_json
-from nerdistill.inference import Tagger
+from nerdistill.student.denoise import Relabel, RelabelStats, pool_quality, relabel_sentence, untrusted_types
+from nerdistill.student.inference import Tagger
 
 log = logging.getLogger(__name__)
 # config keys that do not change what a gold-only run learns: left out of its reuse key
@@ -67,7 +67,7 @@ def gold_model(cfg: DictConfig, train: Callable[[DictConfig], dict]) -> tuple[Pa
         path = Path(cfg.denoise.model_dir)
         metrics = json.loads((path / "metrics.json").read_text()) if (path / "metrics.json").exists() else {}
         return path, metrics
-    probe = sub_run(cfg, Path("."), schedule={"_target_": "nerdistill.schedules.Original"})
+    probe = sub_run(cfg, Path("."), schedule={"_target_": "nerdistill.student.schedules.Original"})
     folder = Path(cfg.denoise.gold_dir) / gold_key(probe)
     folder.parent.mkdir(parents=True, exist_ok=True)
     with open(folder.with_suffix(".lock"), "w") as lock:
@@ -82,7 +82,7 @@ def _gold_model_locked(cfg: DictConfig, folder: Path, train: Callable[[DictConfi
         return folder, json.loads(done.read_text()) | {"reused": True}
     shutil.rmtree(folder, ignore_errors=True)  # an interrupted earlier attempt: start it again
     log.info("training the gold model into %s", folder)
-    gold = sub_run(cfg, folder, schedule={"_target_": "nerdistill.schedules.Original"})
+    gold = sub_run(cfg, folder, schedule={"_target_": "nerdistill.student.schedules.Original"})
     metrics = train(gold)
     shutil.rmtree(folder / "checkpoints", ignore_errors=True)  # model/ and metrics.json are what is reused
     # a run record like Hydra's, so `python -m nerdistill.report <gold_dir>` reports the gold-only runs

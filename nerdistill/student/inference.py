@@ -4,6 +4,7 @@ computes bf16 natively, and optional int8 dynamic quantisation of the linear lay
 from __future__ import annotations
 
 import pickle
+import re
 import warnings
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -17,10 +18,10 @@ from transformers import AutoModelForTokenClassification, PreTrainedModel
 
 from nerdistill.data.conll import Sentence
 from nerdistill.data.labels import LabelSet
-from nerdistill.datamodule import Collator, EncodedDataset, length_sorted_batches
-from nerdistill.encoding import IGNORE, encode, word_tags
-from nerdistill.models import load_tokenizer
 from nerdistill.runtime import resolve_precision
+from nerdistill.student.datamodule import Collator, EncodedDataset, length_sorted_batches
+from nerdistill.student.encoding import IGNORE, encode, word_tags
+from nerdistill.student.models import load_tokenizer
 
 QUANTIZE = (None, "int8")
 
@@ -37,11 +38,21 @@ def load_model(path: str | Path) -> tuple[PreTrainedModel, str]:
     raise FileNotFoundError(f"{path}: no Hugging Face model here (expected config.json in it or in {path / 'model'}, or a .ckpt file)")
 
 
+# modules that moved into nerdistill/student/ on 2026-11-29: run configs written before name them at the top level
+MOVED_TO_STUDENT = ("callbacks", "datamodule", "denoise", "dropout", "encoding", "inference", "models", "module", "plan", "relabel", "rng", "sampling", "schedules")
+_MOVED_TARGET = re.compile(rf"\bnerdistill\.({'|'.join(MOVED_TO_STUDENT)})\.")
+
+
+def current_targets(config_text: str) -> str:
+    """A run config's text with the ``_target_`` paths of modules that have since moved brought up to date."""
+    return _MOVED_TARGET.sub(r"nerdistill.student.\1.", config_text)
+
+
 def _load_checkpoint(path: Path) -> tuple[PreTrainedModel, str]:
     config_file = path.parent.parent / ".hydra" / "config.yaml"
     if not path.exists() or not config_file.exists():
         raise FileNotFoundError(f"{path}: checkpoint or its run config {config_file} not found")
-    cfg = OmegaConf.load(config_file)
+    cfg = OmegaConf.create(current_targets(config_file.read_text()))
     module = instantiate(cfg.model.module, _partial_=True)(labels=list(cfg.labels))
     # weights_only: tensors and plain types only; a checkpoint from elsewhere cannot run code when loaded
     try:

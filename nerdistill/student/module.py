@@ -11,14 +11,14 @@ import torch
 from pytorch_lightning.trainer.states import TrainerFn
 from transformers import PreTrainedModel
 
-from nerdistill.callbacks import best_score, dev_f1_checkpoint
 from nerdistill.data.labels import LabelSet, as_label_set
-from nerdistill.dropout import use_cheap_dropout
-from nerdistill.encoding import IGNORE, word_tags
 from nerdistill.metrics import flatten, ner_metrics
-from nerdistill.models import backbone_from_config
-from nerdistill.plan import RunPlan
-from nerdistill.rng import rng_states, set_rng_states
+from nerdistill.student.callbacks import best_score, dev_f1_checkpoint
+from nerdistill.student.dropout import use_cheap_dropout
+from nerdistill.student.encoding import IGNORE, word_tags
+from nerdistill.student.models import backbone_from_config
+from nerdistill.student.plan import RunPlan
+from nerdistill.student.rng import rng_states, set_rng_states
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from matplotlib.figure import Figure
 
-from nerdistill.sweep import Group, mean_std
+from nerdistill.reporting.sweep import Group, mean_std
 
 MICRO_F1 = "test micro F1"
 LINESTYLES = ("-", "--", ":", "-.")  # schedules often overlap (share 0 or 1); styles keep each visible

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from nerdistill.files import atomic_path, write_text
-from nerdistill.sweep import Skipped, load_runs, read_overrides, short_keys, varying_keys
+from nerdistill.reporting.sweep import Skipped, load_runs, read_overrides, short_keys, varying_keys
 from nerdistill.teacher.report import SCHEMA
 
 SIMULATED_NOTE = (

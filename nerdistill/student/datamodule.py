@@ -14,11 +14,11 @@ from torch.utils.data import DataLoader, Dataset
 from nerdistill.data.conll import Sentence, read_conll
 from nerdistill.data.labels import LabelSet, as_label_set
 from nerdistill.data.pools import Overlap, build_pools
-from nerdistill.encoding import IGNORE, Encoded, TokenCache
-from nerdistill.models import load_tokenizer
-from nerdistill.plan import RunPlan, make_plan
-from nerdistill.sampling import ScheduledBatchSampler
-from nerdistill.schedules import Schedule
+from nerdistill.student.encoding import IGNORE, Encoded, TokenCache
+from nerdistill.student.models import load_tokenizer
+from nerdistill.student.plan import RunPlan, make_plan
+from nerdistill.student.sampling import ScheduledBatchSampler
+from nerdistill.student.schedules import Schedule
 
 log = logging.getLogger(__name__)
 

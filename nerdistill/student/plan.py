@@ -8,7 +8,7 @@ import logging
 import math
 from dataclasses import asdict, dataclass
 
-from nerdistill.schedules import Schedule
+from nerdistill.student.schedules import Schedule
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 from torch.utils.data import Sampler
 
-from nerdistill.schedules import Schedule
+from nerdistill.student.schedules import Schedule
 
 
 def distilled_counts(schedule: Schedule, total_steps: int, global_batch: int, accumulate: int = 1) -> np.ndarray:

@@ -1,7 +1,7 @@
 """The global random number generators' states, as a checkpoint can hold them.
 
 Lightning restores a resumed run's weights, optimiser, LR scheduler, loops and callbacks, not the
-global generators that dropout masks (``nerdistill.dropout``: torch's default generator) and the
+global generators that dropout masks (``nerdistill.student.dropout``: torch's default generator) and the
 DataLoader iterator's base seed draw from: without them a resumed run trains on other masks than
 the run it continues.
 """
