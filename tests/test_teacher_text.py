@@ -2,7 +2,7 @@
 
 import pytest
 
-from nerdistill.data import LabelSet
+from nerdistill.data import LabelSet, read_conll
 from nerdistill.data.text import sentences_from_text, split_sentences, tokenize
 from nerdistill.teacher.inputs import BbcInput, ConllInput, InputFormatError, read_bbc
 
@@ -112,3 +112,20 @@ def test_conll_input_is_a_seeded_subset_in_file_order(data_dir):
     assert len(sentences) == 100 and blocks == sorted(blocks)
     assert sentences == source.load(LabelSet())
     assert sentences != ConllInput(str(data_dir / "conll2003" / "train.txt"), n=100, seed=1).load(LabelSet())
+
+
+def test_conll_input_with_an_index_gives_the_gold_of_the_indexed_sentences(data_dir, tmp_path):
+    llm = read_conll(data_dir / "noisebench_gpt35" / "train_gpt35.txt")
+    source = ConllInput(str(data_dir / "conll2003" / "train.txt"), n=None, index=str(data_dir / "noisebench_gpt35" / "train_gpt35.index"))
+    gold = source.load(LabelSet())
+    assert [s.tokens for s in gold] == [s.tokens for s in llm]  # the same 4,887 sentences, in the index's order
+    assert sum(g.tags != s.tags for g, s in zip(gold, llm)) > len(llm) / 2  # with CoNLL's tags, not the LLM's
+    assert source.describe()["index"].endswith("train_gpt35.index")
+
+
+@pytest.mark.parametrize(("lines", "message"), [("3\nx\n", ":2: expected a block number"), ("0\n", ":1: .* has no sentence in block 0")])
+def test_conll_input_names_the_bad_line_of_its_index(data_dir, tmp_path, lines, message):
+    index = tmp_path / "bad.index"
+    index.write_text(lines)
+    with pytest.raises(InputFormatError, match=message):
+        ConllInput(str(data_dir / "conll2003" / "train.txt"), n=None, index=str(index)).load(LabelSet())

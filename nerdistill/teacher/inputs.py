@@ -21,20 +21,39 @@ class InputFormatError(ValueError):
 
 
 class ConllInput:
-    """A seeded subset of ``n`` sentences of a CoNLL file (``None``: all), in file order."""
+    """A seeded subset of ``n`` sentences of a CoNLL file (``None``: all), in file order. With
+    ``index``, a file of block numbers (one per line, ``-DOCSTART-`` blocks counted, 0-based: the
+    ``train_gpt35.index`` convention), only those sentences: e.g. the gold tags of the sentences an
+    LLM annotated, for a simulated teacher to annotate the same text."""
 
     has_gold = True
 
-    def __init__(self, path: str, n: int | None = None, seed: int = 0, split: str | None = None) -> None:
+    def __init__(self, path: str, n: int | None = None, seed: int = 0, split: str | None = None, index: str | None = None) -> None:
         self.path, self.n, self.seed, self.split = Path(path), n, seed, split
+        self.index = Path(index) if index else None
 
     def load(self, labels: LabelSet) -> list[Sentence]:
         sentences = read_conll(self.path, labels)
+        if self.index is not None:
+            sentences = self._indexed(sentences)
         order = {s.id: i for i, s in enumerate(sentences)}
         return sorted(take_budget(sentences, self.n, self.seed, "input.n"), key=lambda s: order[s.id])
 
+    def _indexed(self, sentences: list[Sentence]) -> list[Sentence]:
+        by_block = {int(s.id.rsplit(":", 1)[1]): s for s in sentences}
+        chosen = []
+        for number, line in enumerate(self.index.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            if not line.strip().isdigit():
+                raise InputFormatError(self.index, number, f"expected a block number of {self.path}, got {line.strip()!r}")
+            if int(line) not in by_block:
+                raise InputFormatError(self.index, number, f"{self.path} has no sentence in block {int(line)} (a -DOCSTART- or empty block, or past its end)")
+            chosen.append(by_block[int(line)])
+        return chosen
+
     def describe(self) -> dict:
-        return {"kind": "conll", "path": str(self.path), "split": self.split, "n": self.n, "seed": self.seed}
+        return {"kind": "conll", "path": str(self.path), "split": self.split, "n": self.n, "seed": self.seed} | ({"index": str(self.index)} if self.index else {})
 
 
 def read_bbc(path: str | Path) -> list[tuple[int, str]]:
