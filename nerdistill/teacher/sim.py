@@ -94,17 +94,20 @@ class SimSettings:
     batch_rate_failed: float = 0.0
     batch_rate_expired: float = 0.0
     hang: float = 5.0
+    # chat answers given in all (0: no limit); every later request is held like a timeout. Not part of
+    # the identity: it decides whether a request is answered, never what an answer says
+    answers: int = 0
     retry_after_ms: int = 50
     seed: int = 0
     host: str = "127.0.0.1"
     port: int = 0
 
     def identity(self) -> str:
-        """``sim:<sha256 of the settings without host, port and the batch_* knobs>``: stable across
+        """``sim:<sha256 of the settings without host, port, answers and the batch_* knobs>``: stable across
         ephemeral ports, and the same for online and batch calls. ``precision`` counts only where a
         ``model_dir`` tags in bf16 on this machine (fp32, the tagger's precision before the setting
         existed, keeps the earlier identity), and so do the :data:`LATER_KNOBS` only when set."""
-        settings = {k: v for k, v in asdict(self).items() if k not in ("host", "port", "precision") and not k.startswith("batch_") and not (k in LATER_KNOBS and not v)}
+        settings = {k: v for k, v in asdict(self).items() if k not in ("host", "port", "precision", "answers") and not k.startswith("batch_") and not (k in LATER_KNOBS and not v)}
         chosen = choose_precision(self.precision, "cpu", "teacher.sim.precision")
         if self.model_dir and chosen.bf16:
             settings["precision"] = chosen.precision
@@ -157,6 +160,7 @@ class SimTeacher:
         if settings.api_key_env and not self.key:
             raise ValueError(f"simulator: teacher.sim.api_key_env={settings.api_key_env} is not set in the environment")
         self.attempts: Counter = Counter()
+        self.let_through = 0  # chat requests let through to an answer or a fault (see ``answers``)
         self.answered: Counter = Counter()  # 200 answers per request
         self.stats: Counter = Counter()
         self.lock = threading.Lock()
@@ -210,6 +214,11 @@ class SimTeacher:
         with self.lock:
             attempt = self.attempts[request_hash]
             self.attempts[request_hash] += 1
+            held = bool(s.answers) and self.let_through >= s.answers
+            self.let_through += not held
+        if held:
+            self.count("held")  # past `answers`: never answered, whatever the machine's speed
+            return NO_RESPONSE, {}, {}, s.hang
         fault = random.Random(f"{request_hash}:{attempt}")
         u = fault.random()
         if u < s.rate_429:
