@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,16 @@ DATA_DIR = Path(os.environ.get("NERDISTILL_DATA_DIR", ROOT.parent / "shared" / "
 # under pytest-xdist (``-n N``), each worker gets its share of the cores instead of all of them
 if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+
+
+@pytest.fixture(autouse=True)
+def sigint_handler_restored():
+    """Lightning ignores SIGINT for good once fit sees a KeyboardInterrupt (its shutdown must not be
+    interrupted), and processes started afterwards inherit that: a later test's Ctrl-C to a child
+    job would be lost. Every test gets the handler it started with back."""
+    handler = signal.getsignal(signal.SIGINT)
+    yield
+    signal.signal(signal.SIGINT, handler)
 
 
 @pytest.fixture(scope="session")
