@@ -167,6 +167,9 @@ def test_ctrl_c_keeps_finished_calls_and_the_job_resumes(tmp_path, data_dir):
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        # SIGINT's default action, as a shell starts the job: an ignored SIGINT is inherited, and the
+        # test process may have one (Lightning ignores it for good after a Ctrl-C in fit)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.time() + 600  # a bound for a hung job, not a speed assumption: the wait ends on the cache
     while not cache.exists() or len(cache_keys(cache, missing_ok=True)) < 4:
