@@ -98,3 +98,43 @@ def test_local_server_speaks_the_openai_protocol(local_model):
             client.chat.completions.create(model="gpt-4o", messages=messages, max_tokens=4)
         stats = server.info()["stats"]
     assert stats["answered"] == 3 and stats["refused_response_format"] == 1 and stats["prefix_tokens_reused"] > 0
+
+
+def test_calls_in_flight_together_batch_and_answer_as_alone(local_model, tmp_path, data_dir):
+    """Greedy calls that arrive together and share a prompt's prefix (three first calls and a re-ask)
+    generate as one batch, and each gets the answer (tokens and logprobs) it gets alone; a call with
+    another prefix, and a sampled call with a seed, are answered as alone too."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import openai
+    from hydra.utils import instantiate
+
+    from nerdistill.teacher.local import MODEL, LocalServer, LocalSettings
+
+    cfg = compose_config("annotate", ["prompt=standard"], tmp_path)
+    labels = LabelSet(tuple(cfg.labels))
+    prompt = instantiate(cfg.prompt).setup(labels)
+    sentences = read_conll(data_dir / "conll2003" / "train.txt", labels)[100:104]
+    calls = [dict(messages=prompt.messages(s.tokens), temperature=0, max_tokens=16, logprobs=True) for s in sentences[:3]]
+    calls.append(dict(messages=prompt.reask_messages(prompt.messages(sentences[3].tokens), "EU | ORG\nnot an answer"), temperature=0, max_tokens=16, logprobs=True))
+    calls.append(dict(messages=[{"role": "user", "content": "Name a city in France."}], temperature=0, max_tokens=8, logprobs=True))
+    calls.append(dict(messages=prompt.messages(sentences[0].tokens), temperature=0.9, seed=7, max_tokens=12, logprobs=True))
+
+    def answer(client: openai.OpenAI, call: dict) -> tuple[str, list[float]]:
+        choice = client.chat.completions.create(model=MODEL, **call).choices[0]
+        return choice.message.content, [t.logprob for t in choice.logprobs.content]
+
+    # the server waits 2 s for calls to join a batch: the six calls in flight together arrive well within it
+    with LocalServer(LocalSettings(convert_dir=str(ROOT / ".cache" / "local_models"), batch_size=4, gather_s=2.0)) as server:
+        client = openai.OpenAI(base_url=server.url, api_key="none", max_retries=0, timeout=600)
+        alone = [answer(client, call) for call in calls]
+        alone_stats = dict(server.info()["stats"])
+        with ThreadPoolExecutor(len(calls)) as pool:
+            together = list(pool.map(lambda call: answer(client, call), calls))
+        stats = server.info()["stats"]
+    assert alone_stats["batches"] == len(calls) and alone_stats["mean_batch_rows"] == 1
+    # the four greedy calls with the prompt's prefix made one batch; the other two generated alone
+    assert stats["batches"] - alone_stats["batches"] == 3 and stats["batch_rows"] == 2 * len(calls)
+    for (text, logprobs), (text_alone, logprobs_alone) in zip(together, alone):
+        assert text == text_alone and text
+        assert logprobs == pytest.approx(logprobs_alone, abs=1e-3)
