@@ -210,7 +210,7 @@ class LocalTeacher:
         self.stats: Counter = Counter()
         self.stats_lock = threading.Lock()  # request threads add their counts
         self.latencies: list[float] = []  # wall seconds per answered request, queueing excluded
-        self.cpu_seconds: list[float] = []  # the generator's CPU seconds per answered request, a batch's split over its rows (all of it with 1 torch thread)
+        self.cpu_seconds: list[float] = []  # the process's CPU seconds while its batch generated (every torch thread; the job's own client work, small, too), split over the batch's rows
         self.requests: queue.Queue[Generation | None] = queue.Queue()
         self.closing = threading.Event()
         self.torch = torch
@@ -380,7 +380,7 @@ class LocalTeacher:
         from transformers import GenerationConfig, StaticCache
 
         torch, head = self.torch, group[0]
-        started, cpu = time.perf_counter(), time.thread_time()
+        started, cpu = time.perf_counter(), time.process_time()
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self.eos)
         config = GenerationConfig(
             max_new_tokens=head.max_tokens,
@@ -423,7 +423,7 @@ class LocalTeacher:
             self.stats["batches"] += 1
             self.stats["batch_rows"] += len(group)
             self.stats["prefix_tokens_reused"] += reused * len(group)
-        share = (time.thread_time() - cpu) / len(group)
+        share = (time.process_time() - cpu) / len(group)
         for g in group:
             g.seconds, g.cpu = time.perf_counter() - started, share
         return results

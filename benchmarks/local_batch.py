@@ -1,0 +1,104 @@
+"""``teacher=local``'s batched generation: CPU seconds per answer of SmolLM2-135M-Instruct, one call at
+a time against calls in flight together (``teacher.local.batch_size``), with the standard and CoT
+prompts, and whether every batch size gives the answers of one at a time.
+
+    python -m benchmarks.local_batch                 # ~15 min on one core of a 2-core Xeon
+    python -m benchmarks.local_batch --sentences 8 --max-tokens 64 --batch-sizes 1,8
+
+Each (prompt, batch size) runs in a fresh process with one torch thread: the model loads, the first
+call fills the prompt prefix's KV cache (not counted), then ``--sentences`` CoNLL train sentences are
+asked at once, greedy, ``--max-tokens`` each; the process's CPU seconds over those calls, per answer,
+are reported. With ``max_tokens`` fixed and a small model looping to the limit, rows of a batch run to
+about the same length, as they do in the phase 1 job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+import time
+
+from benchmarks.common import CONF, DATA_DIR, run_isolated, write_result
+
+
+def measure(prompt_name: str, batch_size: int, sentences: int, max_tokens: int) -> None:
+    """One variant, in this process: prints ``RESULT {json}``."""
+    import torch
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    from nerdistill.data.labels import LabelSet
+    from nerdistill.teacher.local import Generation, LocalSettings, LocalTeacher
+
+    torch.set_num_threads(1)
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("annotate", overrides=[f"paths.data_dir={DATA_DIR}", f"prompt={prompt_name}", "input.n=200"])
+    labels = LabelSet(tuple(cfg.labels))
+    chosen = instantiate(cfg.input).load(labels)[:sentences]
+    prompt = instantiate(cfg.prompt).setup(labels)
+    teacher = LocalTeacher(LocalSettings(convert_dir=str(CONF.parent / ".cache" / "local_models"), batch_size=batch_size))
+    rendered = [teacher.render(prompt.messages(s.tokens)) for s in chosen]
+    teacher.prefix_cache(rendered[0][1] or [])  # the shared prefix, computed once per job: not measured
+    generations = [Generation(ids, prefix, max_tokens, 0.0, 1.0, None, False) for ids, prefix in rendered]
+    cpu, wall = time.process_time(), time.perf_counter()
+    threads = [threading.Thread(target=teacher.submit, args=(g,)) for g in generations]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    answers = [g.result.result()[0] for g in generations]
+    teacher.close()
+    tokens = sum(len(a) for a in answers)
+    print(
+        "RESULT "
+        + json.dumps(
+            {
+                "prompt": prompt_name,
+                "batch_size": batch_size,
+                "prompt_tokens": [len(ids) for ids, _ in rendered],
+                "prefix_tokens": len(rendered[0][1] or []),
+                "completion_tokens": tokens,
+                "cpu_s": round(cpu, 2),
+                "wall_s": round(wall, 2),
+                "cpu_s_per_answer": round(cpu / len(answers), 2),
+                "completion_tokens_per_cpu_s": round(tokens / cpu, 2),
+                "batches": teacher.stats["batches"],
+                "answers": answers,
+            }
+        )
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prompts", default="standard,cot")
+    parser.add_argument("--batch-sizes", default="1,4,8,16")
+    parser.add_argument("--sentences", type=int, default=16)
+    parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--name", default="local_batch")
+    parser.add_argument("--measure", nargs=2, metavar=("PROMPT", "BATCH_SIZE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure:
+        measure(args.measure[0], int(args.measure[1]), args.sentences, args.max_tokens)
+        return
+    sizes = [int(x) for x in args.batch_sizes.split(",")]
+    rows = []
+    for prompt_name in args.prompts.split(","):
+        alone = None
+        for size in sizes:
+            row = run_isolated("benchmarks.local_batch", ["--measure", prompt_name, str(size), "--sentences", str(args.sentences), "--max-tokens", str(args.max_tokens)])
+            answers = row.pop("answers")
+            alone = answers if alone is None else alone
+            first = next((r for r in rows if r["prompt"] == prompt_name), row)
+            row["same_answers_as_first"] = answers == alone
+            row["cpu_speedup_vs_first"] = round(first["cpu_s"] / row["cpu_s"], 2)
+            print({k: v for k, v in row.items() if k != "prompt_tokens"}, flush=True)
+            rows.append(row)
+    command = f"python -m benchmarks.local_batch --prompts {args.prompts} --batch-sizes {args.batch_sizes} --sentences {args.sentences} --max-tokens {args.max_tokens} --name {args.name}"
+    write_result(args.name, {"command": command, "model": "SmolLM2-135M-Instruct (teacher=local), fp32, 1 torch thread, greedy", "rows": rows})
+
+
+if __name__ == "__main__":
+    main()
