@@ -15,8 +15,8 @@ sends it again without. The KV cache of a prompt's shared prefix (the system mes
 turns, everything before the last user message) is kept and reused, so each call computes only the
 sentence and the answer. Greedy requests that arrive together and share a prefix (a re-ask too)
 are generated as one batch (up to ``batch_size`` rows, each padded after the shared prefix): on one CPU core a batch of 8
-chain-of-thought answers costs about a third of the CPU of 8 one at a time, and each row's tokens
-are those it would get alone, up to float rounding (tested). Sampled requests generate one at a
+answers costs 0.3-0.4 of the CPU of 8 one at a time (``benchmarks/local_batch.py``), and each row's
+tokens are those it would get alone, up to float rounding (tested). Sampled requests generate one at a
 time, so a ``seed`` gives the same answer whatever else is queued.
 
 Run standalone: ``python -m nerdistill.teacher.local --port 8000``.
