@@ -86,13 +86,12 @@ def main() -> None:
     sizes = [int(x) for x in args.batch_sizes.split(",")]
     rows = []
     for prompt_name in args.prompts.split(","):
-        alone = None
+        first: dict | None = None  # the first batch size's row, with its answers
         for size in sizes:
             row = run_isolated("benchmarks.local_batch", ["--measure", prompt_name, str(size), "--sentences", str(args.sentences), "--max-tokens", str(args.max_tokens)])
             answers = row.pop("answers")
-            alone = answers if alone is None else alone
-            first = next((r for r in rows if r["prompt"] == prompt_name), row)
-            row["same_answers_as_first"] = answers == alone
+            first = first or {**row, "answers": answers}
+            row["same_answers_as_first"] = answers == first["answers"]
             row["cpu_speedup_vs_first"] = round(first["cpu_s"] / row["cpu_s"], 2)
             print({k: v for k, v in row.items() if k != "prompt_tokens"}, flush=True)
             rows.append(row)

@@ -441,7 +441,8 @@ class LocalTeacher:
             return 404, {}, error(f"The model `{model}` does not exist (the local server serves {self.settings.models}).", "model_not_found"), 0.0
         fmt = body.get("response_format")
         if isinstance(fmt, Mapping) and fmt.get("type") == "json_schema":
-            self.stats["refused_response_format"] += 1
+            with self.stats_lock:
+                self.stats["refused_response_format"] += 1
             return 400, {}, error("Invalid parameter: 'response_format' of type 'json_schema' is not supported by the local server (no constrained decoding).", "invalid_parameter"), 0.0
         messages = body.get("messages") or []
         if not messages:
@@ -460,7 +461,8 @@ class LocalTeacher:
         want_logprobs = bool(body.get("logprobs"))
         ids, prefix = self.render(messages)
         if len(ids) + max_tokens > self.context:
-            self.stats["refused_context"] += 1
+            with self.stats_lock:
+                self.stats["refused_context"] += 1
             return 400, {}, error(f"This model's maximum context length is {self.context} tokens; the prompt has {len(ids)} and max_tokens is {max_tokens}.", "context_length_exceeded"), 0.0
         choices, completion_tokens, seconds, cpu = [], 0, 0.0, 0.0
         for index in range(n):
