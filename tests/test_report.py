@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from nerdistill.reporting import plots
 from nerdistill.reporting.annotation import build_annotation_report
 from nerdistill.reporting.plots import short_floats
 from nerdistill.reporting.sweep import GOLD_ONLY, NOISEBENCH, describe_teacher
@@ -168,3 +169,16 @@ def test_group_by_joins_a_baseline_launched_from_another_sweep(tmp_path):
     assert groups == {"schedule=sequential, denoise=none": [1, 2, 3], "schedule=sequential, denoise=agree": [2, 3]}
     # the same teacher's file at two paths is named once
     assert {g.teacher for g in build_report(roots, ["schedule", "denoise=none"]).groups} == {NOISEBENCH}
+
+
+def test_test_f1_plot_gives_long_group_labels_room_and_spans_the_scores(tmp_path):
+    # four grouping keys make labels of ~90 characters (docs/results/noise_aware_amx); the bars must not be squeezed
+    for job, (denoise, f1) in enumerate([("none", 0.82), ("trust", 0.827), ("none", 0.821), ("trust", 0.826)]):
+        write_run(tmp_path / "sweep" / str(job), schedule="sequential", seed=job // 2 + 1, f1=f1, extra_overrides=(f"denoise={denoise}",))
+    report = build_report([tmp_path / "sweep"], ["data.gold_budget", "schedule", "teacher_labels", "denoise=none"])
+    longest = max(len(g.label) for g in report.groups)
+    fig = plots.test_f1(report.groups)
+    width = fig.get_size_inches()[0]
+    assert width > 7.0 and width >= 0.08 * longest
+    low, high = fig.axes[0].get_xlim()
+    assert low < 0.82 and 0.827 < high < 0.9  # not stretched to 1.0, where half-point differences vanish

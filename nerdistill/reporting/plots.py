@@ -24,8 +24,10 @@ def micro_f1(metrics: dict) -> float:
 
 
 def test_f1(groups: Sequence[Group]) -> Figure:
-    """Test micro F1 per group: mean with a one-std error bar, each seed as a dot."""
-    fig = Figure(figsize=(7, 1.2 + 0.45 * len(groups)), layout="constrained")
+    """Test micro F1 per group: mean with a one-std error bar, each seed as a dot. The figure widens
+    with the longest group label, and the x axis spans the scores, so the bars keep their room."""
+    longest = max((len(g.label) for g in groups), default=0)
+    fig = Figure(figsize=(max(7.0, 4.0 + 0.08 * longest), 1.2 + 0.45 * len(groups)), layout="constrained")
     ax = fig.subplots()
     for i, group in enumerate(groups):
         mean, std = group.stat(micro_f1)
@@ -35,7 +37,8 @@ def test_f1(groups: Sequence[Group]) -> Figure:
     ax.invert_yaxis()
     ax.set_xlabel(f"{MICRO_F1} (mean ± std over seeds; dots: seeds)")
     lows = [min(micro_f1(r.metrics) for r in g.runs) for g in groups]
-    ax.set_xlim(max(0.0, min(lows) - 0.05), 1.0)
+    highs = [max(micro_f1(r.metrics) for r in g.runs) + (g.stat(micro_f1)[1] or 0.0) for g in groups]
+    ax.set_xlim(max(0.0, min(lows) - 0.05), min(1.0, max(highs) + 0.02))
     return fig
 
 
