@@ -29,15 +29,17 @@ def test_f1(groups: Sequence[Group]) -> Figure:
     longest = max((len(g.label) for g in groups), default=0)
     fig = Figure(figsize=(max(7.0, 4.0 + 0.08 * longest), 1.2 + 0.45 * len(groups)), layout="constrained")
     ax = fig.subplots()
+    lows, highs = [], []
     for i, group in enumerate(groups):
         mean, std = group.stat(micro_f1)
+        scores = [micro_f1(r.metrics) for r in group.runs]
         ax.barh(i, mean, xerr=std or 0.0, color="C0", alpha=0.6, capsize=4)
-        ax.plot([micro_f1(r.metrics) for r in group.runs], [i] * len(group.runs), "k.", ms=5)
+        ax.plot(scores, [i] * len(scores), "k.", ms=5)
+        lows.append(min(scores))
+        highs.append(max(scores) + (std or 0.0))
     ax.set_yticks(range(len(groups)), [g.label for g in groups])
     ax.invert_yaxis()
     ax.set_xlabel(f"{MICRO_F1} (mean ± std over seeds; dots: seeds)")
-    lows = [min(micro_f1(r.metrics) for r in g.runs) for g in groups]
-    highs = [max(micro_f1(r.metrics) for r in g.runs) + (g.stat(micro_f1)[1] or 0.0) for g in groups]
     ax.set_xlim(max(0.0, min(lows) - 0.05), min(1.0, max(highs) + 0.02))
     return fig
 
