@@ -171,6 +171,15 @@ def test_group_by_joins_a_baseline_launched_from_another_sweep(tmp_path):
     assert {g.teacher for g in build_report(roots, ["schedule", "denoise=none"]).groups} == {NOISEBENCH}
 
 
+def test_group_by_the_distilled_data_names_none_for_gold_only_runs(tmp_path):
+    # gold-only runs inherit the experiment's default teacher_labels=gpt35 but use no distilled data
+    for seed in (1, 2):
+        write_run(tmp_path / "sweep" / str(seed), schedule="original", seed=seed, f1=0.80, extra_overrides=("denoise=none",))
+        write_run(tmp_path / "sweep" / str(seed + 2), schedule="sequential", seed=seed, f1=0.82, extra_overrides=("teacher_labels=gpt35",))
+    labels = {g.label: g.teacher for g in build_report([tmp_path / "sweep"], ["schedule", "teacher_labels=gpt35"]).groups}
+    assert labels == {"schedule=original, teacher_labels=none": GOLD_ONLY, "schedule=sequential, teacher_labels=gpt35": NOISEBENCH}
+
+
 def test_test_f1_plot_gives_long_group_labels_room_and_spans_the_scores(tmp_path):
     # four grouping keys make labels of ~90 characters (docs/results/noise_aware_amx); the bars must not be squeezed
     for job, (denoise, f1) in enumerate([("none", 0.82), ("trust", 0.827), ("none", 0.821), ("trust", 0.826)]):

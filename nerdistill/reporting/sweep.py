@@ -22,6 +22,7 @@ from omegaconf.errors import OmegaConfBaseException
 NOISEBENCH = "real GPT-3.5 labels (NoiseBench)"
 GOLD_ONLY = "none (gold only)"
 GOLD_BUDGET_KEY = "data.gold_budget"
+DISTILLED_KEYS = ("teacher_labels", "data.distilled")  # settings that pick the distilled data: "none" for a run that used none
 R = TypeVar("R")
 
 
@@ -41,7 +42,10 @@ class Run:
         return int(self.config.seed)
 
     def setting(self, key: str) -> str | None:
-        """``key`` as the run set it: its override, else the config group it chose, else its config value."""
+        """``key`` as the run set it: its override, else the config group it chose, else its config
+        value; ``none`` for a key that picks the distilled data (:data:`DISTILLED_KEYS`) in a run that used none."""
+        if key in DISTILLED_KEYS and not self.distilled_files():
+            return "none"
         if key in self.overrides:
             return self.overrides[key]
         if key in self.choices:
