@@ -1,9 +1,11 @@
 """``teacher=local``'s batched generation: CPU seconds per answer of SmolLM2-135M-Instruct, one call at
 a time against calls in flight together (``teacher.local.batch_size``), with the standard and CoT
-prompts, and whether every batch size gives the answers of one at a time.
+prompts, and whether every batch size gives the answers of one at a time; with ``--dtypes
+float32,bfloat16``, the same in each weight dtype (``teacher.local.dtype``), and how many answers bf16
+shares with fp32.
 
     python -m benchmarks.local_batch                 # ~15 min on one core of a 2-core Xeon
-    python -m benchmarks.local_batch --sentences 8 --max-tokens 64 --batch-sizes 1,8
+    python -m benchmarks.local_batch --sentences 8 --max-tokens 64 --batch-sizes 1,8 --dtypes float32,bfloat16
 
 Each (prompt, batch size) runs in a fresh process with one torch thread: the model loads, the first
 call fills the prompt prefix's KV cache (not counted), then ``--sentences`` CoNLL train sentences are
@@ -22,7 +24,7 @@ import time
 from benchmarks.common import CONF, DATA_DIR, run_isolated, write_result
 
 
-def measure(prompt_name: str, batch_size: int, sentences: int, max_tokens: int) -> None:
+def measure(prompt_name: str, batch_size: int, sentences: int, max_tokens: int, dtype: str) -> None:
     """One variant, in this process: prints ``RESULT {json}``."""
     import torch
     from hydra import compose, initialize_config_dir
@@ -37,7 +39,7 @@ def measure(prompt_name: str, batch_size: int, sentences: int, max_tokens: int) 
     labels = LabelSet(tuple(cfg.labels))
     chosen = instantiate(cfg.input).load(labels)[:sentences]
     prompt = instantiate(cfg.prompt).setup(labels)
-    teacher = LocalTeacher(LocalSettings(convert_dir=str(CONF.parent / ".cache" / "local_models"), batch_size=batch_size))
+    teacher = LocalTeacher(LocalSettings(convert_dir=str(CONF.parent / ".cache" / "local_models"), batch_size=batch_size, dtype=dtype))
     rendered = [teacher.render(prompt.messages(s.tokens)) for s in chosen]
     teacher.prefix_cache(rendered[0][1] or [])  # the shared prefix, computed once per job: not measured
     generations = [Generation(ids, prefix, max_tokens, 0.0, 1.0, None, False) for ids, prefix in rendered]
@@ -56,6 +58,7 @@ def measure(prompt_name: str, batch_size: int, sentences: int, max_tokens: int) 
         + json.dumps(
             {
                 "prompt": prompt_name,
+                "dtype": dtype,
                 "batch_size": batch_size,
                 "prompt_tokens": [len(ids) for ids, _ in rendered],
                 "prefix_tokens": len(rendered[0][1] or []),
@@ -77,26 +80,32 @@ def main() -> None:
     parser.add_argument("--batch-sizes", default="1,4,8,16")
     parser.add_argument("--sentences", type=int, default=16)
     parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--dtypes", default="float32", help="weight dtypes (teacher.local.dtype), comma-separated")
     parser.add_argument("--name", default="local_batch")
-    parser.add_argument("--measure", nargs=2, metavar=("PROMPT", "BATCH_SIZE"), help=argparse.SUPPRESS)
+    parser.add_argument("--measure", nargs=3, metavar=("PROMPT", "BATCH_SIZE", "DTYPE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
-        measure(args.measure[0], int(args.measure[1]), args.sentences, args.max_tokens)
+        measure(args.measure[0], int(args.measure[1]), args.sentences, args.max_tokens, args.measure[2])
         return
     sizes = [int(x) for x in args.batch_sizes.split(",")]
+    dtypes = args.dtypes.split(",")
     rows = []
     for prompt_name in args.prompts.split(","):
-        first: dict | None = None  # the first batch size's row, with its answers
-        for size in sizes:
-            row = run_isolated("benchmarks.local_batch", ["--measure", prompt_name, str(size), "--sentences", str(args.sentences), "--max-tokens", str(args.max_tokens)])
-            answers = row.pop("answers")
-            first = first or {**row, "answers": answers}
-            row["same_answers_as_first"] = answers == first["answers"]
-            row["cpu_speedup_vs_first"] = round(first["cpu_s"] / row["cpu_s"], 2)
-            print({k: v for k, v in row.items() if k != "prompt_tokens"}, flush=True)
-            rows.append(row)
-    command = f"python -m benchmarks.local_batch --prompts {args.prompts} --batch-sizes {args.batch_sizes} --sentences {args.sentences} --max-tokens {args.max_tokens} --name {args.name}"
-    write_result(args.name, {"command": command, "model": "SmolLM2-135M-Instruct (teacher=local), fp32, 1 torch thread, greedy", "rows": rows})
+        reference: list | None = None  # the first dtype's answers one at a time (its first batch size)
+        for dtype in dtypes:
+            first: dict | None = None  # this dtype's first batch size's row, with its answers
+            for size in sizes:
+                row = run_isolated("benchmarks.local_batch", ["--measure", prompt_name, str(size), dtype, "--sentences", str(args.sentences), "--max-tokens", str(args.max_tokens)])
+                answers = row.pop("answers")
+                first = first or {**row, "answers": answers}
+                reference = reference or answers
+                row["same_answers_as_first"] = answers == first["answers"]
+                row["answers_as_first_dtype"] = sum(a == b for a, b in zip(answers, reference))
+                row["cpu_speedup_vs_first"] = round(first["cpu_s"] / row["cpu_s"], 2)
+                print({k: v for k, v in row.items() if k != "prompt_tokens"}, flush=True)
+                rows.append(row)
+    command = f"python -m benchmarks.local_batch --prompts {args.prompts} --batch-sizes {args.batch_sizes} --sentences {args.sentences} --max-tokens {args.max_tokens} --dtypes {args.dtypes} --name {args.name}"
+    write_result(args.name, {"command": command, "model": f"SmolLM2-135M-Instruct (teacher=local), {args.dtypes}, 1 torch thread, greedy", "rows": rows})
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Every teacher, prompt and input option composes, and what can be built offline, is."""
 
 import pytest
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 
 from nerdistill.teacher.client import TeacherClient
@@ -50,3 +51,21 @@ def test_standalone_simulator_config_composes(tmp_path):
     cfg = compose_config("sim", ["teacher.sim.port=8000", "teacher.sim.target_f1=0.7"], tmp_path)
     settings = instantiate(cfg.teacher.sim)
     assert settings.port == 8000 and settings.target_f1 == 0.7 and settings.models == ["sim"]
+
+
+def test_local_teacher_dtype_is_checked_and_keys_its_own_cache_entries(tmp_path):
+    """``teacher.local.dtype``: float32 by default, keyed as before the option existed (the phase 1
+    caches keep answering); bfloat16 answers differ, so they get their own key; a typo names the key."""
+    from nerdistill.teacher.local import LocalSettings, identity
+
+    cfg = compose_config("annotate", ["teacher=local"], tmp_path)
+    settings = instantiate(cfg.teacher.local)
+    assert settings.dtype == "float32" and "dequantized to fp32" in settings.description
+    assert "dequantized to bf16" in instantiate(compose_config("annotate", ["teacher=local", "teacher.local.dtype=bfloat16"], tmp_path).teacher.local).description
+    with pytest.raises(InstantiationException, match=r"teacher\.local\.dtype must be one of \['bfloat16', 'float32'\], got 'float16'"):
+        instantiate(compose_config("annotate", ["teacher=local", "teacher.local.dtype=float16"], tmp_path).teacher.local)
+    # the identity results/phase1_local/standard/report.json recorded for the packaged file in fp32
+    sha256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+    assert identity(sha256, settings.models, "float32") == "local:baeb3ddbefbe37f8"
+    assert identity(sha256, settings.models, "bfloat16") != identity(sha256, settings.models, "float32")
+    assert LocalSettings().dtype == "float32"

