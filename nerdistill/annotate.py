@@ -179,7 +179,7 @@ def annotate(cfg: DictConfig) -> dict:
         if cfg.teacher.get("mode", "online") == "batch":
             batch = cfg.teacher.batch
             runner = BatchRunner(client, cache, out / "batches", poll_interval=batch.poll_interval, max_requests=batch.max_requests, progress=cfg.progress)
-        begun = time.perf_counter()
+        begun, begun_cpu = time.perf_counter(), time.process_time()
         try:
             if runner is not None:
                 outcomes = asyncio.run(annotate_in_batches(annotator, sentences, runner))
@@ -191,7 +191,7 @@ def annotate(cfg: DictConfig) -> dict:
             else:
                 log.warning("interrupted: %d responses are in the cache %s (%d made this run); run the same command again to resume", len(cache), cfg.cache, annotator.stats.made)
             raise
-        annotate_s = time.perf_counter() - begun
+        annotate_s, annotate_cpu_s = time.perf_counter() - begun, time.process_time() - begun_cpu
         simulated = isinstance(server, SimServer)
         simulator = simulator_info(server, prompt) if simulated else None
         local = server.info() if server is not None and not simulated else None
@@ -223,6 +223,7 @@ def annotate(cfg: DictConfig) -> dict:
         self_consistency=OmegaConf.to_container(sc),
         price=OmegaConf.to_container(price) if price is not None else None,
         annotate_s=annotate_s,
+        annotate_cpu_s=annotate_cpu_s,
         wall_s=time.perf_counter() - started,
         simulator=simulator,
         local=local,

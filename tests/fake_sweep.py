@@ -106,7 +106,7 @@ def write_annotate_run(path: Path, *, prompt: str, f1: float | None, model: str 
         "calls": {"made": 1040, "cached": 0, "failed": 0, "reasked": 40},
         "tokens": {"made": {"prompt": 400000, "completion": 30000}, "cached": {"prompt": 1000, "completion": 100}},
         "cost": {"currency": "USD", "price_per_1m_tokens": {"input": 2.5, "output": 10.0}, "this_run": 1.3, "all_responses": 1.3035},
-        "time": {"wall_s": 312.5, "annotate_s": 300.0, "sentences_per_s": 3.33},
+        "time": {"wall_s": 312.5, "annotate_s": 300.0, "annotate_cpu_s": 150.0, "sentences_per_s": 3.33},
         "simulator": None,
     }
     (path / "report.json").write_text(json.dumps(result))

@@ -141,6 +141,7 @@ def test_an_annotate_sweep_is_reported_side_by_side(tmp_path, capsys):
     assert "| micro F1 | 0.710 | 0.780 |" in md and "| MISC F1 | 0.710 | 0.780 |" in md
     assert "| re-asks | 40 | 40 |" in md and "| prompt tokens | 401,000 | 401,000 |" in md
     assert "| cost USD (all responses) | 1.3035 | 1.3035 |" in md and "| wall s | 312.5 | 312.5 |" in md
+    assert "| CPU s annotating | 150.0 | 150.0 |" in md
     rows = {r["metric"]: r for r in read_csv(sweep / "report" / "comparison.csv")}
     assert rows["micro F1"] == {"metric": "micro F1", "prompt=standard": "0.71", "prompt=cot": "0.78"}
     assert rows["unparseable responses"]["prompt=cot"] == "40"

@@ -132,6 +132,7 @@ def test_fault_matrix(cell, fault_sentences, tmp_path):
     assert all(stats.get(f"fault_{kind}", 0) > 0 for kind in CELLS[cell])
 
     assert len(rows) == s["total"] == 50 and s["annotated"] + s["failed"] == 50
+    assert report["time"]["annotate_cpu_s"] > 0  # the job's own CPU, the simulator's threads included
     allowed = {REASONS[kind] for kind in CELLS[cell]}
     for r in rows:
         if r["status"] == "annotated":

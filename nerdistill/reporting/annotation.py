@@ -110,6 +110,7 @@ def rows(types: Sequence[str], local: bool = False) -> list[Row]:
         Row("cost USD (this run)", lambda r: r["cost"]["this_run"], "{:.4f}"),
         *([Row("mean latency per call s", _local("mean_latency_s"), "{:.2f}"), Row("mean CPU s per call", _local("mean_cpu_s"), "{:.2f}")] if local else []),
         Row("wall s", lambda r: r["time"]["wall_s"], "{:.1f}"),
+        Row("CPU s annotating", lambda r: r["time"].get("annotate_cpu_s"), "{:.1f}"),
         Row("sentences/s", lambda r: r["time"]["sentences_per_s"], "{:.1f}"),
     ]
 

@@ -64,6 +64,7 @@ def build_report(
     structured: Mapping[str, Any] | None = None,
     batch: Mapping[str, Any] | None = None,
     local: Mapping[str, Any] | None = None,
+    annotate_cpu_s: float | None = None,
 ) -> dict:
     """The report; with ``batch`` (teacher.mode=batch: :meth:`BatchRunner.summary`) calls are priced at its ``price_factor``."""
     annotated = sum(o.tags is not None for o in outcomes)
@@ -119,6 +120,8 @@ def build_report(
         "time": {
             "wall_s": round(wall_s, 3),
             "annotate_s": round(annotate_s, 3),
+            # the process's CPU seconds while annotating: every thread, a local model's server included
+            "annotate_cpu_s": round(annotate_cpu_s, 3) if annotate_cpu_s is not None else None,
             "sentences_per_s": round(len(outcomes) / annotate_s, 2) if annotate_s > 0 else None,
         },
         "simulator": dict(simulator) if simulator is not None else None,
@@ -147,7 +150,7 @@ def markdown(report: Mapping[str, Any]) -> str:
         f"- calls: {c['made']} made, {c['cached']} from cache, {c['failed']} failed, {c['reasked']} re-asks",
         f"- tokens this run: {report['tokens']['made']}; from cache: {report['tokens']['cached']}",
         f"- cost this run: {report['cost']['this_run']} USD at the {report['cost']['rate']} rate (all responses: {report['cost']['all_responses']})",
-        f"- time: {report['time']['wall_s']} s wall, {report['time']['annotate_s']} s annotating, {report['time']['sentences_per_s']} sentences/s",
+        f"- time: {report['time']['wall_s']} s wall, {report['time']['annotate_s']} s annotating ({report['time'].get('annotate_cpu_s')} CPU s), {report['time']['sentences_per_s']} sentences/s",
         f"- parse: {report['parse']}",
         f"- confidence: {report.get('confidence')}; structured output: {report.get('structured_output')}",
     ]
