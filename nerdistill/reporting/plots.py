@@ -31,8 +31,8 @@ def test_f1(groups: Sequence[Group]) -> Figure:
     ax = fig.subplots()
     lows, highs = [], []
     for i, group in enumerate(groups):
-        mean, std = group.stat(micro_f1)
         scores = [micro_f1(r.metrics) for r in group.runs]
+        mean, std = mean_std(scores)
         ax.barh(i, mean, xerr=std or 0.0, color="C0", alpha=0.6, capsize=4)
         ax.plot(scores, [i] * len(scores), "k.", ms=5)
         lows.append(min(scores))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from functools import reduce
 from pathlib import Path
 
 HERE = Path(__file__).parent
@@ -47,12 +48,7 @@ def combine(paths: list[Path]) -> dict:
 
     def total(*keys: str) -> int:
         """The sum over the reports of the value at ``keys`` (0 where one lacks it)."""
-        values = []
-        for report in reports:
-            for key in keys:
-                report = report.get(key, {}) if isinstance(report, dict) else 0
-            values.append(report or 0)
-        return sum(values)
+        return sum(reduce(lambda value, key: value.get(key, {}), keys, report) or 0 for report in reports)
 
     return {
         "parts": [str(p.relative_to(HERE)) for p in paths],
