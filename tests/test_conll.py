@@ -115,3 +115,11 @@ def test_gpt35_ids_follow_the_index_convention(data_dir):
     index = [int(line) for line in (data_dir / "noisebench_gpt35" / "train_gpt35.index").read_text().split()]
     assert len(llm) == len(index) == 4887
     assert all(gold[f"train.txt:{i}"].tokens == s.tokens for i, s in zip(index, llm))
+
+
+def test_sentences_know_their_document(tmp_path):
+    path = tmp_path / "docs.txt"
+    path.write_text("-DOCSTART- -X- -X- O\n\nEU B-ORG\n\nPeter B-PER\n\n-DOCSTART- -X- -X- O\n\nRome B-LOC\n")
+    assert [s.document for s in read_conll(path)] == ["docs.txt:0", "docs.txt:0", "docs.txt:3"]
+    (tmp_path / "plain.txt").write_text("EU B-ORG\n\nRome B-LOC\n")
+    assert [s.document for s in read_conll(tmp_path / "plain.txt")] == [None, None]

@@ -33,6 +33,8 @@ class Sentence:
     where set, is each token's loss weight (0: unlabelled, left out of the loss; see
     :mod:`nerdistill.student.denoise`); ``None`` means 1 everywhere. ``targets``, where set, is each
     token's soft target: a distribution over the label set's tags, trained towards instead of its tag.
+    ``document``, where known, names the document the sentence belongs to (in a CoNLL file,
+    ``<source>:<block>`` of the ``-DOCSTART-`` line before it): sentences of one article share it.
     """
 
     tokens: tuple[str, ...]
@@ -42,6 +44,7 @@ class Sentence:
     provenance: dict[str, Any] | None = field(default=None, compare=False)
     weights: tuple[float, ...] | None = field(default=None, compare=False)
     targets: tuple[tuple[float, ...], ...] | None = field(default=None, compare=False)
+    document: str | None = field(default=None, compare=False)
 
     @property
     def text_key(self) -> str:
@@ -80,11 +83,12 @@ def read_conll(
     columns: int | None = None
     block = 0
     in_block = False
+    document: str | None = None
 
     def close_block() -> None:
         nonlocal block, in_block, tokens, tags
         if tokens:
-            sentences.append(Sentence(tuple(tokens), tuple(to_iob2(tags)), f"{source}:{block}", source))
+            sentences.append(Sentence(tuple(tokens), tuple(to_iob2(tags)), f"{source}:{block}", source, document=document))
         if in_block:
             block += 1
         tokens, tags, in_block = [], [], False
@@ -96,6 +100,7 @@ def read_conll(
             continue
         in_block = True
         if fields[0] == DOCSTART:
+            document = f"{source}:{block}"
             continue
         if len(fields) < 2:
             raise CoNLLFormatError(path, lineno, f"expected at least 2 columns (token ... NER tag), got {len(fields)}: {line!r}")

@@ -95,7 +95,7 @@ class BbcInput:
         self.path, self.limit, self.seed, self.dedup = Path(path), limit, seed, dedup
 
     def all_sentences(self) -> list[Sentence]:
-        """Every sentence, ids ``<file>:<row>:<sentence>`` (row 0-based, header excluded)."""
+        """Every sentence, ids ``<file>:<row>:<sentence>`` (row 0-based, header excluded); each article is a document."""
         out: list[Sentence] = []
         seen: set[tuple[str, ...]] = set()
         for row, (_, text) in enumerate(read_bbc(self.path)):
@@ -104,7 +104,7 @@ class BbcInput:
                 if self.dedup and key in seen:
                     continue
                 seen.add(key)
-                out.append(Sentence(key, ("O",) * len(key), f"{self.path.name}:{row}:{i}", self.path.name))
+                out.append(Sentence(key, ("O",) * len(key), f"{self.path.name}:{row}:{i}", self.path.name, document=f"{self.path.name}:{row}"))
         return out
 
     def load(self, labels: LabelSet) -> list[Sentence]:
