@@ -59,7 +59,8 @@ def select(cfg: DictConfig) -> dict:
     files fail before the model loads, and before anything is written."""
     settings = check_config(cfg)
     labels = LabelSet(tuple(cfg.labels))
-    pool = leave_out(read_pool(cfg.pool.path, cfg.pool.format, labels), labelled_sentences(cfg, labels))
+    labelled = labelled_sentences(cfg, labels)
+    pool = leave_out(read_pool(cfg.pool.path, cfg.pool.format, labels), labelled)
     if not pool.candidates:
         raise ValueError(f"pool.path={cfg.pool.path}: no sentence left to choose from ({pool.read} read, left out: {pool.left_out})")
     llm = llm_tags(pool.candidates, read_conll(cfg.llm_labels, labels, labels_name="labels")) if cfg.llm_labels else None
@@ -81,7 +82,9 @@ def select(cfg: DictConfig) -> dict:
         "encoder": cfg.diversity.encoder.name_or_path if encoder is not None else None,
     }
     embed = (lambda: encoder.encode([s.tokens for s in pool.candidates])) if encoder is not None else None
-    return run_selection(settings, pool, Path(cfg.paths.output_dir), tagger, llm, embed, context)
+    # the gold a training run drew, as a file: train on it and selected.conll together
+    also = {"model_gold": labelled["exclude_model_gold"]} if labelled.get("exclude_model_gold") else None
+    return run_selection(settings, pool, Path(cfg.paths.output_dir), tagger, llm, embed, context, also)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="select")

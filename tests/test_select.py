@@ -254,8 +254,10 @@ def test_seed_set_and_the_models_own_gold_are_left_out(tmp_path, model_dir, pool
     assert report["pool"]["left_out"]["seed_set"] >= 5 and report["pool"]["left_out"]["exclude_model_gold"] >= 25
     chosen = {x.text_key for x in read_conll(out / "selected.conll")}
     assert not chosen & {x.text_key for x in [*sentences[:5], *gold]}
-    report, _ = run_select(tmp_path / "again", run, pool_file, "exclude_model_gold=false", "budget.size=10")
-    assert "exclude_model_gold" not in report["pool"]["left_out"]
+    # the run's gold as a file, to train on with the picks (data.original=[model_gold.conll,selected.conll])
+    assert [(x.tokens, x.tags) for x in read_conll(out / "model_gold.conll")] == [(x.tokens, x.tags) for x in gold]
+    report, again = run_select(tmp_path / "again", run, pool_file, "exclude_model_gold=false", "budget.size=10")
+    assert "exclude_model_gold" not in report["pool"]["left_out"] and not (again / "model_gold.conll").exists()
 
 
 def test_a_raw_text_pool_is_split_and_numbered_by_sentence(tmp_path, model_dir):

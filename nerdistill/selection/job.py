@@ -172,12 +172,14 @@ def run_selection(
     llm: Sequence[Sequence[str] | None] | None = None,
     embed: Callable[[], np.ndarray] | None = None,
     context: Mapping[str, Any] | None = None,
+    also: Mapping[str, Sequence[Sentence]] | None = None,
 ) -> dict:
     """Score, rank and pick from ``pool.candidates``, then write into ``out``: ``selected.conll``
     (the picks with the pool file's tags, in pick order), ``selected.index`` and ``rest.index``
     (block numbers; the rest in file order), ``ranking.tsv`` (every candidate in ranking order),
-    ``report.md`` and ``report.json`` (last). ``context`` adds the caller's settings to the report.
-    Every file is written whole or not at all."""
+    ``report.md`` and ``report.json`` (last). ``context`` adds the caller's settings to the report;
+    ``also`` names more sentence files to write beside them (``<name>.conll``). Every file is
+    written whole or not at all, and nothing before the choice is made."""
     started = time.perf_counter()
     sentences = pool.candidates
     if not sentences:
@@ -218,7 +220,8 @@ def run_selection(
             "total_s": round(time.perf_counter() - started, 2),
         },
     }
-    _write(Path(out), sentences, scored, order, clusters, chosen, rest, report)
+    report["outputs"] = [*OUTPUTS[:-2], *(f"{name}.conll" for name in also or {}), *OUTPUTS[-2:]]
+    _write(Path(out), sentences, scored, order, clusters, chosen, rest, report, also or {})
     log.info("chose %d of %d candidates (%d tokens) by %s; outputs in %s", len(chosen), len(sentences), report["selected"]["tokens"], settings.strategy, out)
     return report
 
@@ -231,7 +234,9 @@ def _cluster_counts(clusters: np.ndarray | None, chosen: Sequence[int]) -> dict 
     return {"k": len(sizes), "sizes": sizes.tolist(), "selected": picks.tolist()}
 
 
-def _write(out: Path, sentences: Sequence[Sentence], scored: Scored, order: np.ndarray, clusters: np.ndarray | None, chosen: list[int], rest: list[int], report: dict) -> None:
+def _write(
+    out: Path, sentences: Sequence[Sentence], scored: Scored, order: np.ndarray, clusters: np.ndarray | None, chosen: list[int], rest: list[int], report: dict, also: Mapping[str, Sequence[Sentence]]
+) -> None:
     write_conll(out / "selected.conll", [sentences[i] for i in chosen])
     write_text(out / "selected.index", "".join(f"{block(sentences[i])}\n" for i in chosen))
     write_text(out / "rest.index", "".join(f"{block(sentences[i])}\n" for i in rest))
@@ -241,6 +246,8 @@ def _write(out: Path, sentences: Sequence[Sentence], scored: Scored, order: np.n
         cluster = "" if clusters is None else str(int(clusters[i]))
         rows.append(f"{position + 1}\t{sentences[i].id}\t{len(sentences[i].tokens)}\t{scored.scores[i]:.6g}\t{cluster}\t{int(i in chosen_set)}")
     write_text(out / "ranking.tsv", "\n".join(rows) + "\n")
+    for name, group in also.items():
+        write_conll(out / f"{name}.conll", group)
     write_text(out / "report.md", format_report(report))
     write_json(out / "report.json", report)
 
