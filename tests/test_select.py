@@ -203,6 +203,17 @@ def test_select_writes_the_picks_the_rest_and_a_report(tmp_path, model_dir, pool
     assert json.loads((out / "report.json").read_text())["selected"] == report["selected"]
 
 
+@pytest.mark.parametrize("strategy", list(s.STRATEGIES))
+def test_every_strategy_picks_the_budget_from_the_top_of_its_ranking(tmp_path, model_dir, pool_file, strategy):
+    report, out = run_select(tmp_path, model_dir, pool_file, f"strategy={strategy}", "budget.size=12", "bald.passes=2", f"llm_labels={GPT35}")
+    ranking = [row.split("\t") for row in (out / "ranking.tsv").read_text().splitlines()[1:]]
+    scores = [float(row[3]) for row in ranking if row[3] != "nan"]
+    assert scores == sorted(scores, reverse=True) and len(set(scores)) > 1
+    assert [row[1] for row in ranking if row[5] == "1"] == [row[1] for row in ranking[:12]]
+    assert report["selected"]["sentences"] == 12 and report["settings"]["strategy"] == strategy
+    assert report["timing"]["model_passes"] == (3 if strategy == "bald" else 1)
+
+
 def test_same_seed_same_picks_other_seed_other_random_picks(tmp_path, model_dir, pool_file):
     def picks(name: str, *overrides: str) -> str:
         _, out = run_select(tmp_path / name, model_dir, pool_file, "budget.size=20", *overrides)

@@ -115,7 +115,7 @@ def score(settings: Settings, sentences: Sequence[Sentence], tagger: Tagger | No
     if settings.strategy == "random":
         values = strategies.random_scores(len(sentences), settings.seed)
     elif needs == "probabilities":
-        values = getattr(strategies, settings.strategy)(probs)
+        values = strategies.FROM_PROBABILITIES[settings.strategy](probs)
     elif needs == "samples":
         values = strategies.bald(tagger.sample_probabilities(tokens, settings.passes, settings.seed))
         passes += settings.passes

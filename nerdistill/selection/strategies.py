@@ -121,3 +121,7 @@ def disagreement(predicted: Sequence[Sequence[str]], llm: Sequence[Sequence[str]
 def divide_by_words(scores: np.ndarray, lengths: Sequence[int]) -> np.ndarray:
     """Each sentence's score over its number of words."""
     return np.asarray(scores, dtype=np.float64) / np.maximum(1, np.asarray(lengths, dtype=np.float64))
+
+
+# the strategies that score from one pass's probabilities, by name
+FROM_PROBABILITIES = {"least_confidence": least_confidence, "expected_errors": expected_errors, "mnlp": mnlp, "entropy": entropy}
