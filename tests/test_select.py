@@ -286,6 +286,19 @@ def test_diversity_spreads_picks_over_embedding_clusters(tmp_path, model_dir, po
     assert {row.split("\t")[4] for row in (out / "ranking.tsv").read_text().splitlines()[1:]} == {"0", "1", "2", "3"}
 
 
+def test_sentences_longer_than_max_length_are_counted(tmp_path, model_dir, pool_file):
+    report, out = run_select(tmp_path, model_dir, pool_file, "max_length=12")
+    tokenizer = load_tokenizer(str(model_dir))
+
+    def cut(tokens) -> bool:  # the last word's first sub-token falls past the last slot before [SEP]
+        word_ids = tokenizer(list(tokens), is_split_into_words=True).word_ids()
+        return word_ids.index(len(tokens) - 1) > 12 - 2
+
+    expected = sum(cut(c.tokens) for c in leave_out(read_conll(pool_file), {}).candidates)
+    assert report["pool"]["longer_than_max_length"] == expected > 0
+    assert f"longer than max_length (12 sub-tokens): {expected}" in (out / "report.md").read_text()
+
+
 def test_a_budget_beyond_the_pool_warns_and_takes_it_all(tmp_path, model_dir, pool_file, caplog):
     with caplog.at_level(logging.WARNING):
         report, _ = run_select(tmp_path, model_dir, pool_file, "budget.size=100000")
