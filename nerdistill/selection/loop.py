@@ -126,6 +126,7 @@ def run_loop(cfg: DictConfig, train_fn: Callable[[DictConfig], dict] | None = No
     encoder = instantiate(cfg.diversity.encoder) if settings.clusters is not None else None
     embeddings = functools.cache(lambda: encoder.encode([s.tokens for s in candidates]))  # the whole pool once, for every round
     out = Path(cfg.paths.output_dir)
+    by_block = {block(s): s for s in candidates}
     gold = sorted(take_budget(candidates, cfg.loop.seed_size, cfg.seed, "loop.seed_size"), key=lambda s: position[s.id])
     rounds = []
     for r in range(len(candidates) + 1):
@@ -143,7 +144,6 @@ def run_loop(cfg: DictConfig, train_fn: Callable[[DictConfig], dict] | None = No
         if record["selection"] is None:
             break
         chosen = [int(x) for x in (round_dir / "selection" / "selected.index").read_text().split()]
-        by_block = {block(s): s for s in candidates}
         gold = sorted([*gold, *(by_block[b] for b in chosen)], key=lambda s: position[s.id])
     return json.loads((out / "report.json").read_text())
 
