@@ -2,14 +2,18 @@
 
 import csv
 import logging
+import math
+import re
 
 import pytest
 import pytorch_lightning as pl
 import torch
+from omegaconf import open_dict
 
 from nerdistill.student.plan import make_plan
+from nerdistill.student.relabel import gold_key
 from nerdistill.student.schedules import Original, Sequential
-from nerdistill.train import build, train
+from nerdistill.train import build, build_datamodule, train
 from tests.conftest import compose_config
 
 SEQUENTIAL = Sequential(switch=0.25)
@@ -98,3 +102,56 @@ def test_share_log_counts_optimiser_steps_with_accumulation(tmp_path, tiny_train
     steps = [int(r["step"]) for r in rows]
     assert steps == [t for t in range(metrics["global_step"]) for _ in range(2)]
     assert torch.tensor([float(r["progress"]) for r in rows]).max() < 1.0
+
+
+# --- data.draws: a step budget that does not depend on the gold set's size ---------------------
+def gold_plan(tmp_path, *overrides):
+    cfg = compose_config("train", ["model=tiny", "schedule=original", "data.batch_size=32", *overrides], tmp_path)
+    datamodule = build_datamodule(cfg)
+    return datamodule, datamodule.make_plan()
+
+
+def test_fixed_gold_draws_give_every_gold_set_the_same_steps(tmp_path):
+    # passes: 605 sentences get fewer steps than 1,000 (605 x 20 / 32 = 378.1 against 625)
+    assert gold_plan(tmp_path, "data.gold_budget=605")[1].total_steps == 379
+    assert gold_plan(tmp_path, "data.gold_budget=1000")[1].total_steps == 625
+    # draws: 20,000 gold sentences drawn, whatever the set's size
+    for budget in (605, 1000, 1385):
+        datamodule, plan = gold_plan(tmp_path, f"data.gold_budget={budget}", "data.draws.original=20000")
+        assert plan.total_steps == 625
+        assert datamodule.pool_passes["original"] == pytest.approx(20000 / budget)
+
+
+def test_token_draws_draw_long_sentences_fewer_times(tmp_path):
+    datamodule, plan = gold_plan(tmp_path, "data.gold_budget=605", "data.draws.original=300000", "data.draws.unit=tokens")
+    tokens = sum(len(s.tokens) for s in datamodule.pools.original)
+    assert datamodule.pool_passes["original"] == pytest.approx(300000 / tokens)
+    assert plan.total_steps == math.ceil(300000 / tokens * 605 / 32)
+
+
+def test_draws_set_the_sequential_switch_as_passes_do(tmp_path):
+    datamodule, _ = gold_plan(tmp_path, "schedule=sequential", "data.gold_budget=605", "data.draws.original=20000")
+    distilled = 3 * datamodule.n_distilled
+    assert datamodule.schedule.switch == pytest.approx(distilled / (distilled + 20000))
+
+
+def test_without_draws_the_plan_and_the_gold_model_key_are_those_of_before(tmp_path):
+    cfg = compose_config("train", ["model=tiny"], tmp_path)
+    before = cfg.copy()
+    with open_dict(before):
+        del before.data.draws  # a config from before data.draws existed
+    assert gold_key(cfg) == gold_key(before)
+    with open_dict(cfg):
+        cfg.data.draws.original = 20000
+    assert gold_key(cfg) != gold_key(before)  # fixed gold draws train another gold model
+    _, plan = gold_plan(tmp_path, "data.gold_budget=1000")
+    _, plan_before = gold_plan(tmp_path, "data.gold_budget=1000", "~data.draws")
+    assert plan == plan_before
+
+
+@pytest.mark.parametrize(
+    ("override", "message"), [("data.draws.unit=words", "data.draws.unit='words'"), ("data.draws.original=-5", "data.draws.original=-5"), ("+data.draws.gold=5", "data.draws takes")]
+)
+def test_bad_draws_name_their_key(tmp_path, override, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        gold_plan(tmp_path, override)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
@@ -80,6 +81,23 @@ class Collator:
         return batch
 
 
+DRAW_UNITS = ("sentences", "tokens")
+
+
+def check_draws(draws: dict[str, Any] | None) -> dict[str, Any]:
+    """``data.draws`` with its defaults (no pool's draws fixed, unit sentences), checked."""
+    out = {"original": None, "distilled": None, "unit": "sentences"} | dict(draws or {})
+    if set(out) != {"original", "distilled", "unit"}:
+        raise ValueError(f"data.draws takes 'original', 'distilled' and 'unit', got {sorted(out)}")
+    if out["unit"] not in DRAW_UNITS:
+        raise ValueError(f"data.draws.unit={out['unit']!r}: expected one of {list(DRAW_UNITS)}")
+    for name in ("original", "distilled"):
+        value = out[name]
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+            raise ValueError(f"data.draws.{name}={value!r}: expected a positive number or null")
+    return out
+
+
 def length_sorted_batches(lengths: np.ndarray, batch_size: int) -> list[list[int]]:
     """Evaluation batches of similar-length sentences (longest first, so memory peaks early)."""
     order = np.argsort(-lengths, kind="stable")
@@ -97,7 +115,9 @@ class BlendDataModule(pl.LightningDataModule):
 
     The step budget draws ``passes[pool] * len(pool)`` sentences from each pool the schedule
     uses, over the examples of one optimiser step; it is cut into ``trainer.max_epochs`` epochs
-    (validation rounds). ``steps_per_epoch`` fixes the epoch length instead. :meth:`make_plan`
+    (validation rounds). ``draws[pool]``, where set, fixes a pool's draws instead, whatever its
+    size: that many sentences (``draws["unit"]: sentences``) or sentences worth that many tokens
+    (``tokens``), i.e. ``draws / size`` passes with the size counted in the unit. ``steps_per_epoch`` fixes the epoch length instead. :meth:`make_plan`
     turns this into the run plan the sampler, the LR schedule and the share log follow. ``distilled_loss_weight`` scales the
     loss of every distilled token (how much a distilled example counts; the schedule sets how often). Pool-dependent schedule defaults
     (sequential's switch, simple_mix's share) see the pools' sizes weighted by their passes, so
@@ -122,6 +142,7 @@ class BlendDataModule(pl.LightningDataModule):
         eval_batch_size: int = 128,
         max_length: int = 128,
         passes: dict[str, float] | None = None,
+        draws: dict[str, Any] | None = None,
         steps_per_epoch: int | None = None,
         sort_window: int = 64,
         num_workers: int = 0,
@@ -137,6 +158,7 @@ class BlendDataModule(pl.LightningDataModule):
         passes = dict(passes or {"original": 1, "distilled": 1})
         if set(passes) != {"original", "distilled"} or min(passes.values()) <= 0:
             raise ValueError(f"data.passes needs positive 'original' and 'distilled' entries, got {passes}")
+        self.draws = check_draws(draws)
         if not distilled_loss_weight > 0:
             raise ValueError(f"data.distilled_loss_weight must be positive, got {distilled_loss_weight}")
         if steps_per_epoch is not None and steps_per_epoch < 1:
@@ -159,6 +181,7 @@ class BlendDataModule(pl.LightningDataModule):
         self.tokenizer = None
         self.datasets: dict[str, EncodedDataset] = {}
         self.n_original = self.n_distilled = 0
+        self.pool_passes = dict(passes)
 
     def prepare_pools(self) -> None:
         """Read and validate every file, apply budgets, check the schedule's pools. Idempotent."""
@@ -168,7 +191,8 @@ class BlendDataModule(pl.LightningDataModule):
         gold_budget = self.gold_budget if original_files else None  # a budget of a pool not read: moot
         distilled_budget = self.distilled_budget if distilled_files else None
         pools = build_pools(original_files, distilled_files, self.labels, gold_budget, distilled_budget, self.gold_overlap, self.budget_seed)
-        schedule = self.raw_schedule.resolve(len(pools.original), len(pools.distilled), self.passes["original"], self.passes["distilled"])
+        self.pool_passes = {name: self._passes(name, sentences) for name, sentences in (("original", pools.original), ("distilled", pools.distilled))}
+        schedule = self.raw_schedule.resolve(len(pools.original), len(pools.distilled), self.pool_passes["original"], self.pool_passes["distilled"])
         if schedule.uses_distilled and not pools.distilled:
             raise ValueError("the schedule needs distilled data but data.distilled yields no sentences")
         if schedule.uses_original and not pools.original:
@@ -179,6 +203,17 @@ class BlendDataModule(pl.LightningDataModule):
         self.n_original = len(pools.original) if schedule.uses_original else 0
         self.n_distilled = len(pools.distilled) if schedule.uses_distilled else 0
         log.info("pools: %d gold, %d distilled sentences; schedule %s", self.n_original, self.n_distilled, schedule)
+
+    def _passes(self, name: str, sentences: list[Sentence]) -> float:
+        """A pool's passes: ``data.passes``, or with ``data.draws`` set for it, its draws over its size in the draws' unit."""
+        draws = self.draws[name]
+        if draws is None or not sentences:
+            return self.passes[name]
+        size = len(sentences) if self.draws["unit"] == "sentences" else sum(len(s.tokens) for s in sentences)
+        log.info(
+            "data.draws.%s=%s %s over a pool of %d %s: %.4g passes (instead of data.passes.%s=%s)", name, draws, self.draws["unit"], size, self.draws["unit"], draws / size, name, self.passes[name]
+        )
+        return draws / size
 
     def _files_drawn_from(self) -> tuple[list, list]:
         """The pools' files, without those of a pool the schedule never draws from (gold-only
@@ -210,7 +245,14 @@ class BlendDataModule(pl.LightningDataModule):
             self.datasets[split] = EncodedDataset(cache.encode(sentences, name=split))
 
     def _weighted_sizes(self, n_original: int, n_distilled: int) -> tuple[float, float]:
-        return self.passes["original"] * n_original, self.passes["distilled"] * n_distilled
+        """Sentences drawn from each pool: its passes times its size (``data.draws`` in sentences: exactly the draws)."""
+
+        def drawn(name: str, n: int) -> float:
+            if n and self.draws[name] is not None and self.draws["unit"] == "sentences":
+                return float(self.draws[name])
+            return self.pool_passes[name] * n
+
+        return drawn("original", n_original), drawn("distilled", n_distilled)
 
     def make_plan(self, trainer: pl.Trainer | None = None) -> RunPlan:
         """The run plan for the pools and ``trainer``'s ranks, gradient accumulation, epochs and

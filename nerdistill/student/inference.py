@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
+from tqdm import tqdm
 from transformers import AutoModelForTokenClassification, PreTrainedModel
 
 from nerdistill.data.conll import Sentence
@@ -90,11 +91,13 @@ class Tagger:
         precision: str = "auto",
         device: str | None = None,
         quantize: str | None = None,
+        progress: bool = False,
     ) -> None:
         """``precision``: ``auto`` (bf16 autocast where the device computes bf16 natively, else
         fp32), or a Lightning precision name (bf16 ones autocast, the rest run fp32).
         ``quantize="int8"``: the linear layers as int8 dynamic quantisation (CPU only; the rest in
-        fp32, ``precision`` unused); :attr:`precision` is then ``int8``."""
+        fp32, ``precision`` unused); :attr:`precision` is then ``int8``. ``progress``: a progress bar over
+        the batches of every tagging call."""
         if quantize not in QUANTIZE:
             raise ValueError(f"quantize={quantize!r}: expected null or 'int8'")
         if batch_size < 1 or max_length < 3:
@@ -115,6 +118,7 @@ class Tagger:
         self.labels = LabelSet(tuple(dict.fromkeys(tag[2:] for tag in id2label.values() if tag != "O")))
         self.batch_size, self.max_length = batch_size, max_length
         self.autocast = self.precision.startswith("bf16")
+        self.progress = progress
 
     def tag(self, sentences: Sequence[Sequence[str]], sort_by_length: bool = True) -> list[list[str]]:
         """IOB2 tags for each sentence (a list of tokens), in input order."""
@@ -126,24 +130,67 @@ class Tagger:
         truncation gets ``O`` with probability 1."""
         return self._run(sentences, True, probabilities=True)
 
-    @torch.inference_mode()
-    def _run(self, sentences: Sequence[Sequence[str]], sort_by_length: bool, probabilities: bool) -> list[tuple[list[str], np.ndarray | None]]:
+    def sample_probabilities(self, sentences: Sequence[Sequence[str]], passes: int, seed: int) -> list[np.ndarray]:
+        """Per sentence, a ``(passes, words, tags)`` array: the probabilities (as
+        :meth:`tag_with_probabilities` gives them) of ``passes`` forward passes with the model's
+        dropout on (Monte Carlo dropout). The masks are drawn from ``seed``, so the same call gives
+        the same arrays; the global random generators are left as they were."""
+        if passes < 1:
+            raise ValueError(f"passes must be >= 1, got {passes}")
+        items, batches, collate = self._batches(sentences, True)
+        results: list[np.ndarray | None] = [None] * len(items)
+        devices = [self.device] if self.device.type == "cuda" else []
+        try:
+            with torch.random.fork_rng(devices=devices), torch.inference_mode():
+                torch.manual_seed(seed)
+                self.model.train()  # dropout on (attention dropout too); the weights do not change
+                for batch_indices in tqdm(batches, desc=f"tag x{passes} with dropout", unit="batch", disable=not self.progress):
+                    batch = collate([items[i] for i in batch_indices])
+                    first = (batch["labels"] != IGNORE).to(self.device)
+                    stack = torch.stack([self._logits(batch).softmax(-1) for _ in range(passes)], dim=1)  # (batch, passes, length, tags)
+                    for row, index in enumerate(batch_indices):
+                        kept = stack[row][:, first[row]].cpu().numpy()
+                        missing = len(items[index].sentence.tokens) - kept.shape[1]
+                        results[index] = np.concatenate([kept, np.tile(self._outside, (passes, missing, 1))], axis=1) if missing else kept
+        finally:
+            self.model.eval()
+        return results
+
+    def words_kept(self, sentences: Sequence[Sequence[str]]) -> list[int]:
+        """Per sentence, how many of its words fit in ``max_length`` sub-tokens (the rest are predicted ``O``)."""
+        items, _, _ = self._batches(sentences, False)
+        return [int((item.labels != IGNORE).sum()) for item in items]
+
+    @property
+    def _outside(self) -> np.ndarray:
+        """The probabilities given to a word cut by truncation: ``O`` with probability 1."""
+        outside = np.zeros(len(self.id2label), dtype=np.float32)
+        outside[next(i for i, tag in self.id2label.items() if tag == "O")] = 1.0
+        return outside
+
+    def _batches(self, sentences: Sequence[Sequence[str]], sort_by_length: bool) -> tuple[list, list[list[int]], Collator]:
         wrapped = [Sentence(tuple(tokens), ("O",) * len(tokens), str(i), "input") for i, tokens in enumerate(sentences)]
         items = encode(wrapped, self.tokenizer, self.labels, self.max_length, name="input")
         if sort_by_length:
             batches = length_sorted_batches(EncodedDataset(items).lengths, self.batch_size)
         else:
             batches = [list(range(i, min(i + self.batch_size, len(items)))) for i in range(0, len(items), self.batch_size)]
-        collate = Collator(self.tokenizer.pad_token_id)
-        results: list[tuple[list[str], np.ndarray | None]] = [([], None) for _ in items]
+        return items, batches, Collator(self.tokenizer.pad_token_id)
+
+    def _logits(self, batch: dict) -> torch.Tensor:
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.autocast else nullcontext()
-        outside = np.zeros(len(self.id2label), dtype=np.float32)
-        outside[next(i for i, tag in self.id2label.items() if tag == "O")] = 1.0
-        for batch_indices in batches:
+        with autocast:
+            logits = self.model(input_ids=batch["input_ids"].to(self.device), attention_mask=batch["attention_mask"].to(self.device)).logits
+        return logits.float()
+
+    @torch.inference_mode()
+    def _run(self, sentences: Sequence[Sequence[str]], sort_by_length: bool, probabilities: bool) -> list[tuple[list[str], np.ndarray | None]]:
+        items, batches, collate = self._batches(sentences, sort_by_length)
+        results: list[tuple[list[str], np.ndarray | None]] = [([], None) for _ in items]
+        outside = self._outside
+        for batch_indices in tqdm(batches, desc="tag", unit="batch", disable=not self.progress):
             batch = collate([items[i] for i in batch_indices])
-            with autocast:
-                logits = self.model(input_ids=batch["input_ids"].to(self.device), attention_mask=batch["attention_mask"].to(self.device)).logits
-            logits = logits.float()
+            logits = self._logits(batch)
             word_counts = [len(t) for t in batch["gold_tags"]]
             tags = word_tags(logits, batch["labels"], word_counts, self.id2label)
             if probabilities:

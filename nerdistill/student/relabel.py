@@ -56,6 +56,9 @@ def gold_key(cfg: DictConfig) -> str:
     for node, skipped in NOT_IN_GOLD_KEY.items():
         parts[node] = {k: v for k, v in OmegaConf.to_container(cfg[node], resolve=True).items() if k not in skipped}
     parts["data"]["passes"] = {"original": parts["data"]["passes"]["original"]}
+    draws = parts["data"].pop("draws", None) or {}
+    if draws.get("original") is not None:  # keys of runs without fixed gold draws stay those of before data.draws
+        parts["data"]["draws"] = {"original": draws["original"], "unit": draws.get("unit", "sentences")}
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -1,0 +1,1 @@
+"""Annotation selection: which sentences people label (strategies, the budgeted pick, the active-learning loop)."""
