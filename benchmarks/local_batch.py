@@ -1,6 +1,8 @@
 """``teacher=local``'s batched generation: CPU seconds per answer of SmolLM2-135M-Instruct, one call at
 a time against calls in flight together (``teacher.local.batch_size``), with the standard and CoT
-prompts, and whether every batch size gives the answers of one at a time; with ``--dtypes
+prompts (``--examples knn``: each sentence's nearest gold sentences as its examples, so calls share only
+the system message; ``knn+spans``: and answers held to a JSON schema of the sentence's own spans by
+constrained decoding), and whether every batch size gives the answers of one at a time; with ``--dtypes
 float32,bfloat16``, the same in each weight dtype (``teacher.local.dtype``), and how many answers bf16
 shares with fp32.
 
@@ -17,6 +19,7 @@ about the same length, as they do in the phase 1 job.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import threading
 import time
@@ -24,7 +27,7 @@ import time
 from benchmarks.common import CONF, DATA_DIR, run_isolated, write_result
 
 
-def measure(prompt_name: str, batch_size: int, sentences: int, max_tokens: int, dtype: str) -> None:
+def measure(prompt_name: str, batch_size: int, sentences: int, max_tokens: int, dtype: str, variant: str = "random") -> None:
     """One variant, in this process: prints ``RESULT {json}``."""
     import torch
     from hydra import compose, initialize_config_dir
@@ -35,14 +38,21 @@ def measure(prompt_name: str, batch_size: int, sentences: int, max_tokens: int, 
 
     torch.set_num_threads(1)
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("annotate", overrides=[f"paths.data_dir={DATA_DIR}", f"prompt={prompt_name}", "input.n=200"])
+        # knn: each sentence's nearest of the student's 1,000 gold sentences (prompt.examples_budget), as the phase 1 table has them
+        examples, *options = variant.split("+")  # e.g. knn+spans: nearest-neighbour examples, answers held to the sentence's spans
+        knn = [f"prompt.examples={examples}", "prompt.examples_budget=1000", f"prompt.embeddings_cache={CONF.parent / '.cache' / 'embeddings'}"] if examples == "knn" else []
+        spans = ["prompt.structured=true", "prompt.structured_spans=true"] if "spans" in options else []
+        cfg = compose("annotate", overrides=[f"paths.data_dir={DATA_DIR}", f"prompt={prompt_name}", "input.n=200", *knn, *spans])
     labels = LabelSet(tuple(cfg.labels))
     chosen = instantiate(cfg.input).load(labels)[:sentences]
     prompt = instantiate(cfg.prompt).setup(labels)
+    prompt.fit(chosen)
     teacher = LocalTeacher(LocalSettings(convert_dir=str(CONF.parent / ".cache" / "local_models"), batch_size=batch_size, dtype=dtype))
-    rendered = [teacher.render(prompt.messages(s.tokens)) for s in chosen]
-    teacher.prefix_cache(rendered[0][1] or [])  # the shared prefix, computed once per job: not measured
-    generations = [Generation(ids, prefix, max_tokens, 0.0, 1.0, None, False) for ids, prefix in rendered]
+    rendered = [teacher.render(prompt.messages(s)) for s in chosen]
+    _, prefix, opening = rendered[0]
+    teacher.prefix_cache((prefix or [])[:opening] if examples == "knn" else prefix or [])  # what every call of the job shares, computed once per job: not measured
+    schemas = [prompt.response_format(s)["json_schema"]["schema"] if prompt.structured else None for s in chosen]
+    generations = [Generation(ids, prefix, opening, max_tokens, 0.0, 1.0, None, False, schema) for (ids, prefix, opening), schema in zip(rendered, schemas)]
     cpu, wall = time.process_time(), time.perf_counter()
     threads = [threading.Thread(target=teacher.submit, args=(g,)) for g in generations]
     for thread in threads:
@@ -58,10 +68,11 @@ def measure(prompt_name: str, batch_size: int, sentences: int, max_tokens: int, 
         + json.dumps(
             {
                 "prompt": prompt_name,
+                "variant": variant,
                 "dtype": dtype,
                 "batch_size": batch_size,
-                "prompt_tokens": [len(ids) for ids, _ in rendered],
-                "prefix_tokens": len(rendered[0][1] or []),
+                "prompt_tokens": [len(ids) for ids, _, _ in rendered],
+                "prefix_tokens": len(prefix or []) if examples == "random" else opening,
                 "completion_tokens": tokens,
                 "cpu_s": round(cpu, 2),
                 "wall_s": round(wall, 2),
@@ -81,21 +92,24 @@ def main() -> None:
     parser.add_argument("--sentences", type=int, default=16)
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--dtypes", default="float32", help="weight dtypes (teacher.local.dtype), comma-separated")
+    parser.add_argument(
+        "--examples", default="random", help="prompt variants, comma-separated: random, knn (each sentence's nearest of 1,000 gold), knn+spans (and answers held to the sentence's spans)"
+    )
     parser.add_argument("--name", default="local_batch")
-    parser.add_argument("--measure", nargs=3, metavar=("PROMPT", "BATCH_SIZE", "DTYPE"), help=argparse.SUPPRESS)
+    parser.add_argument("--measure", nargs=4, metavar=("PROMPT", "BATCH_SIZE", "DTYPE", "EXAMPLES"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
-        measure(args.measure[0], int(args.measure[1]), args.sentences, args.max_tokens, args.measure[2])
+        measure(args.measure[0], int(args.measure[1]), args.sentences, args.max_tokens, args.measure[2], args.measure[3])
         return
     sizes = [int(x) for x in args.batch_sizes.split(",")]
     dtypes = args.dtypes.split(",")
     rows = []
-    for prompt_name in args.prompts.split(","):
+    for prompt_name, examples in itertools.product(args.prompts.split(","), args.examples.split(",")):
         reference: list | None = None  # the first dtype's answers one at a time (its first batch size)
         for dtype in dtypes:
             first: dict | None = None  # this dtype's first batch size's row, with its answers
             for size in sizes:
-                row = run_isolated("benchmarks.local_batch", ["--measure", prompt_name, str(size), dtype, "--sentences", str(args.sentences), "--max-tokens", str(args.max_tokens)])
+                row = run_isolated("benchmarks.local_batch", ["--measure", prompt_name, str(size), dtype, examples, "--sentences", str(args.sentences), "--max-tokens", str(args.max_tokens)])
                 answers = row.pop("answers")
                 first = first or {**row, "answers": answers}
                 reference = reference or answers
@@ -104,7 +118,7 @@ def main() -> None:
                 row["cpu_speedup_vs_first"] = round(first["cpu_s"] / row["cpu_s"], 2)
                 print({k: v for k, v in row.items() if k != "prompt_tokens"}, flush=True)
                 rows.append(row)
-    command = f"python -m benchmarks.local_batch --prompts {args.prompts} --batch-sizes {args.batch_sizes} --sentences {args.sentences} --max-tokens {args.max_tokens} --dtypes {args.dtypes} --name {args.name}"
+    command = f"python -m benchmarks.local_batch --prompts {args.prompts} --batch-sizes {args.batch_sizes} --sentences {args.sentences} --max-tokens {args.max_tokens} --dtypes {args.dtypes} --examples {args.examples} --name {args.name}"
     write_result(args.name, {"command": command, "model": f"SmolLM2-135M-Instruct (teacher=local), {args.dtypes}, 1 torch thread, greedy", "rows": rows})
 
 

@@ -46,11 +46,11 @@ ERRORS = (TeacherError, CacheError, InputFormatError, CoNLLFormatError)
 
 
 def build(node: DictConfig, **kwargs: object) -> Any:
-    """``instantiate``, but our own errors surface as themselves, not wrapped by Hydra."""
+    """``instantiate``, but our own errors and bad config values (``ValueError``) surface as themselves, not wrapped by Hydra."""
     try:
         return instantiate(node, **kwargs)
     except InstantiationException as err:
-        if isinstance(err.__cause__, ERRORS):
+        if isinstance(err.__cause__, (*ERRORS, ValueError)):
             raise err.__cause__ from None
         raise
 
@@ -101,6 +101,7 @@ def record(outcome: Outcome, provenance: dict, has_gold: bool) -> dict:
         "reason": outcome.reason,
         "errors": outcome.errors,
         "responses": [call.record() for call in outcome.calls],
+        "verifications": outcome.verifications,
     }
 
 
@@ -112,11 +113,13 @@ def confidence_weights(outcome: Outcome, outside: float) -> tuple[float, ...]:
     return tuple(weights)
 
 
-def provenance_for(outcome: Outcome, teacher: dict, prompt: dict) -> dict:
+def provenance_for(outcome: Outcome, teacher: dict, prompt: dict, examples: list[str]) -> dict:
+    """Who labelled the sentence and how: the teacher, the prompt, the ids of the examples it was shown, the cache keys of its calls."""
     final = outcome.calls[-1].parsed.status if outcome.calls else None
     return {
         "teacher": teacher,
         "prompt": prompt,
+        "examples": examples,
         "cache_keys": [call.key for call in outcome.calls],
         "parse_status": final if outcome.tags is not None else "failed",
     }
@@ -157,6 +160,7 @@ def annotate(cfg: DictConfig) -> dict:
         raise TeacherError("the simulated teacher knows only the sentences in its oracle files; for raw text set teacher.sim.model_dir to a trained nerdistill model (e.g. <train run>/model)")
     sentences = source.load(labels)
     prompt = build(cfg.prompt).setup(labels)
+    prompt.fit(sentences)
     out = Path(cfg.paths.output_dir)
     sc = cfg.self_consistency
     log.info("annotating %d sentences with %s, prompt %s", len(sentences), cfg.teacher.model, prompt.key)
@@ -198,11 +202,12 @@ def annotate(cfg: DictConfig) -> dict:
     where = "simulated" if simulated else f"local: {local['description']}" if local else client.base_url
     teacher = {"name": cfg.teacher.name, "model": client.model, "endpoint": where, "identity": identity, "simulated": simulated}
     prompt_info = {"id": prompt.id, "version": prompt.version}
+    examples = prompt.examples.summary() if prompt.examples is not None else None
 
     pool = cfg.get("confidence_pool") or {}
     records, distilled, weighted = [], [], []
     for outcome in outcomes:
-        provenance = provenance_for(outcome, teacher, prompt_info)
+        provenance = provenance_for(outcome, teacher, prompt_info, [s.id for s in prompt.examples_for(outcome.sentence)])
         records.append(record(outcome, provenance, source.has_gold))
         if outcome.tags is not None:
             distilled.append(replace(outcome.sentence, tags=tuple(outcome.tags), provenance=provenance))
@@ -229,6 +234,8 @@ def annotate(cfg: DictConfig) -> dict:
         local=local,
         structured={"requested": prompt.structured, "used": annotator.structured, "refusal": annotator.refusal, "calls_refused": annotator.stats.refused},
         batch=runner.summary(float(cfg.batch_price_factor)) if runner is not None else None,
+        examples=examples,
+        verify=prompt.verify,
     )
     write_json(out / "report.json", report)
     write_text(out / "report.md", markdown(report))

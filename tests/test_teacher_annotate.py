@@ -330,3 +330,47 @@ def test_report_sums_the_parse_counts_and_unknown_types():
     assert report["parse"]["unknown_types"] == {"COUNTRY": 2, "TEAM": 1}
     assert report["parse"]["unknown_type"] == 3 and report["parse"]["ambiguous"] == 1
     assert calls[1].record()["unknown_types"] == {"COUNTRY": 1}
+
+
+def test_knn_examples_and_self_verification_through_the_simulator(tmp_path, data_dir):
+    """Every new prompt option works against the simulator: nearest-neighbour examples from the student's
+    1,000 gold (recorded in each sentence's provenance, never the sentence itself), structured output, and
+    verification questions that drop the entities answered "no", counted and priced; a re-run asks nothing."""
+    overrides = ["input.n=30", "prompt.examples=knn", "prompt.examples_budget=1000", "prompt.structured=true", "prompt.verify=true", "teacher.sim.target_f1=0.6", "teacher.sim.verify_accuracy=1.0"]
+    report = run(tmp_path, "run", overrides, cache=tmp_path / "cache.sqlite")
+    rows = [json.loads(line) for line in (tmp_path / "run" / "distilled.jsonl").read_text().splitlines()]
+    gold = {s.id for s in read_conll(data_dir / "conll2003" / "train.txt")}
+    for r in rows:
+        assert len(r["provenance"]["examples"]) == 3 and set(r["provenance"]["examples"]) <= gold and r["id"] not in r["provenance"]["examples"]
+    assert report["examples"]["strategy"] == "knn" and report["examples"]["pool"] <= 1000 and report["examples"]["sentences"] == 30
+
+    v = report["verification"]
+    asked = [q for r in rows for q in r["verifications"]]
+    assert v["asked"] == len(asked) > 0 and v["kept"] + v["dropped"] == v["asked"] and v["unclear"] == v["failed"] == 0
+    # a verifier that is always right drops exactly the wrong entities, and the labels left are those it kept
+    assert v["dropped"] == v["dropped_wrong"] > 0 and v["dropped_right"] == 0 and v["kept_wrong"] == 0
+    for r in rows:
+        kept = {(q["start"], q["end"], q["type"]) for q in r["verifications"] if q["verdict"] == "yes"}
+        assert {(e["start"], e["end"], e["type"]) for e in r["entities"]} == kept
+    assert report["quality"]["micro"]["precision"] == 1.0
+    assert v["tokens"]["prompt"] == sum(q["prompt_tokens"] for q in asked) > 0
+    assert report["calls"]["made"] == len(rows) + v["asked"] - sum(q["cached"] for q in asked)  # the questions are calls, priced with the rest
+
+    again = run(tmp_path, "again", overrides, cache=tmp_path / "cache.sqlite")
+    assert again["calls"]["made"] == 0 and again["verification"] == report["verification"] | {"tokens": again["verification"]["tokens"]}
+
+
+@pytest.mark.parametrize(
+    ("text", "verdict"),
+    [("yes", "yes"), ("No.", "no"), ('{"answer": "no"}', "no"), ("Yes, it is a LOC.", "yes"), ("<think>no idea</think> Answer: yes", "yes"), ("It might be.", None), ("", None)],
+)
+def test_verification_answers_read_as_yes_no_or_neither(text, verdict):
+    from nerdistill.teacher.parser import parse_verdict
+
+    assert parse_verdict(text) == verdict
+
+
+def test_span_limited_structured_output_names_no_entity_outside_the_sentence(tmp_path, data_dir):
+    loose = run(tmp_path, "loose", ["input.n=40", "prompt.structured=true", "teacher.sim.hallucination_rate=0.5"])
+    spans = run(tmp_path, "spans", ["input.n=40", "prompt.structured=true", "prompt.structured_spans=true", "teacher.sim.hallucination_rate=0.5"])
+    assert loose["parse"]["hallucinated"] > 0 and spans["parse"]["hallucinated"] == 0

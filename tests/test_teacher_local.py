@@ -73,7 +73,8 @@ def test_local_model_annotates_20_sentences(local_model, tmp_path, data_dir):
 
 def test_local_server_speaks_the_openai_protocol(local_model):
     """The server alone, through the ``openai`` client: models, usage, ``max_tokens``, greedy answers that
-    repeat, logprobs whose bytes spell the answer, and a 400 naming ``response_format`` for a JSON schema."""
+    repeat, logprobs whose bytes spell the answer, a JSON schema's answer decoded to fit it, and a 400
+    naming ``response_format`` for a schema the grammar engine cannot compile."""
     import openai
 
     from nerdistill.teacher.local import MODEL, LocalServer, LocalSettings
@@ -91,19 +92,29 @@ def test_local_server_speaks_the_openai_protocol(local_model):
         assert all(t.logprob <= 0 for t in choice.logprobs.content)
         cut = client.chat.completions.create(model=MODEL, messages=messages, temperature=0, max_tokens=2)
         assert cut.choices[0].finish_reason == "length" and cut.usage.completion_tokens == 2
-        schema = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object", "properties": {"entities": {"type": "array"}}}}}
-        with pytest.raises(openai.BadRequestError, match="response_format"):
-            client.chat.completions.create(model=MODEL, messages=messages, max_tokens=4, response_format=schema)
+        city = {
+            "type": "object",
+            "properties": {"city": {"type": "string", "maxLength": 20}, "country": {"type": "string", "enum": ["France", "Spain"]}},
+            "required": ["city", "country"],
+            "additionalProperties": False,
+        }
+        structured = client.chat.completions.create(model=MODEL, messages=messages, temperature=0, max_tokens=40, response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": city}})
+        answer = json.loads(structured.choices[0].message.content)  # constrained decoding: it parses, in the schema's shape
+        assert set(answer) == {"city", "country"} and answer["country"] in ("France", "Spain") and structured.choices[0].finish_reason == "stop"
+        lookaround = {"type": "object", "properties": {"a": {"type": "string", "pattern": "(?<=x)y"}}, "required": ["a"]}
+        with pytest.raises(openai.BadRequestError, match="response_format.*look-around"):
+            client.chat.completions.create(model=MODEL, messages=messages, max_tokens=4, response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": lookaround}})
         with pytest.raises(openai.NotFoundError):
             client.chat.completions.create(model="gpt-4o", messages=messages, max_tokens=4)
         stats = server.info()["stats"]
-    assert stats["answered"] == 3 and stats["refused_response_format"] == 1 and stats["prefix_tokens_reused"] > 0
+    assert stats["answered"] == 4 and stats["refused_response_format"] == 1 and stats["constrained_rows"] == 1 and stats["prefix_tokens_reused"] > 0
 
 
 def test_calls_in_flight_together_batch_and_answer_as_alone(local_model, tmp_path, data_dir):
-    """Greedy calls that arrive together and share a prompt's prefix (three first calls and a re-ask)
-    generate as one batch, and each gets the answer (tokens and logprobs) it gets alone; a call with
-    another prefix, and a sampled call with a seed, are answered as alone too."""
+    """Greedy calls that arrive together and share a prompt's system message (three first calls and a
+    re-ask, two calls with nearest-neighbour examples of their own, one of them held to a JSON schema)
+    generate in batches, and each gets the answer (tokens and logprobs) it gets alone; a call with another
+    prefix, a verification question held to its schema, and a sampled call with a seed are answered as alone too."""
     from concurrent.futures import ThreadPoolExecutor
 
     import openai
@@ -114,18 +125,23 @@ def test_calls_in_flight_together_batch_and_answer_as_alone(local_model, tmp_pat
     cfg = compose_config("annotate", ["prompt=standard"], tmp_path)
     labels = LabelSet(tuple(cfg.labels))
     prompt = instantiate(cfg.prompt).setup(labels)
+    knn = instantiate(compose_config("annotate", ["prompt=standard", "prompt.examples=knn", "prompt.examples_budget=200"], tmp_path).prompt).setup(labels)
     sentences = read_conll(data_dir / "conll2003" / "train.txt", labels)[100:104]
-    calls = [dict(messages=prompt.messages(s.tokens), temperature=0, max_tokens=16, logprobs=True) for s in sentences[:3]]
-    calls.append(dict(messages=prompt.reask_messages(prompt.messages(sentences[3].tokens), "EU | ORG\nnot an answer"), temperature=0, max_tokens=16, logprobs=True))
+    calls = [dict(messages=prompt.messages(s), temperature=0, max_tokens=16, logprobs=True) for s in sentences[:3]]
+    calls.append(dict(messages=prompt.reask_messages(prompt.messages(sentences[3]), "EU | ORG\nnot an answer"), temperature=0, max_tokens=16, logprobs=True))
+    calls.append(dict(messages=knn.messages(sentences[0]), temperature=0, max_tokens=16, logprobs=True))
+    calls.append(dict(messages=knn.messages(sentences[1]), temperature=0, max_tokens=16, logprobs=True, response_format=prompt.response_format()))
     calls.append(dict(messages=[{"role": "user", "content": "Name a city in France."}], temperature=0, max_tokens=8, logprobs=True))
-    calls.append(dict(messages=prompt.messages(sentences[0].tokens), temperature=0.9, seed=7, max_tokens=12, logprobs=True))
+    calls.append(dict(messages=prompt.verify_messages(sentences[0], sentences[0].tokens[0], "ORG"), temperature=0, max_tokens=8, logprobs=True, response_format=prompt.verify_format()))
+    calls.append(dict(messages=prompt.messages(sentences[0]), temperature=0.9, seed=7, max_tokens=12, logprobs=True))
+    assert knn.messages(sentences[0])[1] != prompt.messages(sentences[0])[1] and knn.messages(sentences[0])[0] == prompt.messages(sentences[0])[0]
 
     def answer(client: openai.OpenAI, call: dict) -> tuple[str, list[float]]:
         choice = client.chat.completions.create(model=MODEL, **call).choices[0]
         return choice.message.content, [t.logprob for t in choice.logprobs.content]
 
     # the server waits 2 s for calls to join a batch: the six calls in flight together arrive well within it
-    with LocalServer(LocalSettings(convert_dir=str(ROOT / ".cache" / "local_models"), batch_size=4, gather_s=2.0)) as server:
+    with LocalServer(LocalSettings(convert_dir=str(ROOT / ".cache" / "local_models"), batch_size=8, gather_s=2.0)) as server:
         client = openai.OpenAI(base_url=server.url, api_key="none", max_retries=0, timeout=600)
         alone = [answer(client, call) for call in calls]
         alone_stats = dict(server.info()["stats"])
@@ -133,8 +149,10 @@ def test_calls_in_flight_together_batch_and_answer_as_alone(local_model, tmp_pat
             together = list(pool.map(lambda call: answer(client, call), calls))
         stats = server.info()["stats"]
     assert alone_stats["batches"] == len(calls) and alone_stats["mean_batch_rows"] == 1
-    # the four greedy calls with the prompt's prefix made one batch; the other two generated alone
-    assert stats["batches"] - alone_stats["batches"] == 3 and stats["batch_rows"] == 2 * len(calls)
+    # the six greedy calls sharing the prompt's system message generated as one batch; the other three alone
+    assert stats["batches"] - alone_stats["batches"] == 4 and stats["batch_rows"] == 2 * len(calls) and stats["constrained_rows"] == 4
     for (text, logprobs), (text_alone, logprobs_alone) in zip(together, alone):
         assert text == text_alone and text
         assert logprobs == pytest.approx(logprobs_alone, abs=1e-3)
+    # held to their schemas: the entities answer (cut at 16 tokens) has its shape, the verification answer is one of two
+    assert together[5][0].startswith('{"entities": [') and together[7][0] in ('{"answer": "yes"}', '{"answer": "no"}')

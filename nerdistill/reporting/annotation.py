@@ -82,12 +82,25 @@ def _local(key: str) -> Callable[[dict], Any]:
     return lambda r: ((r.get("local_server") or {}).get("stats") or {}).get(key)
 
 
+def _examples(report: dict) -> str | None:
+    """How the few-shot examples were chosen: ``knn k=3 of 992`` (reports made before examples were recorded: None)."""
+    examples = report.get("examples")
+    return f"{examples['strategy']} k={examples['k']} of {examples['pool']:,}" if examples else None
+
+
+def _verification(report: dict) -> str | None:
+    verification = report.get("verification")
+    return f"{verification['asked']:,} / {verification['dropped']:,}" if verification else None
+
+
 def rows(types: Sequence[str], local: bool = False) -> list[Row]:
     """The table's rows: what each job's report.json says, in the order shown; with ``local``, the
     local model server's mean latency per call too."""
     return [
         Row("teacher", teacher),
         Row("prompt", lambda r: f"{r['prompt']['id']}@{r['prompt']['version']}"),
+        Row("examples", _examples),
+        Row("structured output", lambda r: (r.get("structured_output") or {}).get("used")),
         Row("input", lambda r: " ".join(f"{k}={v}" for k, v in r["input"].items() if k != "path")),
         Row("sentences", lambda r: r["sentences"]["total"], "{:,}"),
         Row("failed sentences", lambda r: r["sentences"]["failed"], "{:,}"),
@@ -100,6 +113,12 @@ def rows(types: Sequence[str], local: bool = False) -> list[Row]:
         Row("unparseable responses", lambda r: r["parse"]["status"].get("unparseable", 0), "{:,}"),
         Row("truncated responses", lambda r: r["parse"]["truncated"], "{:,}"),
         Row("hallucinated mentions", lambda r: r["parse"]["hallucinated"], "{:,}"),
+        Row("invented types", lambda r: r["parse"].get("unknown_type"), "{:,}"),
+        Row("verification: asked / dropped", _verification),
+        Row(
+            "verification: dropped right / wrong",
+            lambda r: f"{r['verification']['dropped_right']} / {r['verification']['dropped_wrong']}" if "dropped_right" in (r.get("verification") or {}) else None,
+        ),
         Row("re-asks", lambda r: r["calls"]["reasked"], "{:,}"),
         Row("calls made", lambda r: r["calls"]["made"], "{:,}"),
         Row("calls from cache", lambda r: r["calls"]["cached"], "{:,}"),

@@ -19,7 +19,7 @@ from nerdistill.data.labels import LabelSet
 from nerdistill.teacher.cache import CachedResponse, ResponseCache, cache_key
 from nerdistill.teacher.client import TeacherClient, TeacherError
 from nerdistill.teacher.confidence import entity_confidences
-from nerdistill.teacher.parser import Entity, Parsed, parse_response, to_tags
+from nerdistill.teacher.parser import Entity, Parsed, parse_response, parse_verdict, to_tags
 from nerdistill.teacher.prompts import Prompt
 
 FATAL = (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError)
@@ -76,6 +76,7 @@ class Outcome:
     reasons: list[str] = field(default_factory=list)
     samples_ok: int = 0
     confidence_source: str | None = None  # "logprobs" or "agreement" (self-consistency), None if failed
+    verifications: list[dict] = field(default_factory=list)  # with prompt.verify: one record per entity asked about
 
     @property
     def status(self) -> str:
@@ -146,16 +147,17 @@ class Annotator:
         self.batched: set[str] = set()  # keys a batch answered this run (teacher.mode=batch): made, though read from the cache
         self._inflight: dict[str, asyncio.Task] = {}
 
-    def params(self, sample: int) -> dict[str, Any]:
-        """Generation parameters; self-consistency samples differ by temperature and seed. ``logprobs``
-        and ``response_format`` are added only when asked for, so keys of plain requests stay as they were."""
+    def params(self, sample: int, sentence: Sentence, verify: bool = False) -> dict[str, Any]:
+        """Generation parameters; self-consistency samples differ by temperature and seed (a verification
+        question is asked once, greedily as configured). ``logprobs`` and ``response_format`` are added
+        only when asked for, so keys of plain requests stay as they were."""
         params = dict(self.generation)
-        if self.samples > 1:
+        if self.samples > 1 and not verify:
             params.update(temperature=self.temperature, seed=int(self.generation.get("seed") or 0) + sample)
-        if self.logprobs:
+        if self.logprobs and not verify:
             params["logprobs"] = True
         if self.structured:
-            params["response_format"] = self.prompt.response_format()
+            params["response_format"] = self.prompt.verify_format() if verify else self.prompt.response_format(sentence)
         return params
 
     def key(self, messages: Sequence[Mapping[str, str]], params: Mapping[str, Any]) -> str:
@@ -196,10 +198,10 @@ class Annotator:
         self.stats.tokens_made.update(prompt=response.prompt_tokens, completion=response.completion_tokens)
         return key, response, False
 
-    async def ask(self, messages: list[dict[str, str]], sample: int) -> tuple[str, CachedResponse, bool]:
+    async def ask(self, messages: list[dict[str, str]], sample: int, sentence: Sentence, verify: bool = False) -> tuple[str, CachedResponse, bool]:
         """:meth:`fetch` with this sample's parameters; if the endpoint refuses structured output, once
         more without it, and without it for the rest of the job (warned once)."""
-        params = self.params(sample)
+        params = self.params(sample, sentence, verify)
         try:
             return await self.fetch(messages, params)
         except openai.APIError as err:
@@ -209,21 +211,21 @@ class Annotator:
                 self.structured = False
                 self.refusal = self.client.redact(str(err.message))
                 log.warning("the teacher endpoint refused structured output (%s); using the plain prompt for the rest of this job", self.refusal)
-            return await self.fetch(messages, self.params(sample))
+            return await self.fetch(messages, self.params(sample, sentence, verify))
 
     def parse(self, text: str, tokens: Sequence[str]) -> Parsed:
         return parse_response(text, tokens, self.labels, **self.parser)
 
     async def sample(self, sentence: Sentence, index: int, outcome: Outcome) -> Call | None:
         """One sample, re-asked once if unusable; None if it failed."""
-        messages = self.prompt.messages(sentence.tokens)
+        messages = self.prompt.messages(sentence)
         try:
-            key, response, cached = await self.ask(messages, index)
+            key, response, cached = await self.ask(messages, index, sentence)
             call = Call(key, cached, response, index, False, self.parse(response.text, sentence.tokens))
             outcome.calls.append(call)
             if not usable(call) and self.reask:
                 self.stats.reasked += 1
-                key, response, cached = await self.ask(self.prompt.reask_messages(messages, response.text), index)
+                key, response, cached = await self.ask(self.prompt.reask_messages(messages, response.text), index, sentence)
                 call = Call(key, cached, response, index, True, self.parse(response.text, sentence.tokens))
                 outcome.calls.append(call)
         except FATAL as err:
@@ -246,10 +248,26 @@ class Annotator:
         outcome.samples_ok = len(calls)
         if calls:
             kept = vote([c.parsed.entities for c in calls], self.min_agreement)
+            if self.prompt.verify and kept:
+                outcome.verifications = list(await asyncio.gather(*(self.check(sentence, entity) for entity, _ in kept)))
+                kept = [pair for pair, row in zip(kept, outcome.verifications) if row["verdict"] != "no"]
             confidence, outcome.confidence_source = confidences(calls, kept)
             outcome.tags = to_tags(len(sentence.tokens), [e for e, _ in kept])
             outcome.entities = [{"text": e.text, "type": e.type, "start": e.start, "end": e.end, "agreement": round(a, 4), "confidence": round(c, 4)} for (e, a), c in zip(kept, confidence)]
         return outcome
+
+    async def check(self, sentence: Sentence, entity: Entity) -> dict[str, Any]:
+        """Self-verification of one entity: its record, whose ``verdict`` is ``"yes"``, ``"no"`` (drop
+        it) or None (an answer that says neither, or a call that failed: keep it)."""
+        row: dict[str, Any] = {"text": entity.text, "type": entity.type, "start": entity.start, "end": entity.end}
+        try:
+            key, response, cached = await self.ask(self.prompt.verify_messages(sentence, entity.text, entity.type), 0, sentence, verify=True)
+        except FATAL as err:
+            raise TeacherError(f"teacher endpoint refused a call ({err.status_code}): {self.client.redact(str(err.message))}") from None
+        except openai.APIError as err:
+            return row | {"verdict": None, "error": self.client.redact(f"{type(err).__name__}: {err}")}
+        tokens = {"prompt_tokens": response.prompt_tokens, "completion_tokens": response.completion_tokens}
+        return row | {"verdict": parse_verdict(response.text), "cache_key": key, "cached": cached, **tokens, "answer": response.text}
 
 
 def confidences(calls: Sequence[Call], kept: Sequence[tuple[Entity, float]]) -> tuple[list[float], str]:

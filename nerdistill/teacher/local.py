@@ -12,9 +12,11 @@ is downloaded: the tokenizer, its chat template and the weights all come from th
 The server answers ``GET /v1/models`` and ``POST /v1/chat/completions`` (``n``, ``max_tokens`` or
 ``max_completion_tokens``, ``temperature`` (0 or absent: greedy), ``top_p``, ``seed`` and
 ``logprobs`` honoured; real ``usage`` token counts; ``finish_reason`` ``length`` when cut off at
-``max_tokens``). It does not constrain decoding: a request with a ``json_schema``
-``response_format`` is refused with a 400 that names ``response_format``, so the job's fallback
-sends it again without. The KV cache of a prompt's shared prefix (the system message and few-shot
+``max_tokens``). A ``json_schema`` (or ``json_object``) ``response_format`` is honoured by constrained
+decoding (:mod:`nerdistill.teacher.constrain`, llguidance): every token keeps the answer inside the
+schema, so a finished answer always parses; a schema llguidance cannot compile is refused with a
+400 that names ``response_format`` and says why, so the job's fallback sends it again without.
+Logprobs are those of the model's own distribution, before the mask. The KV cache of a prompt's shared prefix (the system message and few-shot
 turns, everything before the last user message) is kept and reused, so each call computes only the
 sentence and the answer. Greedy requests that arrive together and share a prefix (a re-ask too)
 are generated as one batch (up to ``batch_size`` rows, each padded after the shared prefix): on one CPU core a batch of 8
@@ -47,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from nerdistill.teacher.client import TeacherError
+from nerdistill.teacher.constrain import GrammarError, Grammars, MaskLogits, schema_of
 from nerdistill.teacher.sim import BackgroundServer, error
 
 log = logging.getLogger(__name__)
@@ -167,11 +170,13 @@ class Generation:
 
     ids: list[int]
     prefix: list[int] | None
+    opening: int  # tokens of its first message: other calls of its job share at least these (their prefixes may differ after, as nearest-neighbour examples make them)
     max_tokens: int
     temperature: float
     top_p: float
     seed: int | None
     logprobs: bool
+    schema: dict | None = None  # a response_format's JSON schema: decoding keeps to it
     result: Future = field(default_factory=Future)
     seconds: float = 0.0  # wall seconds of the batch it generated in
     cpu: float = 0.0  # its share of that batch's CPU seconds
@@ -227,6 +232,8 @@ class LocalTeacher:
         self.stats_lock = threading.Lock()  # request threads add their counts
         self.latencies: list[float] = []  # wall seconds per answered request, queueing excluded
         self.cpu_seconds: list[float] = []  # the process's CPU seconds while its batch generated (every torch thread; the job's own client work, small, too), split over the batch's rows
+        self._grammars: Grammars | None = None  # made at the first request with a schema
+        self.grammars_lock = threading.Lock()
         self.requests: queue.Queue[Generation | None] = queue.Queue()
         self.closing = threading.Event()
         self.torch = torch
@@ -248,6 +255,13 @@ class LocalTeacher:
 
     def identity(self) -> str:
         return identity(self.sha256, self.settings.models, self.settings.dtype)
+
+    def grammars(self) -> Grammars:
+        """The schema compiler for this model's tokenizer, made once (about 0.5 s)."""
+        with self.grammars_lock:
+            if self._grammars is None:
+                self._grammars = Grammars(self.tokenizer, int(self.tokenizer.eos_token_id))
+            return self._grammars
 
     def authorised(self, header: str | None) -> bool:
         return self.key is None or hmac.compare_digest((header or "").encode(), f"Bearer {self.key}".encode())
@@ -283,14 +297,18 @@ class LocalTeacher:
             },
         }
 
-    def render(self, messages: Sequence[Mapping[str, Any]]) -> tuple[list[int], list[int] | None]:
-        """The prompt's token ids, and those of its shared prefix (all before the last message), if a prefix of them."""
+    def render(self, messages: Sequence[Mapping[str, Any]]) -> tuple[list[int], list[int] | None, int]:
+        """The prompt's token ids; those of its shared prefix (all before the last message), if a prefix of
+        them; and how many tokens its first message (the system message, which every call of a job shares) takes."""
         turns = [{"role": str(m.get("role")), "content": str(m.get("content") or "")} for m in messages]
         ids = list(self.tokenizer.apply_chat_template(turns, add_generation_prompt=True, tokenize=True, return_dict=False))
         if len(turns) < 2:
-            return ids, None
+            return ids, None, 0
         prefix = list(self.tokenizer.apply_chat_template(turns[:-1], add_generation_prompt=False, tokenize=True, return_dict=False))
-        return ids, prefix if 0 < len(prefix) < len(ids) and ids[: len(prefix)] == prefix else None
+        opening = list(self.tokenizer.apply_chat_template(turns[:1], add_generation_prompt=False, tokenize=True, return_dict=False)) if len(turns) > 2 else prefix
+        if not (0 < len(prefix) < len(ids) and ids[: len(prefix)] == prefix):
+            return ids, None, 0
+        return ids, prefix, len(opening) if prefix[: len(opening)] == opening else 0
 
     def prefix_cache(self, prefix: Sequence[int]) -> tuple[Any, int]:
         """``(cache, length)``: the KV cache of the longest kept prefix of ``prefix``, made for ``prefix`` itself if none; ``(None, 0)`` for an empty one."""
@@ -318,22 +336,21 @@ class LocalTeacher:
 
     def batch(self, waiting: Sequence[Generation]) -> tuple[list[Generation], tuple[int, ...]]:
         """The oldest waiting generation and those that can batch with it, and the token prefix they all
-        start from. With a kept prefix of its prompt, those with the same kept prefix join it (a re-ask:
-        the prompt, the answer, then the re-ask, starts from its prompt's kept prefix like the first
-        calls). Without one, the calls sharing at least half of its prefix join it, from the longest
-        token prefix they all share: for the first calls of a job, the system message and few-shot turns."""
+        start from: the greedy calls (with its ``max_tokens``) that share with its prompt at least half of
+        its prefix, or its first message, those sharing most first; the prefix is the longest they all
+        share. For the first calls of a job that is the system message and few-shot turns (or, where each
+        call has examples of its own, the system message alone); a re-ask (the prompt, the answer, then the
+        re-ask) shares its prompt's with them. :meth:`prefix_cache` reuses the longest kept part of it."""
         head, limit = waiting[0], self.settings.batch_size
         own = tuple(head.prefix or ())
         if not head.greedy:
-            return [head], self.kept_prefix(own) or own
+            return [head], own
         others = [g for g in waiting if g.joins(head)]
-        kept = self.kept_prefix(own)
-        if kept is not None:
-            return [g for g in others if self.kept_prefix(g.prefix or ()) == kept][:limit], kept
         if not own:
             return [g for g in others if not g.prefix][:limit], ()
+        floor = min(len(own) // 2, head.opening or len(own))
         shared = [(min(common_length(own, g.ids), len(g.ids) - 1), g) for g in others]
-        group = sorted([(n, g) for n, g in shared if n >= len(own) // 2], key=lambda pair: -pair[0])[:limit]  # stable: the head stays first
+        group = sorted([(n, g) for n, g in shared if n >= floor], key=lambda pair: -pair[0])[:limit]  # stable: the head stays first
         return [g for _, g in group], own[: min(n for n, _ in group)]
 
     def submit(self, generation: Generation) -> tuple[list[int], list[float] | None]:
@@ -391,7 +408,7 @@ class LocalTeacher:
         the prefix's KV cache (kept, or made and kept now), padding (masked, so positions run on), then
         the rest of its prompt. Returns each row's
         generated token ids (EOS included if reached) and, if asked, each one's log-probability."""
-        from transformers import GenerationConfig, StaticCache
+        from transformers import GenerationConfig, LogitsProcessorList, StaticCache
 
         torch, head = self.torch, group[0]
         started, cpu = time.perf_counter(), time.process_time()
@@ -423,8 +440,15 @@ class LocalTeacher:
                 layer.cumulative_length.fill_(reused)
         if not head.greedy and head.seed is not None:
             torch.manual_seed(head.seed)
+        constrained = {}
+        if any(g.schema is not None for g in group):
+            grammars = self.grammars()
+            matchers = [grammars.matcher(g.schema) if g.schema is not None else None for g in group]
+            constrained["logits_processor"] = LogitsProcessorList([MaskLogits(matchers, reused + width, grammars.vocab_size, grammars.eos_token)])
         with torch.inference_mode():
-            out = self.model.generate(input_ids=torch.tensor(rows), attention_mask=torch.tensor(mask), generation_config=config, stopping_criteria=[Closing(self.closing)], **{self.cache_kwarg: cache})
+            out = self.model.generate(
+                input_ids=torch.tensor(rows), attention_mask=torch.tensor(mask), generation_config=config, stopping_criteria=[Closing(self.closing)], **constrained, **{self.cache_kwarg: cache}
+            )
         if self.closing.is_set():
             raise TeacherError("local teacher stopped")
         results = []
@@ -436,6 +460,7 @@ class LocalTeacher:
         with self.stats_lock:
             self.stats["batches"] += 1
             self.stats["batch_rows"] += len(group)
+            self.stats["constrained_rows"] += sum(g.schema is not None for g in group)
             self.stats["prefix_tokens_reused"] += reused * len(group)
         share = (time.process_time() - cpu) / len(group)
         for g in group:
@@ -453,11 +478,14 @@ class LocalTeacher:
         model = str(body.get("model"))
         if model not in self.settings.models:
             return 404, {}, error(f"The model `{model}` does not exist (the local server serves {self.settings.models}).", "model_not_found"), 0.0
-        fmt = body.get("response_format")
-        if isinstance(fmt, Mapping) and fmt.get("type") == "json_schema":
-            with self.stats_lock:
-                self.stats["refused_response_format"] += 1
-            return 400, {}, error("Invalid parameter: 'response_format' of type 'json_schema' is not supported by the local server (no constrained decoding).", "invalid_parameter"), 0.0
+        schema = schema_of(body.get("response_format"))
+        if schema is not None:
+            try:
+                self.grammars().matcher(schema)  # compiled now, so a bad schema is refused before it queues
+            except GrammarError as err:
+                with self.stats_lock:
+                    self.stats["refused_response_format"] += 1
+                return 400, {}, error(f"Invalid parameter: 'response_format': the JSON schema cannot be used for constrained decoding ({err})", "invalid_parameter"), 0.0
         messages = body.get("messages") or []
         if not messages:
             return 400, {}, error("'messages' is empty", "invalid_request"), 0.0
@@ -473,14 +501,14 @@ class LocalTeacher:
         if max_tokens < 1 or n < 1 or temperature < 0:
             return 400, {}, error("max_tokens and n must be >= 1 and temperature >= 0", "invalid_request"), 0.0
         want_logprobs = bool(body.get("logprobs"))
-        ids, prefix = self.render(messages)
+        ids, prefix, opening = self.render(messages)
         if len(ids) + max_tokens > self.context:
             with self.stats_lock:
                 self.stats["refused_context"] += 1
             return 400, {}, error(f"This model's maximum context length is {self.context} tokens; the prompt has {len(ids)} and max_tokens is {max_tokens}.", "context_length_exceeded"), 0.0
         choices, completion_tokens, seconds, cpu = [], 0, 0.0, 0.0
         for index in range(n):
-            generation = Generation(ids, prefix, max_tokens, temperature, top_p, None if seed is None else seed + index, want_logprobs)
+            generation = Generation(ids, prefix, opening, max_tokens, temperature, top_p, None if seed is None else seed + index, want_logprobs, schema)
             generated, chosen = self.submit(generation)
             seconds, cpu = seconds + generation.seconds, cpu + generation.cpu
             stopped = bool(generated) and generated[-1] in self.eos

@@ -381,3 +381,18 @@ def parse_response(
     counts["mentions"] = len(mentions)
     counts["unparseable"] = int(status == "unparseable")
     return Parsed(to_tags(len(tokens), entities), {k: counts[k] for k in COUNT_KEYS}, status, entities, dict(unknown))
+
+
+VERDICT = re.compile(r"\b(yes|no)\b", re.I)
+
+
+def parse_verdict(text: str) -> str | None:
+    """A self-verification answer: ``"yes"`` or ``"no"``, from ``{"answer": ...}`` JSON or the first
+    yes or no in the final answer (a reasoning model's thinking dropped); None if it says neither."""
+    answer = final_answer(without_thinking(text[:MAX_RESPONSE]))
+    for value in reversed(json_values(answer)):
+        if isinstance(value, dict) and isinstance(value.get("answer"), str):
+            answer = value["answer"]
+            break
+    found = VERDICT.search(answer)
+    return found.group(1).lower() if found else None

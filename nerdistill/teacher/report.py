@@ -48,6 +48,26 @@ def confidence_summary(outcomes: Sequence[Outcome], has_gold: bool) -> dict:
     }
 
 
+def verification_summary(outcomes: Sequence[Outcome], has_gold: bool) -> dict:
+    """Self-verification's questions: asked, the entities kept and dropped, answers that said neither
+    yes nor no and calls that failed (both keep their entity), the tokens the questions took; with gold,
+    how many of the kept and the dropped entities were right (span and type in gold)."""
+    rows = [(o, row) for o in outcomes for row in o.verifications]
+    verdicts = Counter("failed" if "error" in row else row["verdict"] or "unclear" for _, row in rows)
+    summary: dict[str, Any] = {
+        "asked": len(rows),
+        "kept": len(rows) - verdicts["no"],
+        "dropped": verdicts["no"],
+        "unclear": verdicts["unclear"],
+        "failed": verdicts["failed"],
+        "tokens": {"prompt": sum(row.get("prompt_tokens", 0) for _, row in rows), "completion": sum(row.get("completion_tokens", 0) for _, row in rows)},
+    }
+    if has_gold:
+        right = Counter(((row["start"], row["end"], row["type"]) in set(spans(o.sentence.tags)), row["verdict"] == "no") for o, row in rows)
+        summary |= {"kept_right": right[True, False], "kept_wrong": right[False, False], "dropped_right": right[True, True], "dropped_wrong": right[False, True]}
+    return summary
+
+
 def build_report(
     outcomes: Sequence[Outcome],
     stats: Stats,
@@ -65,6 +85,8 @@ def build_report(
     batch: Mapping[str, Any] | None = None,
     local: Mapping[str, Any] | None = None,
     annotate_cpu_s: float | None = None,
+    examples: Mapping[str, Any] | None = None,
+    verify: bool = False,
 ) -> dict:
     """The report; with ``batch`` (teacher.mode=batch: :meth:`BatchRunner.summary`) calls are priced at its ``price_factor``."""
     annotated = sum(o.tags is not None for o in outcomes)
@@ -102,6 +124,8 @@ def build_report(
             "unknown_types": dict(unknown_types.most_common()),
         },
         "confidence": confidence_summary(outcomes, has_gold),
+        "examples": dict(examples) if examples is not None else None,
+        "verification": verification_summary(outcomes, has_gold) if verify else None,
         "structured_output": dict(structured) if structured is not None else None,
         "calls": {"made": stats.made, "cached": stats.cached, "failed": stats.failed, "reasked": stats.reasked},
         "tokens": {
@@ -154,6 +178,10 @@ def markdown(report: Mapping[str, Any]) -> str:
         f"- parse: {report['parse']}",
         f"- confidence: {report.get('confidence')}; structured output: {report.get('structured_output')}",
     ]
+    if report.get("examples"):
+        lines.append(f"- examples: `{report['examples']}`")
+    if report.get("verification"):
+        lines.append(f"- self-verification: `{report['verification']}`")
     if report.get("batch"):
         b = report["batch"]
         lines += [

@@ -56,8 +56,10 @@ MALFORMED = (
     "Here is the annotation you asked for:",
 )
 NO_RESPONSE = 0  # the status :meth:`SimTeacher.chat` gives for a request to leave unanswered (a fault)
-# fault knobs added after the others: in the identity only when set, so earlier settings keep theirs
-LATER_KNOBS = ("rate_dropped", "rate_empty", "rate_wrong_format", "refuse_response_format")
+# knobs added after the others, with their defaults: in the identity only when set otherwise, so earlier settings keep theirs
+LATER_KNOBS = {"rate_dropped": 0.0, "rate_empty": 0.0, "rate_wrong_format": 0.0, "refuse_response_format": False, "verify_accuracy": 0.9}
+# a self-verification question as the prompts ask it (conf/prompt/standard.yaml verify_user)
+VERIFY_QUESTION = re.compile(r'^Sentence: (?P<sentence>.*)\n+Candidate: "(?P<entity>.*)" as (?P<type>[^\s(]+)', re.M)
 TOKEN = re.compile(r"\w+|\s+|[^\w\s]")  # the simulator's answer tokens: words, runs of space, single symbols
 # an entity's type-token probability is drawn from Beta(a, b): right entities (mean 0.86) vs corrupted or hallucinated ones (mean 0.55)
 RIGHT_BETA, WRONG_BETA = (9.0, 1.5), (3.0, 2.5)
@@ -88,6 +90,8 @@ class SimSettings:
     rate_empty: float = 0.0
     rate_wrong_format: float = 0.0
     refuse_response_format: bool = False
+    # self-verification questions ("is X a TYPE here?") are answered rightly, by the oracle, this often
+    verify_accuracy: float = 0.9
     # the Batch API (sim_batch.py): requests answered per poll of a batch (0: all at the first), and
     # shares of batches that fail or expire; they decide whether a batch is answered, never an answer
     batch_per_poll: int = 0
@@ -106,8 +110,8 @@ class SimSettings:
         """``sim:<sha256 of the settings without host, port, answers and the batch_* knobs>``: stable across
         ephemeral ports, and the same for online and batch calls. ``precision`` counts only where a
         ``model_dir`` tags in bf16 on this machine (fp32, the tagger's precision before the setting
-        existed, keeps the earlier identity), and so do the :data:`LATER_KNOBS` only when set."""
-        settings = {k: v for k, v in asdict(self).items() if k not in ("host", "port", "precision", "answers") and not k.startswith("batch_") and not (k in LATER_KNOBS and not v)}
+        existed, keeps the earlier identity), and so do the :data:`LATER_KNOBS` only when not at their defaults."""
+        settings = {k: v for k, v in asdict(self).items() if k not in ("host", "port", "precision", "answers") and not k.startswith("batch_") and not (k in LATER_KNOBS and v == LATER_KNOBS[k])}
         chosen = choose_precision(self.precision, "cpu", "teacher.sim.precision")
         if self.model_dir and chosen.bf16:
             settings["precision"] = chosen.precision
@@ -234,14 +238,18 @@ class SimTeacher:
             self.count("fault_dropped")
             return NO_RESPONSE, {}, {}, 0.0
         messages = body.get("messages") or []
+        question = VERIFY_QUESTION.search(str(messages[-1].get("content") or "")) if messages else None
+        if question is not None:
+            return self.verify(question, body, model, request_hash)
         tokens = find_sentence(messages)
         style, fmt = prompt_style(messages)
         choices = []
         for index in range(int(body.get("n") or 1)):
             judged = self.judged(tokens, style, f"{request_hash}:{index}")
-            if schema is not None:
-                allowed = schema["properties"]["entities"]["items"]["properties"]["type"].get("enum") or self.labels.types
-                judged = [(t, k, ok) for t, k, ok in judged if k in allowed]
+            if schema is not None:  # the schema's enums hold: types, and with structured_spans the entity texts
+                fields = schema["properties"]["entities"]["items"]["properties"]
+                types, texts = fields["type"].get("enum") or self.labels.types, fields["text"].get("enum")
+                judged = [(t, k, ok) for t, k, ok in judged if k in types and (texts is None or t in texts)]
             entities = [(text, kind) for text, kind, _ in judged]
             if schema is not None:
                 text = structured_answer(tokens, entities, "reasoning" in schema["properties"])
@@ -273,21 +281,37 @@ class SimTeacher:
             again = self.answered[request_hash] > 1
         if again:  # the client asked again for an answer it had already been given
             self.count("answered_again")
-        prompt_tokens = sum(len(str(m.get("content") or "")) for m in messages) // 4 + 1
-        completion_tokens = sum(len(c["message"]["content"]) for c in choices) // 4 + 1
-        payload = {
-            "id": f"simcmpl-{request_hash[:16]}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": model,
-            "system_fingerprint": "nerdistill-simulated-teacher",
-            "choices": choices,
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens},
-        }
-        return 200, {}, payload, s.latency
+        return 200, {}, completion(request_hash, model, body, choices), s.latency
+
+    def verify(self, question: re.Match, body: Mapping[str, Any], model: str, request_hash: str) -> tuple[int, dict[str, str], dict, float]:
+        """A self-verification answer: whether the oracle has the candidate (its text and type) in the
+        sentence, right with probability ``verify_accuracy``; ``{"answer": ...}`` under a ``json_schema``."""
+        tokens = question["sentence"].split()
+        truth = any(" ".join(tokens[s:e]) == question["entity"] and kind == question["type"] for s, e, kind in spans(self.oracle_tags(tokens)))
+        right = random.Random(f"{request_hash}:verify").random() < self.settings.verify_accuracy
+        verdict = "yes" if truth == right else "no"
+        fmt = body.get("response_format")
+        text = json.dumps({"answer": verdict}) if isinstance(fmt, Mapping) and fmt.get("type") == "json_schema" else verdict.capitalize() + "."
+        self.count("verified")
+        return 200, {}, completion(request_hash, model, body, [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop", "logprobs": None}]), self.settings.latency
 
     def models(self) -> dict:
         return {"object": "list", "data": [model_card(m) for m in self.settings.models]}
+
+
+def completion(request_hash: str, model: str, body: Mapping[str, Any], choices: list[dict]) -> dict:
+    """A chat completion's payload; usage estimated as characters / 4."""
+    prompt_tokens = sum(len(str(m.get("content") or "")) for m in body.get("messages") or []) // 4 + 1
+    completion_tokens = sum(len(c["message"]["content"]) for c in choices) // 4 + 1
+    return {
+        "id": f"simcmpl-{request_hash[:16]}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "system_fingerprint": "nerdistill-simulated-teacher",
+        "choices": choices,
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens},
+    }
 
 
 def structured_schema(body: Mapping[str, Any]) -> dict | None:
