@@ -1,5 +1,7 @@
 """Prompts: rendering, few-shot examples from the training split, versions in the cache key."""
 
+import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -97,6 +99,14 @@ for name in ("standard", "cot"):
     prompt = instantiate(compose_config("annotate", ["prompt=" + name], Path(sys.argv[1])).prompt).setup(LabelSet())
     print(hashlib.sha256(json.dumps(prompt.messages(Sentence(tokens, ("O",) * 5, "x:0", "x"))).encode()).hexdigest())
 """
+
+
+def test_the_default_prompts_render_as_before_examples_could_be_chosen(tmp_path, data_dir):
+    """Caches made before ``prompt.examples`` existed still answer: the default (fixed) examples render the same messages."""
+    before = {"standard": "e351a7cf7478d674e982bed888c7f10ce5ac102fb5bdf547c9e2beceff959e9b", "cot": "8589be68a526ac6454441c6a095beacb679c2464af4d6ad793db7427bfe29009"}
+    for name, digest in before.items():
+        messages = build(name, tmp_path).messages(sentence("EU rejects German call .".split()))
+        assert hashlib.sha256(json.dumps(messages).encode()).hexdigest() == digest
 
 
 def test_rendering_is_identical_in_every_process(tmp_path, data_dir):
