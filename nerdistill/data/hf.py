@@ -66,7 +66,10 @@ def is_hf(source: object) -> bool:
 
 def load_split(source: HFSource) -> Any:
     """The ``datasets.Dataset`` of ``source``: a folder's (one split, or the named one) or the hub's."""
-    import datasets  # imported here: a second or two, paid only by runs that read a dataset
+    try:
+        import datasets  # imported here: a second or two, paid only by runs that read a dataset
+    except ImportError:
+        raise DatasetSourceError(str(source), "reading a datasets dataset needs the datasets package: pip install -e '.[hf]'") from None
 
     where = str(source)
     if source.is_local:
