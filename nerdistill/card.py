@@ -147,7 +147,7 @@ def model_card(cfg: DictConfig | Mapping[str, Any], metrics: Mapping[str, Any], 
         tags=["token-classification", "ner", "nerdistill"] + (["distillation"] if metrics.get("pools", {}).get("distilled") else []) + (["simulated-teacher"] if simulated else []),
         datasets=source_names([*original, str(data["validation"]), str(data["test"])]) or None,
         metrics=["seqeval"],
-        model_name=name,
+        model_name=name if test_names else None,  # the model-index's name; without a hub test set there is none
         eval_results=[
             EvalResult(
                 task_type="token-classification",

@@ -127,7 +127,7 @@ def test_pools_budgets_and_overlap_match_a_dataset_with_a_conll_file_by_tokens(d
 def test_annotate_input_and_select_pool_read_a_dataset(dataset, tmp_path):
     source = ConllInput(f"hf:{dataset}:train", n=10, seed=0)
     chosen = source.load(LABELS)
-    assert len(chosen) == 10 and source.describe()["kind"] == "hf"
+    assert len(chosen) == 10 and source.describe()["kind"] == "hf" and source.describe()["split"] == "train"
     assert [int(s.id.rsplit(":", 1)[1]) for s in chosen] == sorted(int(s.id.rsplit(":", 1)[1]) for s in chosen)
     (tmp_path / "rows.index").write_text("5\n7\n", encoding="utf-8")
     indexed = ConllInput(f"hf:{dataset}:train", n=None, index=str(tmp_path / "rows.index")).load(LABELS)

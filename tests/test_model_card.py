@@ -111,3 +111,11 @@ def test_the_card_command_rewrites_a_runs_card_and_pushes_only_when_asked(hf_run
     assert card.main([str(run), "--push", "me/people-places"]) == 0
     assert pushed == [("create", "me/people-places", True), ("upload", str(run / "model"), "me/people-places")]
     assert card.main([str(run.parent)]) == 1 and "not a finished training run" in capsys.readouterr().err
+
+
+def test_the_base_models_license_is_named_where_known(tmp_path):
+    minilm = compose_config("train", [], tmp_path)
+    assert card.base_model(minilm)[:2] == ("sentence-transformers/all-MiniLM-L6-v2", "apache-2.0")
+    assert card.base_model(compose_config("train", ["model=bert_base_uncased"], tmp_path))[:2] == ("google-bert/bert-base-uncased", "apache-2.0")
+    assert card.base_model(compose_config("train", ["model=tiny"], tmp_path))[:2] == (None, None)
+    assert card.base_model(compose_config("train", ["model.name_or_path=someone/their-bert"], tmp_path))[:2] == ("someone/their-bert", None)

@@ -8,7 +8,7 @@ import random
 from pathlib import Path
 
 from nerdistill.data.conll import Sentence
-from nerdistill.data.hf import is_hf
+from nerdistill.data.hf import HFSource, is_hf
 from nerdistill.data.labels import LabelSet
 from nerdistill.data.pools import take_budget
 from nerdistill.data.sources import read_source
@@ -33,7 +33,8 @@ class ConllInput:
     has_gold = True
 
     def __init__(self, path: str, n: int | None = None, seed: int = 0, split: str | None = None, index: str | None = None) -> None:
-        self.path, self.n, self.seed, self.split = path if is_hf(path) else Path(path), n, seed, split
+        # an hf: source names its own split (input.split, for CoNLL-2003's file name, does not apply)
+        self.path, self.n, self.seed, self.split = (path, n, seed, HFSource.parse(path).split) if is_hf(path) else (Path(path), n, seed, split)
         self.index = Path(index) if index else None
 
     def load(self, labels: LabelSet) -> list[Sentence]:
