@@ -236,6 +236,8 @@ def write_card(run: str | Path) -> Path:
         if not need.exists():
             raise FileNotFoundError(f"{run}: not a finished training run (no {need.relative_to(run)})")
     cfg = OmegaConf.load(run / ".hydra" / "config.yaml")
+    if "paths" in cfg:  # ${hydra:runtime.output_dir} resolves only inside a Hydra job: this run's dir
+        cfg.paths.output_dir = str(run)
     card = model_card(cfg, json.loads((run / "metrics.json").read_text(encoding="utf-8")), overrides_of_run(run), git_commit())
     write_text(run / "model" / "README.md", card)
     return run / "model" / "README.md"

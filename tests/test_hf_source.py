@@ -13,6 +13,7 @@ from nerdistill.data.pools import build_pools
 from nerdistill.data.sources import check_source, read_source
 from nerdistill.selection.pool import read_pool
 from nerdistill.teacher.inputs import ConllInput
+from tests.conftest import compose_config
 from tests.hf_data import TYPES, people_places, renamed, save_dataset
 
 LABELS = LabelSet(TYPES)
@@ -133,3 +134,24 @@ def test_annotate_input_and_select_pool_read_a_dataset(dataset, tmp_path):
     indexed = ConllInput(f"hf:{dataset}:train", n=None, index=str(tmp_path / "rows.index")).load(LABELS)
     assert [s.id for s in indexed] == ["people_places:train:5", "people_places:train:7"]
     assert len(read_pool(f"hf:{dataset}:train", "conll", LABELS)) == 160
+
+
+def test_annotate_reads_its_input_and_prompt_examples_from_a_dataset(dataset, tmp_path):
+    from nerdistill.annotate import annotate
+
+    write_conll(tmp_path / "oracle.conll", read_hf(f"hf:{dataset}:train", LABELS))  # the simulator's oracle is CoNLL
+    overrides = [
+        "progress=false",
+        "labels=[" + ",".join(TYPES) + "]",
+        f"teacher.sim.oracle=[{tmp_path / 'oracle.conll'}]",
+        "teacher.sim.target_f1=1.0",
+        f"input.path=hf:{dataset}:train",
+        "input.n=30",
+        f"prompt.examples_path=hf:{dataset}:train",
+        *(f"+prompt.types.{t}=a {t}" for t in TYPES),
+        f"cache={tmp_path / 'cache.sqlite'}",
+    ]
+    report = annotate(compose_config("annotate", overrides, tmp_path / "out"))
+    assert report["input"]["kind"] == "hf" and report["input"]["split"] == "train" and report["sentences"]["annotated"] == 30
+    assert report["quality"]["micro"]["f1"] > 0.9  # the simulator without noise (hallucinations aside) against the dataset's own gold
+    assert len(read_conll(tmp_path / "out" / "distilled.conll", LABELS)) == 30

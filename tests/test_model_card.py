@@ -36,7 +36,9 @@ def hf_run(tmp_path_factory, data_dir):
     metrics = train(cfg)
     # what Hydra's command line writes beside a run, for python -m nerdistill.card
     (root / "run" / ".hydra").mkdir()
-    OmegaConf.save(cfg, root / "run" / ".hydra" / "config.yaml")
+    saved = cfg.copy()
+    saved.paths.output_dir = "${hydra:runtime.output_dir}"  # as Hydra saves it: resolvable only inside a Hydra job
+    OmegaConf.save(saved, root / "run" / ".hydra" / "config.yaml")
     OmegaConf.save(OmegaConf.create(list(HydraConfig.get().overrides.task)), root / "run" / ".hydra" / "overrides.yaml")
     return folder, root / "run", metrics
 
