@@ -110,7 +110,7 @@ def tag_column(dataset: Any, where: str) -> tuple[str, list[str] | None]:
         raise DatasetSourceError(where, f"no tags column: expected one of {list(TAGS)} or one sequence of ClassLabel tags ({found}; columns: {list(features)})")
     column = names[0]
     tag_names = class_label_names(features[column])
-    if tag_names is None and getattr(getattr(features[column], "feature", None), "dtype", None) != "string":
+    if tag_names is None and getattr(getattr(features[column], "feature", None), "dtype", None) not in ("string", "large_string"):
         raise DatasetSourceError(where, f"column {column!r} has no tag names: expected a sequence of ClassLabel (its names are the tags) or of strings, got {features[column]}")
     return column, tag_names
 
