@@ -9,7 +9,8 @@ import hydra
 from omegaconf import DictConfig
 
 from nerdistill.checks import check_tagger_config, exit_on_input_error
-from nerdistill.data.conll import read_conll
+from nerdistill.data.hf import is_hf
+from nerdistill.data.sources import check_source, read_source
 from nerdistill.files import write_json
 from nerdistill.metrics import ner_metrics
 from nerdistill.runtime import configure_process
@@ -30,14 +31,16 @@ def format_table(metrics: dict) -> str:
 def evaluate(cfg: DictConfig) -> dict:
     """Score ``model_dir`` on ``split`` and write metrics.json; bad settings fail before the model loads."""
     check_tagger_config(cfg)
-    path = Path(cfg.splits[cfg.split]) if cfg.split in cfg.splits else Path(cfg.split)
-    if not path.is_file():
-        raise FileNotFoundError(f"split={cfg.split}: {path} is not a file (expected val, test or a CoNLL file)")
+    path = str(cfg.splits[cfg.split]) if cfg.split in cfg.splits else str(cfg.split)
+    if is_hf(path):
+        check_source("split", path)
+    elif not Path(path).is_file():
+        raise FileNotFoundError(f"split={cfg.split}: {path} is not a file (expected val, test, a CoNLL file or hf:<dataset folder or hub id>[:split])")
     tagger = Tagger(cfg.model_dir, cfg.batch_size, cfg.max_length, cfg.precision, quantize=cfg.get("quantize"))
-    sentences = read_conll(path, tagger.labels, labels_name=f"the label set of the model in {cfg.model_dir}")
+    sentences = read_source(path, tagger.labels, labels_name=f"the label set of the model in {cfg.model_dir}")
     predicted = tagger.tag([s.tokens for s in sentences])
     metrics = ner_metrics([s.tags for s in sentences], predicted)
-    result = {"model_dir": str(cfg.model_dir), "data": str(path), "sentences": len(sentences), "precision": tagger.precision, **metrics}
+    result = {"model_dir": str(cfg.model_dir), "data": path, "sentences": len(sentences), "precision": tagger.precision, **metrics}
     out = Path(cfg.paths.output_dir)
     write_json(out / "metrics.json", result)
     print(f"{path} ({len(sentences)} sentences)\n{format_table(metrics)}")

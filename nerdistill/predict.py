@@ -9,7 +9,9 @@ import hydra
 from omegaconf import DictConfig
 
 from nerdistill.checks import check_tagger_config, exit_on_input_error
-from nerdistill.data.conll import Sentence, read_conll, write_conll
+from nerdistill.data.conll import Sentence, write_conll
+from nerdistill.data.hf import is_hf
+from nerdistill.data.sources import check_source, read_source
 from nerdistill.runtime import configure_process
 from nerdistill.student.inference import Tagger
 
@@ -34,17 +36,17 @@ def read_text(path: Path) -> list[tuple[str, ...]]:
 
 
 def predict(cfg: DictConfig) -> Path:
-    """Tag ``input_file`` and write the CoNLL output; bad settings and bad text fail before the model loads."""
+    """Tag ``input_file`` (raw text, a CoNLL file or an ``hf:`` dataset, whose tokens are tagged whatever
+    ``format`` says) and write the CoNLL output; bad settings and bad text fail before the model loads."""
     check_tagger_config(cfg)
     if cfg.format not in FORMATS:
         raise ValueError(f"format must be 'text' or 'conll', got {cfg.format!r}")
-    path = Path(cfg.input_file)
-    if not path.is_file():
-        raise FileNotFoundError(f"input_file={path}: not a file")
-    text = read_text(path) if cfg.format == "text" else None
+    path = str(cfg.input_file)
+    check_source("input_file", path)
+    text = read_text(Path(path)) if cfg.format == "text" and not is_hf(path) else None
     tagger = Tagger(cfg.model_dir, cfg.batch_size, cfg.max_length, cfg.precision, quantize=cfg.get("quantize"))
-    # a CoNLL file's tags are checked against the model's label set
-    sentences = text if text is not None else [s.tokens for s in read_conll(path, tagger.labels, labels_name=f"the label set of the model in {cfg.model_dir}")]
+    # a CoNLL file's or a dataset's tags are checked against the model's label set
+    sentences = text if text is not None else [s.tokens for s in read_source(path, tagger.labels, labels_name=f"the label set of the model in {cfg.model_dir}")]
     tags = tagger.tag(sentences)
     output = Path(cfg.output)
     write_conll(output, [Sentence(tuple(tokens), tuple(t), f"input:{i}", "input") for i, (tokens, t) in enumerate(zip(sentences, tags))])

@@ -10,8 +10,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig
 
 from nerdistill.checks import check_tagger_config, check_value, exit_on_input_error
-from nerdistill.data.conll import Sentence, read_conll
+from nerdistill.data.conll import Sentence
 from nerdistill.data.labels import LabelSet
+from nerdistill.data.sources import read_source
 from nerdistill.runtime import configure_process
 from nerdistill.selection.job import Settings, run_selection
 from nerdistill.selection.pool import leave_out, llm_tags, model_gold, read_pool
@@ -46,7 +47,7 @@ def check_config(cfg: DictConfig) -> Settings:
 
 def labelled_sentences(cfg: DictConfig, labels: LabelSet) -> dict[str, list[Sentence]]:
     """The already-labelled sentences to leave out, by the config key that names them."""
-    labelled = {"seed_set": [s for path in seed_files(cfg.seed_set) for s in read_conll(path, labels)]}
+    labelled = {"seed_set": [s for path in seed_files(cfg.seed_set) for s in read_source(path, labels)]}
     if cfg.exclude_model_gold and cfg.model_dir is not None:
         gold = model_gold(cfg.model_dir, labels)
         if gold is not None:
@@ -63,7 +64,7 @@ def select(cfg: DictConfig) -> dict:
     pool = leave_out(read_pool(cfg.pool.path, cfg.pool.format, labels), labelled)
     if not pool.candidates:
         raise ValueError(f"pool.path={cfg.pool.path}: no sentence left to choose from ({pool.read} read, left out: {pool.left_out})")
-    llm = llm_tags(pool.candidates, read_conll(cfg.llm_labels, labels, labels_name="labels")) if cfg.llm_labels else None
+    llm = llm_tags(pool.candidates, read_source(cfg.llm_labels, labels, labels_name="labels")) if cfg.llm_labels else None
     tagger = None
     if cfg.model_dir is not None:
         tagger = Tagger(cfg.model_dir, cfg.batch_size, cfg.max_length, cfg.precision, quantize=cfg.get("quantize"), progress=cfg.progress)

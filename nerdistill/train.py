@@ -13,6 +13,7 @@ import hydra
 import pytorch_lightning as pl
 import torch
 import wandb
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor, Timer
@@ -20,6 +21,7 @@ from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.warnings import PossibleUserWarning
 
+from nerdistill.card import git_commit, model_card
 from nerdistill.checks import check_types, check_value, exit_on_input_error
 from nerdistill.data.labels import LabelSet
 from nerdistill.files import atomic_path, write_json
@@ -80,9 +82,12 @@ def train(cfg: DictConfig) -> dict:
             metrics["denoise"] = denoised
         if not trainer.is_global_zero:  # every rank evaluated the whole dev and test sets; rank 0 writes
             return metrics
+        card = run_card(cfg, metrics)
         with atomic_path(out / "model") as export:
             module.model.save_pretrained(export)
             datamodule.tokenizer.save_pretrained(export)
+            if card is not None:
+                (export / "README.md").write_text(card, encoding="utf-8")
         write_json(out / "metrics.json", metrics)  # last: a run dir with metrics.json is a finished run
         log.info("test micro F1 %.4f (best val F1 %.4f); outputs in %s", module.test_metrics["micro"]["f1"], metrics["val_f1_best"], out)
         return metrics
@@ -99,6 +104,17 @@ class Run:
     module: TokenClassifier
     trainer: pl.Trainer
     plan: RunPlan
+
+
+def run_card(cfg: DictConfig, metrics: dict) -> str | None:
+    """The exported model's card (:mod:`nerdistill.card`) with this run's overrides; a card that
+    cannot be made is a warning, never the loss of a trained model."""
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    try:
+        return model_card(cfg, metrics, overrides, git_commit())
+    except Exception:  # documentation only: log it, keep the model
+        log.exception("the model card could not be written; write it later with python -m nerdistill.card <run dir>")
+        return None
 
 
 def tested_dev_f1(trainer: pl.Trainer) -> float:

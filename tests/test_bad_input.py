@@ -229,7 +229,7 @@ def test_bad_predict_input_names_the_file_or_key(tmp_path, per_loc_model, make, 
 
 BAD_EVALUATE = [
     ("split-missing", ["split=/nonexistent/test.txt"], FileNotFoundError, "split=/nonexistent/test.txt: /nonexistent/test.txt is not a file"),
-    ("unknown-split-name", ["split=train"], FileNotFoundError, "split=train: train is not a file (expected val, test or a CoNLL file)"),
+    ("unknown-split-name", ["split=train"], FileNotFoundError, "split=train: train is not a file (expected val, test, a CoNLL file or hf:"),
     ("model-dir-missing", ["model_dir=/nonexistent/run"], FileNotFoundError, "/nonexistent/run: no Hugging Face model here"),
     ("quantize-unknown", ["quantize=int4"], ValueError, "quantize='int4': expected null or 'int8'"),
     ("max-length-not-a-number", ["max_length=long"], ValueError, "max_length='long': expected an integer"),

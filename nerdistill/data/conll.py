@@ -110,13 +110,18 @@ def read_conll(
             raise CoNLLFormatError(path, lineno, f"expected {columns} columns like the file's first token line, got {len(fields)}: {line!r}")
         tag = fields[-1]
         if tag not in label_set:
-            raise CoNLLFormatError(path, lineno, f"tag {tag!r} is not in {labels_name} {list(label_set.tags)}")
+            raise CoNLLFormatError(path, lineno, unknown_tag(tag, label_set, labels_name))
         tokens.append(fields[0])
         tags.append(tag)
     close_block()
     if not sentences:
         raise CoNLLFormatError(path, None, "file holds no sentences (empty, or only -DOCSTART- lines)")
     return sentences
+
+
+def unknown_tag(tag: object, label_set: LabelSet, labels_name: str = "the label set") -> str:
+    """The message for a tag outside the label set, the same for every format that holds tags."""
+    return f"tag {tag!r} is not in {labels_name} {list(label_set.tags)}"
 
 
 def write_conll(path: str | Path, sentences: Iterable[Sentence]) -> None:

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from nerdistill.data.conll import Sentence, read_conll
+from nerdistill.data.conll import Sentence
 from nerdistill.data.labels import LabelSet
-from nerdistill.data.weighted import SUFFIX, read_weighted
+from nerdistill.data.sources import read_source
 
 Overlap = Literal["any", "same", "disjoint"]
 
@@ -22,11 +22,12 @@ class Pools:
 
 
 def read_files(paths: Sequence[str | Path], labels: LabelSet) -> list[Sentence]:
-    """Read and concatenate CoNLL files, or ``.jsonl`` files of sentences with per-token loss
-    weights (what relabelling writes, :mod:`nerdistill.data.weighted`); ids carry each file's name."""
+    """Read and concatenate sources: CoNLL files, ``.jsonl`` files of sentences with per-token loss
+    weights (what relabelling writes, :mod:`nerdistill.data.weighted`) or ``hf:`` datasets
+    (:mod:`nerdistill.data.hf`); ids carry each source's name."""
     sentences: list[Sentence] = []
     for path in paths:
-        sentences.extend(read_weighted(path, labels) if str(path).endswith(SUFFIX) else read_conll(path, labels))
+        sentences.extend(read_source(path, labels))
     return sentences
 
 

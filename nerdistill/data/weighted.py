@@ -14,7 +14,7 @@ import math
 from collections.abc import Iterable
 from pathlib import Path
 
-from nerdistill.data.conll import CoNLLFormatError, Sentence
+from nerdistill.data.conll import CoNLLFormatError, Sentence, unknown_tag
 from nerdistill.data.labels import LabelSet, as_label_set
 from nerdistill.files import atomic_path
 
@@ -55,7 +55,7 @@ def read_weighted(path: str | Path, labels: LabelSet | None = None, source: str 
         if not tokens or len(tags) != len(tokens) or (weights is not None and len(weights) != len(tokens)):
             raise CoNLLFormatError(path, lineno, f"{len(tokens)} tokens, {len(tags)} tags and {len(weights or tokens)} weights must be equal and non-zero")
         if bad := [t for t in tags if t not in label_set]:
-            raise CoNLLFormatError(path, lineno, f"tag {bad[0]!r} is not in the label set {list(label_set.tags)}")
+            raise CoNLLFormatError(path, lineno, unknown_tag(bad[0], label_set))
         if weights is not None and not all(isinstance(w, (int, float)) and math.isfinite(w) and w >= 0 for w in weights):
             raise CoNLLFormatError(path, lineno, "weights must be finite numbers >= 0")
         targets = record.get("targets")

@@ -13,8 +13,10 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from nerdistill.data.conll import Sentence, read_conll
+from nerdistill.data.hf import is_hf
 from nerdistill.data.labels import LabelSet
 from nerdistill.data.pools import build_pools
+from nerdistill.data.sources import read_source
 from nerdistill.data.text import sentences_from_text
 from nerdistill.student.inference import current_targets
 
@@ -34,11 +36,14 @@ class Pool:
 
 def read_pool(path: str | Path, fmt: str, labels: LabelSet) -> list[Sentence]:
     """The pool's sentences: a CoNLL file (ids ``<file>:<block>``, the ``train_gpt35.index``
-    convention) or a raw text file split and tokenised like CoNLL (ids ``<file>:<sentence>``,
-    0-based, tags all ``O``). An empty pool is an error naming ``pool.path``."""
-    path = Path(path)
+    convention) or ``hf:`` dataset (``<name>:<split>:<row>``; :mod:`nerdistill.data.hf`), or a raw
+    text file split and tokenised like CoNLL (ids ``<file>:<sentence>``, 0-based, tags all ``O``).
+    An empty pool is an error naming ``pool.path``."""
     if fmt not in FORMATS:
         raise ValueError(f"pool.format={fmt!r}: expected one of {list(FORMATS)}")
+    if fmt == "conll" and is_hf(path):
+        return read_source(str(path), labels)
+    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"pool.path={path}: not a file")
     if fmt == "conll":

@@ -12,9 +12,10 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from nerdistill.data.conll import Sentence, read_conll
+from nerdistill.data.conll import Sentence
 from nerdistill.data.labels import LabelSet, as_label_set
 from nerdistill.data.pools import Overlap, build_pools
+from nerdistill.data.sources import read_source
 from nerdistill.student.encoding import IGNORE, Encoded, TokenCache
 from nerdistill.student.models import load_tokenizer
 from nerdistill.student.plan import RunPlan, make_plan
@@ -199,7 +200,7 @@ class BlendDataModule(pl.LightningDataModule):
             raise ValueError("the schedule needs gold data but data.original yields no sentences (check data.gold_budget)")
         self.pools = pools
         self.schedule = schedule
-        self.eval_sentences = {"val": read_conll(self.validation_file, self.labels), "test": read_conll(self.test_file, self.labels)}
+        self.eval_sentences = {"val": read_source(self.validation_file, self.labels), "test": read_source(self.test_file, self.labels)}
         self.n_original = len(pools.original) if schedule.uses_original else 0
         self.n_distilled = len(pools.distilled) if schedule.uses_distilled else 0
         log.info("pools: %d gold, %d distilled sentences; schedule %s", self.n_original, self.n_distilled, schedule)

@@ -1,4 +1,5 @@
-"""What the teacher annotates: CoNLL sentences (with gold) or raw text from the BBC News CSV."""
+"""What the teacher annotates: CoNLL sentences or a ``datasets`` dataset (``hf:...``; with gold) or raw
+text from the BBC News CSV."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import csv
 import random
 from pathlib import Path
 
-from nerdistill.data.conll import Sentence, read_conll
+from nerdistill.data.conll import Sentence
+from nerdistill.data.hf import HFSource, is_hf
 from nerdistill.data.labels import LabelSet
 from nerdistill.data.pools import take_budget
+from nerdistill.data.sources import read_source
 from nerdistill.data.text import sentences_from_text
 
 
@@ -21,7 +24,8 @@ class InputFormatError(ValueError):
 
 
 class ConllInput:
-    """A seeded subset of ``n`` sentences of a CoNLL file (``None``: all), in file order. With
+    """A seeded subset of ``n`` sentences of a CoNLL file or of an ``hf:<folder or hub id>[:split]``
+    dataset (:mod:`nerdistill.data.hf`; a block is then a row) (``None``: all), in file order. With
     ``index``, a file of block numbers (one per line, ``-DOCSTART-`` blocks counted, 0-based: the
     ``train_gpt35.index`` convention), only those sentences: e.g. the gold tags of the sentences an
     LLM annotated, for a simulated teacher to annotate the same text."""
@@ -29,11 +33,12 @@ class ConllInput:
     has_gold = True
 
     def __init__(self, path: str, n: int | None = None, seed: int = 0, split: str | None = None, index: str | None = None) -> None:
-        self.path, self.n, self.seed, self.split = Path(path), n, seed, split
+        # an hf: source names its own split (input.split, for CoNLL-2003's file name, does not apply)
+        self.path, self.n, self.seed, self.split = (path, n, seed, HFSource.parse(path).split) if is_hf(path) else (Path(path), n, seed, split)
         self.index = Path(index) if index else None
 
     def load(self, labels: LabelSet) -> list[Sentence]:
-        sentences = read_conll(self.path, labels)
+        sentences = read_source(self.path, labels)
         if self.index is not None:
             sentences = self._indexed(sentences)
         order = {s.id: i for i, s in enumerate(sentences)}
@@ -53,7 +58,7 @@ class ConllInput:
         return chosen
 
     def describe(self) -> dict:
-        return {"kind": "conll", "path": str(self.path), "split": self.split, "n": self.n, "seed": self.seed} | ({"index": str(self.index)} if self.index else {})
+        return {"kind": "hf" if is_hf(self.path) else "conll", "path": str(self.path), "split": self.split, "n": self.n, "seed": self.seed} | ({"index": str(self.index)} if self.index else {})
 
 
 def read_bbc(path: str | Path) -> list[tuple[int, str]]:
