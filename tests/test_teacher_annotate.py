@@ -374,3 +374,13 @@ def test_span_limited_structured_output_names_no_entity_outside_the_sentence(tmp
     loose = run(tmp_path, "loose", ["input.n=40", "prompt.structured=true", "teacher.sim.hallucination_rate=0.5"])
     spans = run(tmp_path, "spans", ["input.n=40", "prompt.structured=true", "prompt.structured_spans=true", "teacher.sim.hallucination_rate=0.5"])
     assert loose["parse"]["hallucinated"] > 0 and spans["parse"]["hallucinated"] == 0
+
+
+def test_the_simulators_oracle_can_be_a_datasets_split(tmp_path, data_dir):
+    from tests.hf_data import people_places
+
+    folder = people_places(tmp_path / "ds", data_dir, sizes=(20, 5, 5))
+    types = ["+prompt.types.person=a person", "+prompt.types.location=a place", "+prompt.types.organisation=an organisation"]
+    overrides = ["labels=[person,location,organisation]", f"teacher.sim.oracle=[hf:{folder}:train]", f"input.path=hf:{folder}:train", "input.n=null", "prompt.k=0", "teacher.sim.target_f1=1.0", *types]
+    report = run(tmp_path, "run", overrides)
+    assert report["simulator"]["stats"]["oracle"] == 20 and report["quality"]["micro"]["f1"] == 1.0

@@ -1,15 +1,17 @@
 """Simulated teacher: an OpenAI-compatible chat-completions server on localhost, for offline use.
 
 It finds the sentence in the request (the last ``Sentence:`` of the last user message that
-has one, else that message tokenised like CoNLL), looks its tags up in oracle CoNLL files
-(gold, or real GPT-3.5 labels) or, for other text, tags it with a trained model directory
+has one, else that message tokenised like CoNLL), looks its tags up in oracle sources (CoNLL
+files or ``hf:`` datasets: gold, or real GPT-3.5 labels) or, for other text, tags it with a trained model directory
 when one is configured, corrupts them with :class:`~nerdistill.teacher.noise.NoiseModel`,
 and answers in the format the prompt asks for (JSON if the system message says "JSON",
 else ``entity | TYPE`` lines; with reasoning if it says "step by step"). A ``json_schema``
 ``response_format`` is honoured (JSON of the schema's shape, types from its enum; no malformed,
 empty or wrongly formatted answers, though truncation stays) or, with ``refuse_response_format``,
 refused with a 400. ``logprobs: true`` gets token logprobs that carry information: each entity's
-type token is likelier where the entity is right than where the noise corrupted it. Fault knobs: latency,
+type token is likelier where the entity is right than where the noise corrupted it. A
+self-verification question ("is X a TYPE here?") is answered from the oracle, right with
+probability ``verify_accuracy``. Fault knobs: latency,
 429s, 500s, timeouts, dropped connections, malformed, truncated, empty and wrongly formatted
 answers, decided per (request, attempt) so the client's retries can succeed. Everything is
 seeded: the same request gets the same answer. The Batch API (files and batches) is
@@ -34,11 +36,10 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
-from nerdistill.data.conll import read_conll
 from nerdistill.data.labels import DEFAULT_TYPES, LabelSet, spans
+from nerdistill.data.sources import read_source
 from nerdistill.data.text import tokenize
 from nerdistill.runtime import choose_precision
 from nerdistill.teacher.noise import DEFAULT_MIX, NoiseModel
@@ -153,7 +154,7 @@ class SimTeacher:
         self.labels = LabelSet(tuple(settings.labels))
         self.oracle: dict[tuple[str, ...], tuple[str, ...]] = {}
         for path in settings.oracle:
-            for sentence in read_conll(Path(path), self.labels):
+            for sentence in read_source(path, self.labels):
                 self.oracle.setdefault(sentence.tokens, sentence.tags)
         self.tagger = None
         if settings.model_dir:
