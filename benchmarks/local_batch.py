@@ -48,13 +48,13 @@ def measure(prompt_name: str, batch_size: int, sentences: int, max_tokens: int, 
     prompt = instantiate(cfg.prompt).setup(labels)
     prompt.fit(chosen)
     teacher = LocalTeacher(LocalSettings(convert_dir=str(CONF.parent / ".cache" / "local_models"), batch_size=batch_size, dtype=dtype))
-    rendered = [teacher.render(prompt.messages(s)) for s in chosen]
+    rendered = [teacher.loaded.render(prompt.messages(s)) for s in chosen]
     _, prefix, opening = rendered[0]
-    teacher.prefix_cache((prefix or [])[:opening] if examples == "knn" else prefix or [])  # what every call of the job shares, computed once per job: not measured
+    teacher.generator.prefix_cache((prefix or [])[:opening] if examples == "knn" else prefix or [])  # what every call of the job shares, computed once per job: not measured
     schemas = [prompt.response_format(s)["json_schema"]["schema"] if prompt.structured else None for s in chosen]
     generations = [Generation(ids, prefix, opening, max_tokens, 0.0, 1.0, None, False, schema) for (ids, prefix, opening), schema in zip(rendered, schemas)]
     cpu, wall = time.process_time(), time.perf_counter()
-    threads = [threading.Thread(target=teacher.submit, args=(g,)) for g in generations]
+    threads = [threading.Thread(target=teacher.generator.submit, args=(g,)) for g in generations]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -78,7 +78,7 @@ def measure(prompt_name: str, batch_size: int, sentences: int, max_tokens: int, 
                 "wall_s": round(wall, 2),
                 "cpu_s_per_answer": round(cpu / len(answers), 2),
                 "completion_tokens_per_cpu_s": round(tokens / cpu, 2),
-                "batches": teacher.stats["batches"],
+                "batches": teacher.generator.stats["batches"],
                 "answers": answers,
             }
         )

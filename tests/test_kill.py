@@ -23,7 +23,8 @@ from pathlib import Path
 import pytest
 
 from nerdistill.annotate import annotate
-from nerdistill.teacher.sim import NO_RESPONSE, SimServer, SimSettings
+from nerdistill.teacher.server import NO_RESPONSE
+from nerdistill.teacher.sim import SimServer, SimSettings
 from tests.conftest import ROOT, TINY_TRAIN, compose_config
 
 KEY = "sk-nerdistill-kill-test-2c81"

@@ -225,7 +225,7 @@ def test_a_batch_created_but_not_recorded_is_found_not_created_again(tmp_path, d
 
 def test_an_endpoint_without_a_batch_api_is_a_clear_error(tmp_path, data_dir):
     from nerdistill.teacher.client import TeacherError
-    from nerdistill.teacher.sim import error
+    from nerdistill.teacher.server import error
 
     with SimServer(SimSettings(oracle=[str(data_dir / "conll2003" / "train.txt")])) as sim:
         sim.batches.upload = lambda content_type, raw: (404, error("no route /v1/files", "not_found"))

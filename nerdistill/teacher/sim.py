@@ -23,11 +23,9 @@ Run standalone: ``python -m nerdistill.teacher.sim teacher.sim.port=8000``.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import logging
 import math
-import os
 import random
 import re
 import threading
@@ -35,8 +33,7 @@ import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any
 
 from nerdistill.data.labels import DEFAULT_TYPES, LabelSet, spans
 from nerdistill.data.sources import read_source
@@ -44,9 +41,8 @@ from nerdistill.data.text import tokenize
 from nerdistill.runtime import choose_precision
 from nerdistill.teacher.noise import DEFAULT_MIX, NoiseModel
 from nerdistill.teacher.prompts import format_answer, reasoning
-
-if TYPE_CHECKING:
-    from nerdistill.teacher.sim_batch import SimBatches
+from nerdistill.teacher.server import NO_RESPONSE, BackgroundServer, Endpoint, completion, error
+from nerdistill.teacher.sim_batch import SimBatches
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +52,6 @@ MALFORMED = (
     '{"entities": [{"text": "',
     "Here is the annotation you asked for:",
 )
-NO_RESPONSE = 0  # the status :meth:`SimTeacher.chat` gives for a request to leave unanswered (a fault)
 # knobs added after the others, with their defaults: in the identity only when set otherwise, so earlier settings keep theirs
 LATER_KNOBS = {"rate_dropped": 0.0, "rate_empty": 0.0, "rate_wrong_format": 0.0, "refuse_response_format": False, "verify_accuracy": 0.9}
 # a self-verification question as the prompts ask it (conf/prompt/standard.yaml verify_user)
@@ -146,10 +141,11 @@ def prompt_style(messages: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
     return ("cot" if "step by step" in instructions else "standard"), ("json" if "json" in instructions else "lines")
 
 
-class SimTeacher:
+class SimTeacher(Endpoint):
     """The simulator's logic, without HTTP: :meth:`chat` answers one request body."""
 
     def __init__(self, settings: SimSettings) -> None:
+        super().__init__(settings.models, settings.api_key_env, "teacher.sim", "simulated teacher", "nerdistill-simulated-teacher")
         self.settings = settings
         self.labels = LabelSet(tuple(settings.labels))
         self.oracle: dict[tuple[str, ...], tuple[str, ...]] = {}
@@ -161,9 +157,6 @@ class SimTeacher:
             from nerdistill.student.inference import Tagger
 
             self.tagger = Tagger(settings.model_dir, batch_size=1, precision=settings.precision, device="cpu")
-        self.key = os.environ.get(settings.api_key_env) if settings.api_key_env else None
-        if settings.api_key_env and not self.key:
-            raise ValueError(f"simulator: teacher.sim.api_key_env={settings.api_key_env} is not set in the environment")
         self.attempts: Counter = Counter()
         self.let_through = 0  # chat requests let through to an answer or a fault (see ``answers``)
         self.answered: Counter = Counter()  # 200 answers per request
@@ -174,9 +167,6 @@ class SimTeacher:
     def count(self, what: str, n: int = 1) -> None:
         with self.lock:
             self.stats[what] += n
-
-    def authorised(self, header: str | None) -> bool:
-        return self.key is None or hmac.compare_digest((header or "").encode(), f"Bearer {self.key}".encode())
 
     def oracle_tags(self, tokens: list[str]) -> list[str]:
         if tuple(tokens) in self.oracle:
@@ -209,8 +199,8 @@ class SimTeacher:
         an answer once the client gives up, or after the seconds to wait at most."""
         s = self.settings
         model = str(body.get("model"))
-        if model not in s.models:
-            return 404, {}, error(f"The model `{model}` does not exist (simulated teacher serves {s.models}).", "model_not_found"), 0.0
+        if (unknown := self.unknown_model(model)) is not None:
+            return unknown
         schema = structured_schema(body)
         if schema is not None and s.refuse_response_format:
             self.count("refused_response_format")
@@ -282,7 +272,7 @@ class SimTeacher:
             again = self.answered[request_hash] > 1
         if again:  # the client asked again for an answer it had already been given
             self.count("answered_again")
-        return 200, {}, completion(request_hash, model, body, choices), s.latency
+        return 200, {}, simulated_completion(request_hash, model, body, choices), s.latency
 
     def verify(self, question: re.Match, body: Mapping[str, Any], model: str, request_hash: str) -> tuple[int, dict[str, str], dict, float]:
         """A self-verification answer: whether the oracle has the candidate (its text and type) in the
@@ -294,25 +284,19 @@ class SimTeacher:
         fmt = body.get("response_format")
         text = json.dumps({"answer": verdict}) if isinstance(fmt, Mapping) and fmt.get("type") == "json_schema" else verdict.capitalize() + "."
         self.count("verified")
-        return 200, {}, completion(request_hash, model, body, [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop", "logprobs": None}]), self.settings.latency
+        return (
+            200,
+            {},
+            simulated_completion(request_hash, model, body, [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop", "logprobs": None}]),
+            self.settings.latency,
+        )
 
-    def models(self) -> dict:
-        return {"object": "list", "data": [model_card(m) for m in self.settings.models]}
 
-
-def completion(request_hash: str, model: str, body: Mapping[str, Any], choices: list[dict]) -> dict:
+def simulated_completion(request_hash: str, model: str, body: Mapping[str, Any], choices: list[dict]) -> dict:
     """A chat completion's payload; usage estimated as characters / 4."""
     prompt_tokens = sum(len(str(m.get("content") or "")) for m in body.get("messages") or []) // 4 + 1
     completion_tokens = sum(len(c["message"]["content"]) for c in choices) // 4 + 1
-    return {
-        "id": f"simcmpl-{request_hash[:16]}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model,
-        "system_fingerprint": "nerdistill-simulated-teacher",
-        "choices": choices,
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens},
-    }
+    return completion(f"simcmpl-{request_hash[:16]}", model, "nerdistill-simulated-teacher", choices, prompt_tokens, completion_tokens)
 
 
 def structured_schema(body: Mapping[str, Any]) -> dict | None:
@@ -364,153 +348,12 @@ def misformatted(tokens: Sequence[str], entities: Sequence[tuple[str, str]], fmt
     return "The sentence mentions " + "; and ".join(named) + "." if named else "I could not find anything to annotate in this sentence."
 
 
-def error(message: str, code: str) -> dict:
-    return {"error": {"message": message, "type": "invalid_request_error" if code.startswith(("model", "invalid")) else code, "param": None, "code": code}}
-
-
-def model_card(name: str) -> dict:
-    return {"id": name, "object": "model", "created": 0, "owned_by": "nerdistill-simulated-teacher"}
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # else the body, written after the headers, waits ~40 ms for the client's delayed ACK
-    server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("sim: " + format, *args)
-
-    def _send(self, status: int, payload: dict | bytes, headers: Mapping[str, str] | None = None) -> None:
-        """A JSON payload, or the bytes of a file."""
-        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode("utf-8")
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/octet-stream" if isinstance(payload, bytes) else "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True  # the client gave up waiting
-
-    def _hang_up(self, wait: float) -> None:
-        """Close the connection without a response, after waiting up to ``wait`` s for the client to close it first."""
-        self.close_connection = True
-        if wait > 0:
-            self.connection.settimeout(wait)
-            try:
-                self.connection.recv(1)  # b"" when the client gives up: it sends nothing more while it waits
-            except OSError:  # `wait` passed (TimeoutError), or the connection broke
-                pass
-
-    def _route(self) -> str:
-        path = self.path.split("?", 1)[0].rstrip("/")
-        return path[3:] if path.startswith("/v1/") else path
-
-    def do_GET(self) -> None:
-        teacher = self.server.teacher
-        if not teacher.authorised(self.headers.get("Authorization")):
-            return self._send(401, error("Incorrect API key provided (simulated teacher).", "invalid_api_key"))
-        route = self._route()
-        if route == "/models":
-            return self._send(200, teacher.models())
-        if route.startswith("/models/"):
-            name = route[len("/models/") :]
-            if name in teacher.settings.models:
-                return self._send(200, model_card(name))
-            return self._send(404, error(f"The model `{name}` does not exist.", "model_not_found"))
-        batches, parts = self.server.batches, route.strip("/").split("/")
-        if parts[0] == "files" and len(parts) in (2, 3) and parts[2:] in ([], ["content"]):
-            return self._send(*batches.file(parts[1], content=len(parts) == 3))
-        if route == "/batches":
-            return self._send(*batches.list())
-        if parts[0] == "batches" and len(parts) == 2:
-            return self._send(*batches.retrieve(parts[1]))
-        self._send(404, error(f"no route {self.path}", "not_found"))
-
-    def do_POST(self) -> None:
-        teacher = self.server.teacher
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length)
-        if not teacher.authorised(self.headers.get("Authorization")):
-            return self._send(401, error("Incorrect API key provided (simulated teacher).", "invalid_api_key"))
-        route = self._route()
-        if route == "/files":
-            return self._send(*self.server.batches.upload(self.headers.get("Content-Type") or "", raw))
-        if route.startswith("/batches/") and route.endswith("/cancel"):
-            return self._send(*self.server.batches.cancel(route.split("/")[2]))
-        if route not in ("/chat/completions", "/batches"):
-            return self._send(404, error(f"no route {self.path}", "not_found"))
-        try:
-            body = json.loads(raw)
-        except json.JSONDecodeError:
-            return self._send(400, error("request body is not JSON", "invalid_request"))
-        if route == "/batches":
-            return self._send(*self.server.batches.create(body))
-        status, headers, payload, delay = teacher.chat(body)
-        if status == NO_RESPONSE:
-            return self._hang_up(delay)
-        if delay > 0:
-            time.sleep(delay)
-        self._send(status, payload, headers)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 1024  # a client opening `concurrency` connections at once overflows the default 5 (1 s SYN retries)
-    teacher: SimTeacher
-    batches: SimBatches
-
-
-class BackgroundServer:
-    """A teacher's HTTP server (the simulator's handler) on ``settings.host:settings.port`` (0: a
-    free port) in a background thread; subclasses set ``teacher`` and what the handler needs."""
-
-    name = "nerdistill-server"
-
-    def __init__(self, settings: Any) -> None:
-        self.settings = settings
-        self.teacher: Any = None
-        self.batches: Any = None
-        self.httpd: _Server | None = None
-        self.thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        assert self.httpd is not None, "server not started"
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}/v1"
-
-    def start(self) -> Self:
-        self.httpd = _Server((self.settings.host, self.settings.port), _Handler)
-        self.httpd.teacher = self.teacher
-        self.httpd.batches = self.batches
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name=self.name, daemon=True)
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self.httpd is not None:
-            self.httpd.shutdown()
-            self.httpd.server_close()
-            self.httpd = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
 class SimServer(BackgroundServer):
     """The simulator, with its Batch API (:mod:`nerdistill.teacher.sim_batch`)."""
 
     name = "nerdistill-sim"
 
     def __init__(self, settings: SimSettings) -> None:
-        from nerdistill.teacher.sim_batch import SimBatches  # it builds on this module
-
         super().__init__(settings)
         self.teacher = SimTeacher(settings)
         self.batches = SimBatches(self.teacher)

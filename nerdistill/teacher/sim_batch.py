@@ -21,9 +21,12 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from nerdistill.teacher.sim import NO_RESPONSE, SimTeacher, error
+from nerdistill.teacher.server import NO_RESPONSE, error
+
+if TYPE_CHECKING:
+    from nerdistill.teacher.sim import SimTeacher
 
 TERMINAL = ("completed", "failed", "expired", "cancelled")
 EXPIRED_MESSAGE = "This request could not be executed before the completion window expired."
