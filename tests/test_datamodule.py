@@ -6,8 +6,8 @@ import pytest
 from nerdistill.data import LabelSet, Sentence
 from nerdistill.data.conll import read_conll
 from nerdistill.data.pools import build_pools, take_budget
-from nerdistill.student.datamodule import BlendDataModule, Collator, length_sorted_batches
-from nerdistill.student.encoding import IGNORE, encode
+from nerdistill.student.datamodule import BlendDataModule
+from nerdistill.student.encoding import IGNORE, Collator, encode, length_sorted_batches
 from nerdistill.student.models import load_tokenizer
 from nerdistill.student.schedules import Distilled, Original, Sigmoid
 

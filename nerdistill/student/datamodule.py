@@ -7,79 +7,20 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import pytorch_lightning as pl
-import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from nerdistill.data.conll import Sentence
 from nerdistill.data.labels import LabelSet, as_label_set
 from nerdistill.data.pools import Overlap, build_pools
 from nerdistill.data.sources import read_source
-from nerdistill.student.encoding import IGNORE, Encoded, TokenCache
+from nerdistill.student.encoding import Collator, EncodedDataset, TokenCache, length_sorted_batches
 from nerdistill.student.models import load_tokenizer
 from nerdistill.student.plan import RunPlan, make_plan
 from nerdistill.student.sampling import ScheduledBatchSampler
 from nerdistill.student.schedules import Schedule
 
 log = logging.getLogger(__name__)
-
-
-class EncodedDataset(Dataset):
-    """Encoded sentences; indexed by a list of indices (a whole batch) or by one index."""
-
-    def __init__(self, items: list[Encoded]) -> None:
-        self.items = items
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, index):
-        if isinstance(index, (list, tuple)):
-            return [self.items[i] for i in index]
-        return self.items[index]
-
-    @property
-    def lengths(self) -> np.ndarray:
-        return np.array([len(item.input_ids) for item in self.items], dtype=np.int64)
-
-
-class Collator:
-    """Pads a batch to its longest member; keeps gold word tags and the distilled share beside the tensors."""
-
-    def __init__(self, pad_token_id: int) -> None:
-        self.pad_token_id = pad_token_id
-
-    def __call__(self, items: list[Encoded]) -> dict:
-        width = max(len(item.input_ids) for item in items)
-        input_ids = torch.full((len(items), width), self.pad_token_id, dtype=torch.long)
-        labels = torch.full((len(items), width), IGNORE, dtype=torch.long)
-        attention = torch.zeros((len(items), width), dtype=torch.long)
-        for row, item in enumerate(items):
-            n = len(item.input_ids)
-            input_ids[row, :n] = torch.from_numpy(item.input_ids)
-            labels[row, :n] = torch.from_numpy(item.labels)
-            attention[row, :n] = 1
-        batch = {
-            "input_ids": input_ids,
-            "attention_mask": attention,
-            "labels": labels,
-            "gold_tags": [item.sentence.tags for item in items],
-            "distilled_share": sum(item.distilled for item in items) / len(items),
-        }
-        if any(item.weights is not None for item in items):  # per-label loss weights; 1 for unweighted sentences
-            weights = torch.zeros((len(items), width), dtype=torch.float32)
-            for row, item in enumerate(items):
-                weights[row, : len(item.input_ids)] = torch.from_numpy(item.weights) if item.weights is not None else 1.0
-            batch["weights"] = weights
-        if any(item.targets is not None for item in items):  # soft targets; one-hot labels for the other sentences
-            n_tags = next(item.targets.shape[1] for item in items if item.targets is not None)
-            targets = torch.nn.functional.one_hot(labels.clamp(min=0), n_tags).float()
-            for row, item in enumerate(items):
-                if item.targets is not None:
-                    targets[row, : len(item.input_ids)] = torch.from_numpy(item.targets)
-            batch["targets"] = targets
-        return batch
 
 
 DRAW_UNITS = ("sentences", "tokens")
@@ -97,12 +38,6 @@ def check_draws(draws: dict[str, Any] | None) -> dict[str, Any]:
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
             raise ValueError(f"data.draws.{name}={value!r}: expected a positive number or null")
     return out
-
-
-def length_sorted_batches(lengths: np.ndarray, batch_size: int) -> list[list[int]]:
-    """Evaluation batches of similar-length sentences (longest first, so memory peaks early)."""
-    order = np.argsort(-lengths, kind="stable")
-    return [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
 
 
 def scale_weights(sentence: Sentence, factor: float) -> Sentence:
