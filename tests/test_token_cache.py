@@ -10,7 +10,7 @@ import nerdistill.student.encoding as encoding
 from nerdistill.data import LabelSet, Sentence
 from nerdistill.student.encoding import TokenCache, encode
 from nerdistill.student.models import load_tokenizer
-from nerdistill.train import build_datamodule
+from nerdistill.train import build, read_data
 from tests.conftest import TINY_TRAIN, compose_config
 
 LABELS = LabelSet()
@@ -94,7 +94,7 @@ def test_truncation_warning_survives_a_cache_hit(tmp_path, tokenizer, caplog):
 
 def test_datamodule_setup_fills_the_cache(tmp_path, data_dir):
     cfg = compose_config("train", TINY_TRAIN, tmp_path)
-    datamodule = build_datamodule(cfg)
+    datamodule = build(cfg, read_data(cfg), logger=False, enable_checkpointing=False).datamodule
     datamodule.setup()
     # original, distilled, dev and test: one entry each
     assert len(list((tmp_path / "cache" / "tokenized").glob("*.npz"))) == 4
