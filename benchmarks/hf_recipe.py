@@ -14,7 +14,7 @@ from pathlib import Path
 from benchmarks.common import compose_train
 from benchmarks.hf_baseline import hf_evaluate, hf_train
 from nerdistill.student.models import resolve_name_or_path
-from nerdistill.train import build_datamodule
+from nerdistill.train import build, read_data
 
 
 def main() -> None:
@@ -28,7 +28,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     # the same gold sentences nerdistill's runs draw (data.budget_seed), tokenised the same way
     cfg = compose_train(["schedule=original", f"data.gold_budget={args.gold_budget}", f"seed={args.seed}"], args.out)
-    datamodule = build_datamodule(cfg)
+    datamodule = build(cfg, read_data(cfg), logger=False, enable_checkpointing=False).datamodule
     datamodule.setup()
     started = time.perf_counter()
     model, _ = hf_train(

@@ -15,19 +15,17 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import pytorch_lightning as pl
 
 from benchmarks.common import compose_train, write_result
-from nerdistill.train import build_datamodule
+from nerdistill.train import build, read_data
 
 
 def plan_padding(schedule: str, window: int, workdir: Path) -> dict:
     """Padded/real token ratio and repeated slots over every batch of one run's plan."""
     cfg = compose_train([f"schedule={schedule}", f"data.sort_window={window}"], workdir)
-    datamodule = build_datamodule(cfg)
+    datamodule = build(cfg, read_data(cfg), logger=False, enable_checkpointing=False, enable_progress_bar=False).datamodule
     datamodule.setup("fit")
-    datamodule.plan = datamodule.make_plan(pl.Trainer(max_epochs=cfg.trainer.max_epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False))
-    sampler = datamodule.train_dataloader().sampler
+    sampler = datamodule.train_sampler(rank=0)
     lengths = datamodule.datasets["train"].lengths
     padded = real = repeated = 0
     for epoch in range(cfg.trainer.max_epochs):

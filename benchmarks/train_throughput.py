@@ -25,7 +25,7 @@ from benchmarks.hf_baseline import hf_train, token_count
 from nerdistill.allocator import keep_freed_memory
 from nerdistill.runtime import cpu_bf16
 from nerdistill.student.models import resolve_name_or_path
-from nerdistill.train import build, build_datamodule
+from nerdistill.train import build, read_data
 
 
 class EpochTimer(pl.Callback):
@@ -47,7 +47,7 @@ def nerdistill_fit(overrides: list[str], workdir: Path, callbacks: list[pl.Callb
     cfg = compose_train(["logger=none", "trainer.limit_val_batches=0", "trainer.enable_progress_bar=false", *overrides], workdir)
     pl.seed_everything(cfg.seed)
     timer = EpochTimer()
-    run = build(cfg, callbacks=[timer, *callbacks], logger=False, enable_checkpointing=False)
+    run = build(cfg, read_data(cfg), callbacks=[timer, *callbacks], logger=False, enable_checkpointing=False)
     run.trainer.fit(run.module, datamodule=run.datamodule)
     return timer.seconds, run.datamodule
 
@@ -80,7 +80,7 @@ def run_variant(variant: str, base: list[str], batch_size: int, workdir: Path) -
         seconds, datamodule = nerdistill_fit([*base, *OURS[variant]], workdir)
     else:
         cfg = compose_train(base, workdir)
-        datamodule = build_datamodule(cfg)
+        datamodule = build(cfg, read_data(cfg), logger=False, enable_checkpointing=False).datamodule
         datamodule.setup()
         model_path = resolve_name_or_path(cfg.model.name_or_path)
         hf_train(model_path, datamodule.tokenizer, datamodule.labels, datamodule.datasets["train"].items[:256], workdir / "warmup", epochs=1, batch_size=batch_size, **HF[variant])

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 import warnings
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import hydra
@@ -24,25 +25,80 @@ from pytorch_lightning.utilities.warnings import PossibleUserWarning
 from nerdistill.card import git_commit, model_card
 from nerdistill.checks import check_types, check_value, exit_on_input_error
 from nerdistill.data.labels import LabelSet
+from nerdistill.data.pools import Pools
 from nerdistill.files import atomic_path, write_json
 from nerdistill.runtime import configure_process, device_type, resolve_precision
 from nerdistill.student import relabel
+from nerdistill.student.blend import Sources, blend, read_sources
 from nerdistill.student.callbacks import best_score
 from nerdistill.student.datamodule import BlendDataModule
 from nerdistill.student.module import TokenClassifier
-from nerdistill.student.plan import RunPlan
+from nerdistill.student.plan import make_plan
 
 log = logging.getLogger(__name__)
+# what reads each key of cfg.data, for its type checks (its _target_, the data module, takes its own keys only)
+DATA_USERS = (read_sources, Sources.pools, make_plan, BlendDataModule)
 
 
 def train(cfg: DictConfig) -> dict:
-    """Fit, test with the best checkpoint, and write metrics.json and the HF-format model (under DDP
-    every rank runs this and returns the same metrics; global rank 0 writes the files)."""
+    """Check the config, read the data (each file once), run the noise-aware stage where ``denoise``
+    asks for it (:func:`denoise`), then fit, test and write the run (:func:`fit`). Under DDP every
+    rank runs this and returns the same metrics; global rank 0 writes the files."""
     started = time.perf_counter()
     check_config(cfg)
     precision = trainer_precision(cfg)
+    sources = read_data(cfg)
+    denoised = None
+    if relabel.enabled(cfg):
+        sources, denoised = denoise(cfg, sources, precision)
+    return fit(cfg, sources, precision, started, denoised)
+
+
+def read_data(cfg: DictConfig) -> Sources:
+    """``cfg.data``'s files, each read once: those of the pools ``cfg.schedule`` draws from (both
+    pools where ``denoise`` relabels)."""
+    data = cfg.data
+    schedule = instantiate(cfg.schedule)
+    return read_sources(data.original, data.distilled, data.validation, data.test, LabelSet(tuple(cfg.labels)), schedule, data.gold_overlap, every_pool=relabel.enabled(cfg))
+
+
+def pools(cfg: DictConfig, sources: Sources) -> Pools:
+    """The pools ``cfg.data``'s budgets draw from ``sources``."""
+    data = cfg.data
+    return sources.pools(data.gold_budget, data.get("distilled_budget"), data.gold_overlap, data.budget_seed)
+
+
+def denoise(cfg: DictConfig, sources: Sources, precision: str) -> tuple[Sources, dict]:
+    """The noise-aware stage (``denoise``, :mod:`nerdistill.student.relabel`), before the data
+    module: the gold-only model (given, reused, or trained here on this run's gold pool) relabels the
+    distilled pool into ``relabel_1/``; with ``denoise.rounds > 1`` a student trained on round k's
+    pool relabels the teacher's pool for round k + 1 (self-training). Returns the sources with the
+    last relabelled pool as the distilled one, and what happened, for metrics.json."""
+    started = time.perf_counter()
     out = Path(cfg.paths.output_dir)
-    denoised = relabel.prepare(cfg, out, train) if relabel.enabled(cfg) else None  # points cfg.data.distilled at the relabelled pool
+    relabelling = relabel.Relabelling(cfg, pools(cfg, sources), sources.original or [])  # the rule checked before any model trains
+    with relabel.gold_model(cfg) as gold:
+        if gold.config is not None:
+            gold.trained(fit(gold.config, sources, precision, time.perf_counter()))
+    model_dir, rounds = gold.folder, []
+    for round_ in range(1, relabelling.rounds + 1):
+        pool, entry = relabelling.relabel(model_dir, out / f"relabel_{round_}")
+        relabelled = replace(sources, distilled=pool)
+        if round_ < relabelling.rounds:  # self-training: the student of this round relabels the next
+            folder = out / f"round_{round_}"
+            metrics = fit(relabel.sub_run(cfg, folder, **{"data.distilled": [entry["pool"]]}), relabelled, precision, time.perf_counter())
+            shutil.rmtree(folder / "checkpoints", ignore_errors=True)
+            entry |= {"student_test_f1": metrics["test"]["micro"]["f1"], "student_val_f1_best": metrics["val_f1_best"]}
+            model_dir = folder / "model"
+        rounds.append(entry)
+    return relabelled, gold.record() | {"rounds": rounds, "seconds": round(time.perf_counter() - started, 1)}
+
+
+def fit(cfg: DictConfig, sources: Sources, precision: str, started: float, denoised: dict | None = None) -> dict:
+    """Train on ``sources`` as ``cfg`` says, test with the best checkpoint, and write the run into
+    ``cfg.paths.output_dir``: plan.json, metrics.json (with ``denoised``, the noise-aware stage's
+    record) and the HF-format model. ``started``: when the run began, for its total time."""
+    out = Path(cfg.paths.output_dir)
     pl.seed_everything(cfg.seed, workers=True)
     callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values() if c is not None]
     refuse_silent_resume(callbacks, cfg.get("ckpt_path"))
@@ -52,12 +108,13 @@ def train(cfg: DictConfig) -> dict:
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     timer = Timer()
     callbacks.append(timer)
-    run = build(cfg, precision, callbacks=callbacks, logger=loggers)
+    run = build(cfg, sources, precision, callbacks=callbacks, logger=loggers)
     datamodule, module, trainer = run.datamodule, run.module, run.trainer
+    plan = datamodule.plan
     if trainer.world_size > 1:  # every rank evaluates the whole dev and test sets: its metrics are already the global ones
         warnings.filterwarnings("ignore", message=r".*sync_dist=True.*when logging on epoch level", category=PossibleUserWarning)
     if rank_zero_only.rank == 0:  # under DDP every rank runs this function; set from the launcher's environment
-        write_json(out / "plan.json", run.plan.as_dict())
+        write_json(out / "plan.json", plan.as_dict())
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True) | {"precision": precision})
     try:
@@ -71,8 +128,8 @@ def train(cfg: DictConfig) -> dict:
             "test": module.test_metrics,
             "best_checkpoint": best,
             "global_step": trainer.global_step,
-            "schedule": str(datamodule.schedule),
-            "pools": {"original": datamodule.n_original, "distilled": datamodule.n_distilled},
+            "schedule": str(plan.schedule),
+            "pools": {"original": plan.n_original, "distilled": plan.n_distilled},
             "precision": precision,
             # Lightning's Timer: fit includes the validation rounds (and, resumed, the time before the
             # resume); test is one pass over the test split; total includes reading data and relabelling
@@ -98,12 +155,12 @@ def train(cfg: DictConfig) -> dict:
 
 @dataclass(frozen=True)
 class Run:
-    """A run wired from its config: the pools, the model and the trainer, sharing one plan."""
+    """A run wired from its config and data: the data module (which holds the run plan), the model
+    and the trainer."""
 
     datamodule: BlendDataModule
     module: TokenClassifier
     trainer: pl.Trainer
-    plan: RunPlan
 
 
 def run_card(cfg: DictConfig, metrics: dict) -> str | None:
@@ -129,7 +186,8 @@ def check_config(cfg: DictConfig) -> None:
     anything is read; ranges are checked where each value is used."""
     check_value("seed", cfg.seed, (int,))
     check_value("ckpt_path", cfg.get("ckpt_path"), (str, type(None)))
-    check_types(cfg.data, "data")
+    for user in DATA_USERS:
+        check_types(cfg.data, "data", user)
     check_types(cfg.schedule, "schedule")
     check_types(cfg.model.module, "model.module")
     check_types(cfg.trainer, "trainer")
@@ -153,21 +211,45 @@ def check_resume(ckpt_path: str | None, labels: list[str]) -> None:
         raise ValueError(f"ckpt_path={ckpt_path}: the checkpoint was trained on labels {saved}, this run has labels {labels}")
 
 
-def build_datamodule(cfg: DictConfig) -> BlendDataModule:
-    """``cfg.data`` with ``cfg.schedule`` and ``cfg.labels``; nothing read yet."""
-    return instantiate(cfg.data, _partial_=True)(schedule=instantiate(cfg.schedule), labels=LabelSet(tuple(cfg.labels)))
-
-
-def build(cfg: DictConfig, precision: str | None = None, **trainer_kwargs) -> Run:
-    """Read and check the pools (bad data or config fails here, before any model loads), then
-    build the model and the trainer, and give the data module and the model the run plan."""
-    datamodule = build_datamodule(cfg)
-    datamodule.prepare_pools()
-    module = instantiate(cfg.model.module, _partial_=True)(labels=list(datamodule.labels.types))
+def build(cfg: DictConfig, sources: Sources, precision: str | None = None, **trainer_kwargs) -> Run:
+    """Draw and blend the pools (a bad budget, pool or schedule fails here, before any model loads),
+    then build the model and the trainer, plan the run (:func:`~nerdistill.student.plan.make_plan`,
+    once) and give the plan to the data module."""
+    blended = blend(pools(cfg, sources), instantiate(cfg.schedule), cfg.data.passes, cfg.data.get("draws"))
+    labels = LabelSet(tuple(cfg.labels))
+    module = instantiate(cfg.model.module, _partial_=True)(labels=list(labels.types))
     trainer = build_trainer(cfg, precision, **trainer_kwargs)
-    plan = datamodule.plan = module.plan = datamodule.make_plan(trainer)
+    refuse_limit_train_batches(trainer)
+    plan = make_plan(
+        blended.schedule,
+        len(blended.pools.original),
+        len(blended.pools.distilled),
+        blended.examples,
+        cfg.data.batch_size,
+        world_size=trainer.world_size,
+        accumulate=trainer.accumulate_grad_batches,
+        max_epochs=trainer.max_epochs,
+        max_steps=trainer.max_steps,
+        steps_per_epoch=cfg.data.steps_per_epoch,
+    )
     log.info("run plan: %d optimiser steps in %d epochs of %d; phases start at steps %s", plan.total_steps, plan.epochs, plan.steps_per_epoch, list(plan.phase_steps()) or "-")
-    return Run(datamodule, module, trainer, plan)
+    data = cfg.data
+    datamodule = BlendDataModule(
+        blended.pools,
+        sources.validation,
+        sources.test,
+        plan,
+        tokenizer=data.tokenizer,
+        labels=labels,
+        eval_batch_size=data.eval_batch_size,
+        max_length=data.max_length,
+        sort_window=data.sort_window,
+        num_workers=data.num_workers,
+        cache_dir=data.cache_dir,
+        seed=data.seed,
+        distilled_loss_weight=data.distilled_loss_weight,
+    )
+    return Run(datamodule, module, trainer)
 
 
 def trainer_precision(cfg: DictConfig) -> str:
@@ -192,6 +274,14 @@ def refuse_silent_resume(callbacks: list[pl.Callback], ckpt_path: str | None) ->
             raise FileExistsError(
                 f"{folder} already holds checkpoints of an earlier run ({', '.join(found)}): pass ckpt_path={folder / 'last.ckpt'} to resume it, or choose a new output dir (hydra.run.dir=...)"
             )
+
+
+def refuse_limit_train_batches(trainer: pl.Trainer) -> None:
+    """``trainer.limit_train_batches`` would cut epochs short behind the run plan's back."""
+    if not trainer.fast_dev_run and trainer.limit_train_batches != 1.0:
+        raise ValueError(
+            f"trainer.limit_train_batches={trainer.limit_train_batches} would cut epochs short behind the blending schedule's back: set data.steps_per_epoch (optimiser steps per epoch) instead"
+        )
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")

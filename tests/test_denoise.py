@@ -9,9 +9,8 @@ import torch
 from nerdistill.data import LabelSet, Sentence, read_conll, to_iob2
 from nerdistill.data.pools import read_files
 from nerdistill.data.weighted import read_weighted, write_weighted
-from nerdistill.student.datamodule import Collator
 from nerdistill.student.denoise import Relabel, RelabelStats, relabel_sentence, teacher_quality_by_type, untrusted_types
-from nerdistill.student.encoding import IGNORE, encode
+from nerdistill.student.encoding import IGNORE, Collator, encode
 from nerdistill.student.models import load_tokenizer
 from nerdistill.student.module import token_loss
 from nerdistill.train import train

@@ -8,6 +8,8 @@ from nerdistill.data.labels import LabelSet
 from nerdistill.student.encoding import IGNORE
 from nerdistill.student.models import tiny_backbone
 from nerdistill.student.module import TokenClassifier
+from nerdistill.student.plan import RunPlan
+from nerdistill.student.schedules import Original
 
 LABELS = LabelSet(("PER", "ORG", "LOC", "MISC"))
 
@@ -30,6 +32,19 @@ def batches(count: int, size: int = 4, length: int = 6) -> list[dict]:
     return out
 
 
+class Batches(pl.LightningDataModule):
+    """Ready-made training batches, one epoch, and its run plan (the module's LR schedule follows it)."""
+
+    def __init__(self, batches: list[dict]) -> None:
+        super().__init__()
+        self.batches = batches
+        size = len(batches[0]["gold_tags"])
+        self.plan = RunPlan(Original(), len(batches) * size, 0, size, len(batches), 1, len(batches))
+
+    def train_dataloader(self) -> torch.utils.data.DataLoader:
+        return torch.utils.data.DataLoader(self.batches, batch_size=None)
+
+
 @pytest.mark.parametrize("freeze", [True, False])
 def test_frozen_word_embeddings_stay_as_loaded_while_the_rest_trains(tmp_path, freeze):
     pl.seed_everything(0)
@@ -37,7 +52,7 @@ def test_frozen_word_embeddings_stay_as_loaded_while_the_rest_trains(tmp_path, f
     words = module.model.get_input_embeddings().weight
     before_words, before_head = words.detach().clone(), module.model.classifier.weight.detach().clone()
     trainer = pl.Trainer(max_steps=3, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
-    trainer.fit(module, train_dataloaders=torch.utils.data.DataLoader(batches(3), batch_size=None))
+    trainer.fit(module, datamodule=Batches(batches(3)))
 
     optimised = {id(p) for group in trainer.optimizers[0].param_groups for p in group["params"]}
     assert (id(words) in optimised) is not freeze
@@ -52,7 +67,7 @@ def test_load_from_checkpoint_rebuilds_the_trained_model(tmp_path):
     pl.seed_everything(0)
     module = TokenClassifier(backbone=tiny_backbone, labels=list(LABELS.types), lr=1e-2, cheap_dropout=True)
     trainer = pl.Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
-    trainer.fit(module, train_dataloaders=torch.utils.data.DataLoader(batches(2), batch_size=None))
+    trainer.fit(module, datamodule=Batches(batches(2)))
     trainer.save_checkpoint(tmp_path / "trained.ckpt")
 
     loaded = TokenClassifier.load_from_checkpoint(tmp_path / "trained.ckpt", map_location="cpu", weights_only=True).eval()

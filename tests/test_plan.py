@@ -8,12 +8,14 @@ import re
 import pytest
 import pytorch_lightning as pl
 import torch
+from hydra.utils import instantiate
 from omegaconf import open_dict
 
+from nerdistill.student.blend import blend
 from nerdistill.student.plan import make_plan
 from nerdistill.student.relabel import gold_key
 from nerdistill.student.schedules import Original, Sequential
-from nerdistill.train import build, build_datamodule, train
+from nerdistill.train import build, pools, read_data, train
 from tests.conftest import compose_config
 
 SEQUENTIAL = Sequential(switch=0.25)
@@ -72,9 +74,9 @@ class StepRecorder(pl.Callback):
 def test_lr_restart_and_data_switch_land_on_the_same_step(tmp_path, tiny_train_overrides, overrides):
     cfg = compose_config("train", [*tiny_train_overrides, "schedule=sequential", "trainer.max_epochs=1", *overrides, "trainer.limit_val_batches=0"], tmp_path)
     recorder = StepRecorder()
-    run = build(cfg, callbacks=[recorder], logger=False, enable_checkpointing=False)
+    run = build(cfg, read_data(cfg), callbacks=[recorder], logger=False, enable_checkpointing=False)
     run.trainer.fit(run.module, datamodule=run.datamodule)
-    plan = run.plan
+    plan = run.datamodule.plan
     assert run.trainer.global_step == len(recorder.lrs) == plan.total_steps
     accumulate = plan.accumulate
     assert len(recorder.shares) == plan.total_steps * accumulate
@@ -91,7 +93,7 @@ def test_lr_restart_and_data_switch_land_on_the_same_step(tmp_path, tiny_train_o
 def test_limit_train_batches_is_refused_with_the_key_to_use(tmp_path, tiny_train_overrides):
     cfg = compose_config("train", [*tiny_train_overrides, "+trainer.limit_train_batches=0.5"], tmp_path)
     with pytest.raises(ValueError, match="data.steps_per_epoch"):
-        build(cfg, logger=False, enable_checkpointing=False)
+        build(cfg, read_data(cfg), logger=False, enable_checkpointing=False)
 
 
 def test_share_log_counts_optimiser_steps_with_accumulation(tmp_path, tiny_train_overrides):
@@ -106,9 +108,11 @@ def test_share_log_counts_optimiser_steps_with_accumulation(tmp_path, tiny_train
 
 # --- data.draws: a step budget that does not depend on the gold set's size ---------------------
 def gold_plan(tmp_path, *overrides):
-    cfg = compose_config("train", ["model=tiny", "schedule=original", "data.batch_size=32", *overrides], tmp_path)
-    datamodule = build_datamodule(cfg)
-    return datamodule, datamodule.make_plan()
+    """The blend and the plan of one epoch of a gold-only run (a sequential one with ``schedule=sequential``)."""
+    cfg = compose_config("train", ["model=tiny", "schedule=original", "data.batch_size=32", "trainer.max_epochs=1", *overrides], tmp_path)
+    sources = read_data(cfg)
+    plan = build(cfg, sources, logger=False, enable_checkpointing=False).datamodule.plan
+    return blend(pools(cfg, sources), instantiate(cfg.schedule), cfg.data.passes, cfg.data.get("draws")), plan
 
 
 def test_fixed_gold_draws_give_every_gold_set_the_same_steps(tmp_path):
@@ -117,22 +121,22 @@ def test_fixed_gold_draws_give_every_gold_set_the_same_steps(tmp_path):
     assert gold_plan(tmp_path, "data.gold_budget=1000")[1].total_steps == 625
     # draws: 20,000 gold sentences drawn, whatever the set's size
     for budget in (605, 1000, 1385):
-        datamodule, plan = gold_plan(tmp_path, f"data.gold_budget={budget}", "data.draws.original=20000")
+        blended, plan = gold_plan(tmp_path, f"data.gold_budget={budget}", "data.draws.original=20000")
         assert plan.total_steps == 625
-        assert datamodule.pool_passes["original"] == pytest.approx(20000 / budget)
+        assert blended.passes["original"] == pytest.approx(20000 / budget)
 
 
 def test_token_draws_draw_long_sentences_fewer_times(tmp_path):
-    datamodule, plan = gold_plan(tmp_path, "data.gold_budget=605", "data.draws.original=300000", "data.draws.unit=tokens")
-    tokens = sum(len(s.tokens) for s in datamodule.pools.original)
-    assert datamodule.pool_passes["original"] == pytest.approx(300000 / tokens)
+    blended, plan = gold_plan(tmp_path, "data.gold_budget=605", "data.draws.original=300000", "data.draws.unit=tokens")
+    tokens = sum(len(s.tokens) for s in blended.pools.original)
+    assert blended.passes["original"] == pytest.approx(300000 / tokens)
     assert plan.total_steps == math.ceil(300000 / tokens * 605 / 32)
 
 
 def test_draws_set_the_sequential_switch_as_passes_do(tmp_path):
-    datamodule, _ = gold_plan(tmp_path, "schedule=sequential", "data.gold_budget=605", "data.draws.original=20000")
-    distilled = 3 * datamodule.n_distilled
-    assert datamodule.schedule.switch == pytest.approx(distilled / (distilled + 20000))
+    _, plan = gold_plan(tmp_path, "schedule=sequential", "data.gold_budget=605", "data.draws.original=20000")
+    distilled = 3 * plan.n_distilled
+    assert plan.schedule.switch == pytest.approx(distilled / (distilled + 20000))
 
 
 def test_without_draws_the_plan_and_the_gold_model_key_are_those_of_before(tmp_path):

@@ -1,14 +1,19 @@
 import numpy as np
 import pytest
 
+from nerdistill.student.plan import RunPlan
 from nerdistill.student.sampling import ScheduledBatchSampler, distilled_counts
 from nerdistill.student.schedules import Distilled, Linear, Original, Sequential, Sigmoid, SimpleMix
 
 N_ORIGINAL, N_DISTILLED = 300, 700
 
 
-def make(schedule, steps_per_epoch=50, epochs=4, batch_size=16, **kwargs) -> ScheduledBatchSampler:
-    return ScheduledBatchSampler(N_ORIGINAL, N_DISTILLED, schedule, batch_size, steps_per_epoch, steps_per_epoch * epochs, seed=7, **kwargs)
+def plan(schedule, steps_per_epoch=50, epochs=4, batch_size=16, world_size=1, n_original=N_ORIGINAL, n_distilled=N_DISTILLED) -> RunPlan:
+    return RunPlan(schedule, n_original, n_distilled, batch_size, steps_per_epoch, epochs, steps_per_epoch * epochs, world_size)
+
+
+def make(schedule, steps_per_epoch=50, epochs=4, batch_size=16, world_size=1, seed=7, **kwargs) -> ScheduledBatchSampler:
+    return ScheduledBatchSampler(plan(schedule, steps_per_epoch, epochs, batch_size, world_size), seed=seed, **kwargs)
 
 
 def all_batches(sampler: ScheduledBatchSampler, epochs: int) -> list[list[int]]:
@@ -49,7 +54,7 @@ def test_deterministic_for_a_seed_and_different_across_seeds():
     first = all_batches(make(Sigmoid(), lengths=LENGTHS, sort_window=25), 2)
     again = all_batches(make(Sigmoid(), lengths=LENGTHS, sort_window=25), 2)
     assert first == again
-    other = ScheduledBatchSampler(N_ORIGINAL, N_DISTILLED, Sigmoid(), 16, 50, 200, seed=8)
+    other = make(Sigmoid(), seed=8)
     assert all_batches(other, 1) != first[:50]
 
 
@@ -90,13 +95,13 @@ def test_single_pool_schedules_and_missing_pools():
     assert realised(all_batches(make(Original()), 1)).max() == 0
     assert realised(all_batches(make(Distilled()), 1)).min() == 1
     with pytest.raises(ValueError, match="distilled pool is empty"):
-        ScheduledBatchSampler(10, 0, Sigmoid(), 4, 5, 5)
+        ScheduledBatchSampler(plan(Sigmoid(), 5, 1, 4, n_original=10, n_distilled=0))
     with pytest.raises(ValueError, match="original pool is empty"):
-        ScheduledBatchSampler(0, 10, Sigmoid(), 4, 5, 5)
+        ScheduledBatchSampler(plan(Sigmoid(), 5, 1, 4, n_original=0, n_distilled=10))
 
 
 def test_error_diffusion_keeps_running_total_within_half_an_example():
-    counts = distilled_counts(SimpleMix(mix=0.37), 100, 10)
+    counts = distilled_counts(plan(SimpleMix(mix=0.37), steps_per_epoch=100, epochs=1, batch_size=10))
     assert np.all(np.abs(np.cumsum(counts) - 3.7 * np.arange(1, 101)) <= 0.5 + 1e-9)
 
 

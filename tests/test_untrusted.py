@@ -72,13 +72,13 @@ def test_checkpoints_load_weights_only_and_never_run_code(tmp_path):
 
 
 def test_lightning_resume_and_test_load_weights_only():
-    """train passes weights_only=True to Trainer.fit and Trainer.test (Lightning 2.6 would pass
+    """train (its fit) passes weights_only=True to Trainer.fit and Trainer.test (Lightning 2.6 would pass
     None on to torch.load, whose default may change)."""
     import inspect
 
     from nerdistill import train
 
-    source = inspect.getsource(train.train)
+    source = inspect.getsource(train.fit)
     assert 'ckpt_path=cfg.get("ckpt_path"), weights_only=True' in source and "ckpt_path=best or None, weights_only=True" in source
 
 

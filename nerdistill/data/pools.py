@@ -60,19 +60,30 @@ def build_pools(
     gold_overlap: Overlap = "any",
     seed: int = 0,
 ) -> Pools:
-    """Read both pools and apply budgets.
+    """Read both pools (the distilled one first) and apply budgets: :func:`select_pools` of the files' sentences."""
+    check_overlap(gold_overlap)
+    distilled_sentences = read_files(distilled, labels)
+    return select_pools(read_files(original, labels), distilled_sentences, gold_budget, distilled_budget, gold_overlap, seed)
+
+
+def select_pools(gold: list[Sentence], distilled: list[Sentence], gold_budget: int | None = None, distilled_budget: int | None = None, gold_overlap: Overlap = "any", seed: int = 0) -> Pools:
+    """The pools drawn from the sentences read: budgets and overlap.
 
     ``gold_overlap`` decides which gold sentences the gold budget may draw from: ``any`` (all),
     ``same`` (only sentences whose tokens are in the distilled pool: gold for the very
     sentences the teacher annotated, as in the paper) or ``disjoint`` (only sentences the
     teacher did not annotate). Sentences are matched by their tokens.
     """
-    if gold_overlap not in ("any", "same", "disjoint"):
-        raise ValueError(f"data.gold_overlap must be 'any', 'same' or 'disjoint', got {gold_overlap!r}")
-    distilled_pool = take_budget(read_files(distilled, labels), distilled_budget, seed, "data.distilled_budget")
-    gold_pool = read_files(original, labels)
+    check_overlap(gold_overlap)
+    distilled_pool = take_budget(distilled, distilled_budget, seed, "data.distilled_budget")
+    gold_pool = gold
     if gold_overlap != "any":
         teacher_keys = {s.text_key for s in distilled_pool}
         keep = gold_overlap == "same"
         gold_pool = [s for s in gold_pool if (s.text_key in teacher_keys) == keep]
     return Pools(take_budget(gold_pool, gold_budget, seed + 1, "data.gold_budget"), distilled_pool)
+
+
+def check_overlap(gold_overlap: str) -> None:
+    if gold_overlap not in ("any", "same", "disjoint"):
+        raise ValueError(f"data.gold_overlap must be 'any', 'same' or 'disjoint', got {gold_overlap!r}")

@@ -17,9 +17,10 @@ log = logging.getLogger(__name__)
 
 class DistilledShareLog(pl.Callback):
     """Writes ``distilled_share.csv`` (optimiser step, progress, scheduled share, realised share of
-    the batch) as training runs, following the module's run plan; with gradient accumulation a
-    step has one row per batch. Under DDP the realised share is the global batch's (the mean of the
-    ranks' equal-sized shards, all-reduced once per epoch) and global rank 0 writes the file."""
+    the batch) as training runs, following the run plan the data module holds; with gradient
+    accumulation a step has one row per batch. Under DDP the realised share is the global batch's
+    (the mean of the ranks' equal-sized shards, all-reduced once per epoch) and global rank 0 writes
+    the file."""
 
     def __init__(self, path: str) -> None:
         self.path = Path(path)
@@ -27,14 +28,13 @@ class DistilledShareLog(pl.Callback):
         self._batches = 0
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._batches = trainer.global_step * pl_module.plan.accumulate  # resumed runs continue the count
+        self._batches = trainer.global_step * trainer.datamodule.plan.accumulate  # resumed runs continue the count
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch: dict, batch_idx: int) -> None:
-        plan = pl_module.plan
+        plan = trainer.datamodule.plan
         step = self._batches // plan.accumulate
         self._batches += 1
-        progress = plan.progress(step)
-        self._rows.append((step, progress, plan.schedule(progress), batch["distilled_share"]))
+        self._rows.append((step, plan.progress(step), plan.share(step), batch["distilled_share"]))
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.world_size > 1 and self._rows:  # every rank has one row per batch of the epoch

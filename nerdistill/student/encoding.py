@@ -1,6 +1,7 @@
 """Sentences as model input: sub-token ids with each word's label on its first sub-token, an
 on-disk cache of them keyed by content (the sentences, the tokenizer, the labels, ``max_length``),
-and the way back: each word's predicted tag from its first sub-token's logits."""
+their dataset, padded batches and length-sorted evaluation batches (shared by training and
+inference), and the way back: each word's predicted tag from its first sub-token's logits."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.data import Dataset
 
 from nerdistill.data.conll import Sentence
 from nerdistill.data.labels import LabelSet
@@ -149,6 +151,69 @@ class TokenCache:
                 arrays["targets"] = np.concatenate([i.targets if i.targets is not None else np.zeros((len(i.input_ids), width), np.float32) for i in items])
             np.savez(tmp, **arrays)
         os.replace(tmp.name, path)
+
+
+class EncodedDataset(Dataset):
+    """Encoded sentences; indexed by a list of indices (a whole batch) or by one index."""
+
+    def __init__(self, items: list[Encoded]) -> None:
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index):
+        if isinstance(index, (list, tuple)):
+            return [self.items[i] for i in index]
+        return self.items[index]
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.array([len(item.input_ids) for item in self.items], dtype=np.int64)
+
+
+class Collator:
+    """Pads a batch to its longest member; keeps gold word tags and the distilled share beside the tensors."""
+
+    def __init__(self, pad_token_id: int) -> None:
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, items: list[Encoded]) -> dict:
+        width = max(len(item.input_ids) for item in items)
+        input_ids = torch.full((len(items), width), self.pad_token_id, dtype=torch.long)
+        labels = torch.full((len(items), width), IGNORE, dtype=torch.long)
+        attention = torch.zeros((len(items), width), dtype=torch.long)
+        for row, item in enumerate(items):
+            n = len(item.input_ids)
+            input_ids[row, :n] = torch.from_numpy(item.input_ids)
+            labels[row, :n] = torch.from_numpy(item.labels)
+            attention[row, :n] = 1
+        batch = {
+            "input_ids": input_ids,
+            "attention_mask": attention,
+            "labels": labels,
+            "gold_tags": [item.sentence.tags for item in items],
+            "distilled_share": sum(item.distilled for item in items) / len(items),
+        }
+        if any(item.weights is not None for item in items):  # per-label loss weights; 1 for unweighted sentences
+            weights = torch.zeros((len(items), width), dtype=torch.float32)
+            for row, item in enumerate(items):
+                weights[row, : len(item.input_ids)] = torch.from_numpy(item.weights) if item.weights is not None else 1.0
+            batch["weights"] = weights
+        if any(item.targets is not None for item in items):  # soft targets; one-hot labels for the other sentences
+            n_tags = next(item.targets.shape[1] for item in items if item.targets is not None)
+            targets = torch.nn.functional.one_hot(labels.clamp(min=0), n_tags).float()
+            for row, item in enumerate(items):
+                if item.targets is not None:
+                    targets[row, : len(item.input_ids)] = torch.from_numpy(item.targets)
+            batch["targets"] = targets
+        return batch
+
+
+def length_sorted_batches(lengths: np.ndarray, batch_size: int) -> list[list[int]]:
+    """Evaluation batches of similar-length sentences (longest first, so memory peaks early)."""
+    order = np.argsort(-lengths, kind="stable")
+    return [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
 
 
 def word_tags(logits: torch.Tensor, labels: torch.Tensor, word_counts: Sequence[int], id2label: dict[int, str]) -> list[list[str]]:

@@ -20,8 +20,7 @@ from transformers import AutoModelForTokenClassification, PreTrainedModel
 from nerdistill.data.conll import Sentence
 from nerdistill.data.labels import LabelSet
 from nerdistill.runtime import resolve_precision
-from nerdistill.student.datamodule import Collator, EncodedDataset, length_sorted_batches
-from nerdistill.student.encoding import IGNORE, encode, word_tags
+from nerdistill.student.encoding import IGNORE, Collator, EncodedDataset, encode, length_sorted_batches, word_tags
 from nerdistill.student.models import load_tokenizer
 
 QUANTIZE = (None, "int8")

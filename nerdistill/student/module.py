@@ -17,7 +17,6 @@ from nerdistill.student.callbacks import best_score, dev_f1_checkpoint
 from nerdistill.student.dropout import use_cheap_dropout
 from nerdistill.student.encoding import IGNORE, word_tags
 from nerdistill.student.models import backbone_from_config
-from nerdistill.student.plan import RunPlan
 from nerdistill.student.rng import rng_states, set_rng_states
 
 log = logging.getLogger(__name__)
@@ -97,8 +96,6 @@ class TokenClassifier(pl.LightningModule):
             self.model.get_input_embeddings().requires_grad_(False)
         if compile:  # in place: parameter names and checkpoints stay those of the eager model
             self.model.compile(dynamic=True)
-        # set by nerdistill.train.build: the steps the LR schedule spans and where it restarts
-        self.plan: RunPlan | None = None
         self.test_metrics: dict | None = None
         self._outputs: list[tuple[Sequence[str], list[str]]] = []
 
@@ -162,14 +159,11 @@ class TokenClassifier(pl.LightningModule):
 
     def _lr_span(self) -> tuple[int, tuple[float, ...]]:
         """Optimiser steps the LR schedule spans and the progress points where it restarts: the
-        run plan's, so the LR restarts on the step where the data switches."""
-        if self.plan is None:
-            if self.hparams.lr_restart:
-                log.warning("model.lr_restart needs a run plan (nerdistill.train.build sets one): the LR does not restart")
-            return max(1, int(self.trainer.estimated_stepping_batches)), ()
-        if not self.trainer.fast_dev_run and self.trainer.estimated_stepping_batches != self.plan.total_steps:
-            log.warning("the trainer will take %s optimiser steps, the run plan %d", self.trainer.estimated_stepping_batches, self.plan.total_steps)
-        return self.plan.total_steps, self.plan.schedule.phase_boundaries() if self.hparams.lr_restart else ()
+        run plan's (held by the data module), so the LR restarts on the step where the data switches."""
+        plan = self.trainer.datamodule.plan
+        if not self.trainer.fast_dev_run and self.trainer.estimated_stepping_batches != plan.total_steps:
+            log.warning("the trainer will take %s optimiser steps, the run plan %d", self.trainer.estimated_stepping_batches, plan.total_steps)
+        return plan.total_steps, plan.schedule.phase_boundaries() if self.hparams.lr_restart else ()
 
     def configure_optimizers(self):
         decay, no_decay = [], []

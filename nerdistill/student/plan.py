@@ -1,6 +1,7 @@
-"""The run plan: a run's optimiser steps and where its phases fall, computed once before fitting
-and handed to the sampler, the LR schedule and the distilled-share log, so all three count the
-same steps (with gradient accumulation, ``max_steps`` or several ranks too)."""
+"""The run plan: a run's optimiser steps and where its phases fall, made once before fitting
+(``nerdistill.train.build``) and held by the data module, where the sampler, the LR schedule and
+the distilled-share log read it, so all three count the same steps (with gradient accumulation,
+``max_steps`` or several ranks too)."""
 
 from __future__ import annotations
 
@@ -41,6 +42,10 @@ class RunPlan:
     def progress(self, step: int) -> float:
         return step / self.total_steps
 
+    def share(self, step: int) -> float:
+        """The schedule's distilled share at optimiser ``step``."""
+        return self.schedule(self.progress(step))
+
     def phase_steps(self) -> tuple[int, ...]:
         """The first step of every phase after the first (where sequential switches pools and
         the LR restarts): the first step whose progress reaches the boundary."""
@@ -68,8 +73,12 @@ def make_plan(
     ``max_epochs`` epochs, as Lightning will run it: ``max_steps`` (when set) ends training there,
     or at the end of ``max_epochs`` if that comes first. ``steps_per_epoch`` fixes the epoch length
     instead of the budget. ``max_epochs`` of ``None`` or ``-1`` (unbounded) needs ``max_steps``."""
-    if accumulate < 1 or world_size < 1 or batch_size < 1:
-        raise ValueError(f"batch size ({batch_size}), world size ({world_size}) and trainer.accumulate_grad_batches ({accumulate}) must be positive")
+    if batch_size < 1:
+        raise ValueError(f"data.batch_size and data.eval_batch_size must be positive, got data.batch_size={batch_size}")
+    if accumulate < 1 or world_size < 1:
+        raise ValueError(f"world size ({world_size}) and trainer.accumulate_grad_batches ({accumulate}) must be positive")
+    if steps_per_epoch is not None and steps_per_epoch < 1:
+        raise ValueError(f"data.steps_per_epoch must be positive or null, got {steps_per_epoch}")
     bounded_epochs = max_epochs if max_epochs is not None and max_epochs > 0 else None
     bounded_steps = max_steps if max_steps is not None and max_steps > 0 else None
     if bounded_epochs is None and bounded_steps is None:

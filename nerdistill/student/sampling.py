@@ -1,5 +1,6 @@
 """Batch sampler that realises a blending schedule over two pools, step by step.
 
+The run plan (:mod:`nerdistill.student.plan`) gives the pools' sizes, the schedule and the steps.
 Indices ``[0, n_original)`` are gold examples and ``[n_original, n_original + n_distilled)``
 distilled ones. For global step ``t`` of ``total_steps`` the global batch (``batch_size`` per
 rank times ``world_size``) holds ``round(G * C(t + 1)) - round(G * C(t))`` distilled examples,
@@ -22,15 +23,15 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 from torch.utils.data import Sampler
 
-from nerdistill.student.schedules import Schedule
+from nerdistill.student.plan import RunPlan
 
 
-def distilled_counts(schedule: Schedule, total_steps: int, global_batch: int, accumulate: int = 1) -> np.ndarray:
-    """Distilled examples per global batch for every step, by error diffusion. With
-    ``accumulate > 1`` steps are batches and the ``accumulate`` batches of one optimiser step share
-    its progress, so a phase switch lands on an optimiser step."""
-    optimiser_steps = total_steps / accumulate
-    shares = np.array([schedule((t // accumulate) / optimiser_steps) for t in range(total_steps)])
+def distilled_counts(plan: RunPlan) -> np.ndarray:
+    """Distilled examples in the global batch of every batch of the run, by error diffusion. With
+    gradient accumulation the ``plan.accumulate`` batches of one optimiser step share its share, so
+    a phase switch lands on an optimiser step."""
+    shares = np.array([plan.share(t // plan.accumulate) for t in range(plan.total_steps * plan.accumulate)])
+    global_batch = plan.batch_size * plan.world_size
     cumulative = np.rint(np.concatenate([[0.0], np.cumsum(shares)]) * global_batch).astype(np.int64)
     return np.clip(np.diff(cumulative), 0, global_batch)
 
@@ -60,47 +61,30 @@ class _PoolStream:
 
 
 class ScheduledBatchSampler(Sampler[list[int]]):
-    """Yields this rank's batches (lists of dataset indices) for one epoch of ``steps_per_epoch``.
+    """Yields this rank's batches (lists of dataset indices) for one epoch of the run ``plan``.
 
-    Steps here are batches; with ``accumulate > 1`` that many batches make one optimiser step (see
-    :func:`distilled_counts`). Used as a DataLoader ``sampler`` with ``batch_size=None``; Lightning
-    calls :meth:`set_epoch`.
+    Steps here are batches, ``plan.batches_per_epoch`` of them per epoch; with gradient
+    accumulation ``plan.accumulate`` batches make one optimiser step (see :func:`distilled_counts`).
+    Used as a DataLoader ``sampler`` with ``batch_size=None``; Lightning calls :meth:`set_epoch`.
     """
 
-    def __init__(
-        self,
-        n_original: int,
-        n_distilled: int,
-        schedule: Schedule,
-        batch_size: int,
-        steps_per_epoch: int,
-        total_steps: int,
-        seed: int = 0,
-        lengths: Sequence[int] | None = None,
-        sort_window: int = 0,
-        rank: int = 0,
-        world_size: int = 1,
-        accumulate: int = 1,
-    ) -> None:
-        if batch_size < 1 or steps_per_epoch < 1 or total_steps < 1:
-            raise ValueError("batch_size, steps_per_epoch and total_steps must be positive")
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank {rank} is outside world_size {world_size}")
-        self.n_original, self.n_distilled = n_original, n_distilled
-        self.schedule = schedule
-        self.batch_size, self.world_size, self.rank = batch_size, world_size, rank
-        self.steps_per_epoch, self.total_steps = steps_per_epoch, total_steps
+    def __init__(self, plan: RunPlan, seed: int = 0, lengths: Sequence[int] | None = None, sort_window: int = 0, rank: int = 0) -> None:
+        if not 0 <= rank < plan.world_size:
+            raise ValueError(f"rank {rank} is outside world_size {plan.world_size}")
+        self.n_original, self.n_distilled = plan.n_original, plan.n_distilled
+        self.world_size, self.rank = plan.world_size, rank
+        self.steps_per_epoch, self.total_steps = plan.batches_per_epoch, plan.total_steps * plan.accumulate
         self.seed, self.sort_window = seed, sort_window
         self.lengths = None if lengths is None else np.asarray(lengths)
-        self.global_batch = batch_size * world_size
-        self.counts = distilled_counts(schedule, total_steps, self.global_batch, accumulate)
-        if self.counts.sum() and not n_distilled:
+        self.global_batch = plan.batch_size * plan.world_size
+        self.counts = distilled_counts(plan)
+        if self.counts.sum() and not self.n_distilled:
             raise ValueError("the schedule draws distilled examples but the distilled pool is empty")
-        if (self.global_batch - self.counts).sum() and not n_original:
+        if (self.global_batch - self.counts).sum() and not self.n_original:
             raise ValueError("the schedule draws gold examples but the original pool is empty")
         self._drawn_distilled = np.concatenate([[0], np.cumsum(self.counts)])
-        self._original_stream = _PoolStream(n_original, seed, 0) if n_original else None
-        self._distilled_stream = _PoolStream(n_distilled, seed, 1) if n_distilled else None
+        self._original_stream = _PoolStream(self.n_original, seed, 0) if self.n_original else None
+        self._distilled_stream = _PoolStream(self.n_distilled, seed, 1) if self.n_distilled else None
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:

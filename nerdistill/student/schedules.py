@@ -67,10 +67,12 @@ class Schedule(ABC):
 
     @property
     def uses_distilled(self) -> bool:
+        """Whether any step draws distilled examples (before :meth:`resolve` too)."""
         return any(self(p) > 0 for p in _GRID)
 
     @property
     def uses_original(self) -> bool:
+        """Whether any step draws gold examples (before :meth:`resolve` too)."""
         return any(self(p) < 1 for p in _GRID)
 
 
@@ -138,6 +140,14 @@ class Sequential(_Ordered):
     def phase_boundaries(self) -> tuple[float, ...]:
         return (self._switch(),)
 
+    @property
+    def uses_distilled(self) -> bool:
+        return self.switch is None or super().uses_distilled  # unset: resolve puts the switch between two pools
+
+    @property
+    def uses_original(self) -> bool:
+        return self.switch is None or super().uses_original
+
 
 @dataclass(frozen=True)
 class SimpleMix(Schedule):
@@ -162,6 +172,14 @@ class SimpleMix(Schedule):
         if self.weigh_passes:
             n_original, n_distilled = passes_original * n_original, passes_distilled * n_distilled
         return replace(self, mix=n_distilled / max(1, n_original + n_distilled))
+
+    @property
+    def uses_distilled(self) -> bool:
+        return self.mix is None or super().uses_distilled  # unset: resolve mixes two pools
+
+    @property
+    def uses_original(self) -> bool:
+        return self.mix is None or super().uses_original
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
-"""The on-disk tokenisation cache: same items as encoding afresh, and invalidated by any change
-to the sentences, the tokenizer or max_length."""
+"""Sentences as model input: labels on first sub-tokens, truncation, padded batches and length-sorted
+evaluation batches; and the on-disk tokenisation cache: same items as encoding afresh, and invalidated
+by any change to the sentences, the tokenizer or max_length."""
 
 import logging
 
@@ -8,9 +9,9 @@ import pytest
 
 import nerdistill.student.encoding as encoding
 from nerdistill.data import LabelSet, Sentence
-from nerdistill.student.encoding import TokenCache, encode
+from nerdistill.student.encoding import IGNORE, Collator, TokenCache, encode, length_sorted_batches
 from nerdistill.student.models import load_tokenizer
-from nerdistill.train import build_datamodule
+from nerdistill.train import build, read_data
 from tests.conftest import TINY_TRAIN, compose_config
 
 LABELS = LabelSet()
@@ -30,6 +31,44 @@ def assert_same(cached, fresh):
     for a, b in zip(cached, fresh):
         assert np.array_equal(a.input_ids, b.input_ids) and np.array_equal(a.labels, b.labels)
         assert a.sentence == b.sentence and a.distilled == b.distilled
+
+
+def test_labels_go_on_first_subtoken_only(tokenizer):
+    # hand-checked: [CLS] nad ##im lad ##ki al - ain , kazakhstan ##is [SEP]
+    [item] = encode(SENTENCES[:1], tokenizer, LABELS, max_length=128)
+    l2i = LABELS.label2id
+    assert item.labels.tolist() == [IGNORE, l2i["B-PER"], IGNORE, l2i["I-PER"], IGNORE, l2i["B-LOC"], IGNORE, IGNORE, l2i["O"], l2i["B-MISC"], IGNORE, IGNORE]
+    assert tokenizer.convert_ids_to_tokens(item.input_ids.tolist())[5:8] == ["al", "-", "ain"]
+
+
+def test_truncation_is_counted_and_warned_on_a_cache_hit_too(tmp_path, tokenizer, caplog):
+    long = [Sentence(tuple(["word"] * 40), tuple(["O"] * 40), "s:0", "s")]
+    with caplog.at_level(logging.WARNING):
+        [item] = encode(long, tokenizer, LABELS, max_length=16, name="dev")
+    assert len(item.input_ids) == 16
+    assert "dev: 1 of 1 sentences truncated at max_length=16" in caplog.text
+    TokenCache(tmp_path, tokenizer, LABELS, 16).encode(long, name="dev")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        TokenCache(tmp_path, tokenizer, LABELS, 16).encode(long, name="dev")
+    assert "dev: 1 of 1 sentences truncated at max_length=16" in caplog.text
+
+
+def test_collator_pads_to_longest_and_reports_share(tokenizer):
+    sentences = [Sentence(("a",) * n, ("O",) * n, f"s:{n}", "s") for n in (2, 5)]
+    items = encode(sentences[:1], tokenizer, LABELS, 32) + encode(sentences[1:], tokenizer, LABELS, 32, distilled=True)
+    batch = Collator(tokenizer.pad_token_id)(items)
+    assert batch["input_ids"].shape == (2, 7)
+    assert batch["attention_mask"].sum(1).tolist() == [4, 7]
+    assert batch["labels"][0, 4:].eq(IGNORE).all()
+    assert batch["distilled_share"] == 0.5
+
+
+def test_eval_batches_are_length_sorted_and_cover_everything():
+    lengths = np.array([5, 30, 12, 30, 2, 8])
+    batches = length_sorted_batches(lengths, 4)
+    assert sorted(i for b in batches for i in b) == list(range(6))
+    assert [lengths[b].tolist() for b in batches] == [[30, 30, 12, 8], [5, 2]]
 
 
 def test_second_read_comes_from_disk_and_matches_fresh_encoding(tmp_path, tokenizer, monkeypatch):
@@ -83,18 +122,9 @@ def test_unreadable_entry_is_encoded_again(tmp_path, tokenizer, caplog):
     assert_same(TokenCache(tmp_path, tokenizer, LABELS, 128).encode(SENTENCES), items)  # rewritten
 
 
-def test_truncation_warning_survives_a_cache_hit(tmp_path, tokenizer, caplog):
-    long = [Sentence(tuple(["word"] * 40), tuple(["O"] * 40), "s:0", "s")]
-    TokenCache(tmp_path, tokenizer, LABELS, 16).encode(long, name="dev")
-    caplog.clear()
-    with caplog.at_level(logging.WARNING):
-        TokenCache(tmp_path, tokenizer, LABELS, 16).encode(long, name="dev")
-    assert "dev: 1 of 1 sentences truncated at max_length=16" in caplog.text
-
-
 def test_datamodule_setup_fills_the_cache(tmp_path, data_dir):
     cfg = compose_config("train", TINY_TRAIN, tmp_path)
-    datamodule = build_datamodule(cfg)
+    datamodule = build(cfg, read_data(cfg), logger=False, enable_checkpointing=False).datamodule
     datamodule.setup()
     # original, distilled, dev and test: one entry each
     assert len(list((tmp_path / "cache" / "tokenized").glob("*.npz"))) == 4
