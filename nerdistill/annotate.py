@@ -25,7 +25,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from nerdistill.checks import check_value
+from nerdistill.checks import check_value, in_multirun
 from nerdistill.data.conll import CoNLLFormatError, write_conll
 from nerdistill.data.labels import LabelSet
 from nerdistill.data.weighted import write_weighted
@@ -262,6 +262,8 @@ def main(cfg: DictConfig) -> float | None:
     try:
         report = annotate(cfg)
     except (*ERRORS, ValueError) as err:  # a bad file or config value: its message, not a traceback
+        if in_multirun():  # under -m the launcher records this job as failed and runs the others
+            raise
         log.error("%s", err)
         raise SystemExit(f"error: {err}") from None
     except KeyboardInterrupt:

