@@ -39,7 +39,7 @@ from nerdistill.teacher.inputs import InputFormatError
 from nerdistill.teacher.job import Annotator, Outcome, annotate_all
 from nerdistill.teacher.prompts import Prompt
 from nerdistill.teacher.report import build_report, markdown
-from nerdistill.teacher.sim import SimServer
+from nerdistill.teacher.sim import SimServer, style_for
 
 log = logging.getLogger(__name__)
 ERRORS = (TeacherError, CacheError, InputFormatError, CoNLLFormatError)
@@ -78,10 +78,9 @@ def endpoint(teacher: DictConfig) -> Iterator[tuple[str, str, Any]]:
 def simulator_info(server: SimServer, prompt: Prompt) -> dict:
     """The simulator's settings, the F1 its noise aimed at for this prompt's style (as the prompt declares
     it: reasoning or not; the server reads the same from the request's text), and its request counts."""
-    style = "cot" if prompt.reasoning else "standard"
     return {
         "settings": {k: v for k, v in asdict(server.settings).items() if k not in ("host", "port")},
-        "target_f1": server.settings.target_for(style),
+        "target_f1": server.settings.target_for(style_for(prompt.reasoning)),
         "stats": dict(server.teacher.stats),
     }
 

@@ -60,7 +60,7 @@ def test_entity_confidence_is_the_probability_of_its_entry():
     conf = entity_confidences(text, logprobs, parsed.entities)
     assert conf[(0, 1, "ORG")] == pytest.approx(0.9 * 0.8 * 0.999**2, rel=1e-6)  # from its text to its closing brace
     assert conf[(2, 3, "LOC")] == pytest.approx(0.5 * 0.4 * 0.999**3, rel=1e-6)
-    # an entity not in the answer gets the whole answer's probability, a lower bound
+    # an entity without a mention in the answer gets the whole answer's probability, a lower bound
     lost = entity_confidences(text, logprobs, [Entity("Paris", "LOC", 0, 1)])
     assert lost[(0, 1, "LOC")] == pytest.approx(0.9 * 0.8 * 0.5 * 0.4 * 0.999**6, rel=1e-6)
     # logprobs that do not make up the text are not used
@@ -75,7 +75,7 @@ def test_lines_answer_after_reasoning_and_a_character_split_across_tokens():
     logprobs += ((1, SURE), (1, math.log(0.7)), (len("rich | "), SURE), (len("LOC"), math.log(0.6)))
     text += "ürich | LOC"
     assert len(zu) == 2 and sum(n for n, _ in logprobs) == len(text.encode())
-    conf = entity_confidences(text, logprobs, [Entity("Zürich", "LOC", 0, 1)])
+    conf = entity_confidences(text, logprobs, parse_response(text, ["Zürich"], LABELS).entities)
     # only the final answer counts, not the low-probability mention in the reasoning
     assert conf[(0, 1, "LOC")] == pytest.approx(0.7 * 0.6 * 0.999**3, rel=1e-6)
 
@@ -244,4 +244,22 @@ def test_refusal_knob_keeps_earlier_simulator_identities():
 
 def test_only_the_final_answer_counts_after_a_think_block():
     text, logprobs = tokens_with([("<think>", SURE), ("EU", math.log(0.05)), (" is an ORG</think>", SURE), ("EU", math.log(0.9)), (" | ORG", SURE)])
+    assert entity_confidences(text, logprobs, parse_response(text, ["EU"], LABELS).entities)[(0, 1, "ORG")] == pytest.approx(0.9 * 0.999, rel=1e-6)
+    # without its mention, the whole final answer's probability: after the thinking
     assert entity_confidences(text, logprobs, [Entity("EU", "ORG", 0, 1)])[(0, 1, "ORG")] == pytest.approx(0.9 * 0.999, rel=1e-6)
+
+
+def test_each_entity_is_scored_at_the_mention_it_was_read_from():
+    """The entry starts where the parser read the mention, not at the first place its text occurs."""
+    tokens = "York and New York Times".split()
+    text, logprobs = tokens_with([("New York Times", math.log(0.9)), (" | ", SURE), ("ORG", math.log(0.8)), ("\n", SURE), ("York", math.log(0.5)), (" | LOC", SURE)])
+    conf = entity_confidences(text, logprobs, parse_response(text, tokens, LABELS).entities)
+    assert conf == pytest.approx({(2, 5, "ORG"): 0.9 * 0.8 * 0.999, (0, 1, "LOC"): 0.5 * 0.999})  # "York" on its own line
+    # a punctuation-only entity: its JSON string, not a comma of the list
+    text, logprobs = tokens_with([('{"entities": [{"text": "KANSAS CITY", "type": "LOC"}', SURE), (", ", math.log(0.1)), ('{"text": "', SURE), (",", math.log(0.6)), ('", "type": "MISC"}]}', SURE)])
+    conf = entity_confidences(text, logprobs, parse_response(text, "KANSAS CITY , Mo".split(), LABELS).entities)
+    assert conf[(2, 3, "MISC")] == pytest.approx(0.6 * 0.999, rel=1e-6)
+    # a mention not written verbatim (a JSON escape) gets the whole answer's probability, from its "entities" key on
+    text, logprobs = tokens_with([("{", math.log(0.5)), ('"entities": [{"text": "Z\\u00fcrich", "type": "', SURE), ("LOC", math.log(0.6)), ('"}]}', SURE)])
+    conf = entity_confidences(text, logprobs, parse_response(text, ["Zürich"], LABELS).entities)
+    assert conf[(0, 1, "LOC")] == pytest.approx(0.6 * 0.999**2, rel=1e-6)

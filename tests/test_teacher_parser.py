@@ -3,7 +3,8 @@
 import pytest
 
 from nerdistill.teacher import parse_response
-from nerdistill.teacher.parser import final_answer
+from nerdistill.teacher.parser import MAX_RESPONSE, answer_start, final_answer
+from nerdistill.teacher.prompts import format_answer
 
 TOKENS = "EU rejects German call to boycott British lamb .".split()
 GOLD = ["B-ORG", "O", "B-MISC", "O", "O", "O", "B-MISC", "O", "O"]
@@ -34,6 +35,9 @@ def test_every_accepted_format_gives_the_gold_tags(text):
     assert parsed.tags == GOLD
     assert parsed.status == "ok"
     assert parsed.counts["hallucinated"] == parsed.counts["unknown_type"] == parsed.counts["unparseable"] == 0
+    for entity in parsed.entities:  # each with the mention it was read from, where the answer wrote it
+        start, end = entity.mention.span
+        assert text[start:end] == entity.mention.text == entity.text
 
 
 def test_promptner_false_lines_are_rejected_not_errors():
@@ -174,9 +178,9 @@ def test_json_is_searched_in_the_answers_tail_only():
     from nerdistill.teacher.parser import MAX_JSON, json_values
 
     value = '{"ORG": ["EU"]}'
-    assert json_values("x" * (MAX_JSON - 100) + value) == [{"ORG": ["EU"]}]
+    assert json_values("x" * (MAX_JSON + 100) + value) == [(MAX_JSON + 100, MAX_JSON + 115, {"ORG": ["EU"]})]  # where it is in the whole text
     assert json_values(value + "x" * MAX_JSON) == []
-    assert json_values("Sure: " + "[" * 5000 + " " + value) == [{"ORG": ["EU"]}]  # after brackets nested too deep
+    assert json_values("Sure: " + "[" * 5000 + " " + value)[0][2] == {"ORG": ["EU"]}  # after brackets nested too deep
 
 
 def test_only_the_responses_tail_is_read():
@@ -204,7 +208,9 @@ def test_hyphenated_types_in_any_spelling():
     ],
 )
 def test_a_reasoning_models_think_block_is_skipped(text):
-    assert parse_response(text, TOKENS).tags == GOLD
+    parsed = parse_response(text, TOKENS)
+    assert parsed.tags == GOLD
+    assert all(e.mention.span[0] > text.index("</think>") for e in parsed.entities)
 
 
 def test_a_think_block_that_never_closes_has_no_answer():
@@ -301,3 +307,49 @@ def test_invented_types_are_counted_by_name_and_dropped():
     assert parsed.counts["unknown_type"] == 4
     assert parsed.unknown_types == {"COUNTRY": 2, "PRODUCT": 1, "ACTION": 1}
     assert parse_response('{"entities": [{"text": "EU", "type": "' + "x" * 500 + '"}]}', TOKENS).unknown_types == {"X" * 40: 1}
+
+
+def test_each_mention_is_where_the_answer_wrote_it_not_where_its_text_first_occurs():
+    """Mention spans are characters of the whole response: in the final answer (after the thinking and
+    the marker), on the line or in the JSON string the mention was read from."""
+    tokens = "York and New York Times".split()
+    text = "<think>York? New York Times?</think>\nStep 1: York and New York Times.\nAnswer:\nNew York Times | ORG\nYork | LOC"
+    spans = {e.text: e.mention.span for e in parse_response(text, tokens).entities}
+    assert spans == {"New York Times": (text.index("New York Times | ORG"), text.index(" | ORG")), "York": (text.index("York | LOC"), text.index(" | LOC"))}
+    text = '[{"text": "Apple", "type": "ORG", "reason": "Apple Inc is a firm"}, {"text": "Apple Inc", "type": "ORG"}, {"text": ",", "type": "MISC"}]'
+    spans = {e.text: e.mention.span for e in parse_response(text, "Apple , Apple Inc".split()).entities}
+    at = {name: text.index(f'"{name}"') + 1 for name in ("Apple", "Apple Inc", ",")}  # the JSON strings, not a word of the reason or the list's commas
+    assert spans == {name: (start, start + len(name)) for name, start in at.items()}
+
+
+def test_a_mention_found_twice_and_spans_of_a_long_response():
+    parsed = parse_response("Germany | LOC", "Germany beat Italy and Germany lost .".split())
+    assert [(e.start, e.mention.span) for e in parsed.entities] == [(0, (0, 7)), (4, (0, 7))]  # the further occurrence repeats the mention
+    text = "x" * MAX_RESPONSE + "\nEU | ORG"  # only the tail is read; spans are still offsets into the whole text
+    assert parse_response(text, TOKENS).entities[0].mention.span == (MAX_RESPONSE + 1, MAX_RESPONSE + 3)
+    escaped = parse_response('{"entities": [{"text": "Z\\u00fcrich", "type": "LOC"}]}', ["Zürich"]).entities[0]
+    assert escaped.text == escaped.mention.text == "Zürich" and escaped.mention.span is None  # not written verbatim
+
+
+@pytest.mark.parametrize(
+    ("text", "start"),
+    [
+        ("EU | ORG", 0),
+        ("Step 1: EU.\nAnswer:\nEU | ORG", len("Step 1: EU.\nAnswer:")),
+        ("<think>Answer: EU | LOC</think>\nEU | ORG", len("<think>Answer: EU | LOC</think>")),
+        ("<thinking>EU?</THINKING>EU | ORG", len("<thinking>EU?</THINKING>")),
+        ('{"reasoning": "EU is an ORG", "entities": [{"text": "EU", "type": "ORG"}]}', len('{"reasoning": "EU is an ORG", ')),
+        ('Answer: {"entities": []}\n<think>x</think> EU | ORG', len('Answer: {"entities": []}\n<think>x</think>')),
+    ],
+)
+def test_answer_start(text, start):
+    assert answer_start(text) == start
+
+
+@pytest.mark.parametrize("fmt", ["json", "lines"])
+def test_the_final_answer_is_where_the_prompts_answers_put_it(fmt):
+    """The parser reads the marker the prompts write (worked examples, the simulator's answers) and starts the answer after it."""
+    text = format_answer(TOKENS, [("EU", "ORG"), ("German", "MISC"), ("British", "MISC")], fmt, True, {"ORG": "an organisation", "MISC": "other names"})
+    after = text.index("\nAnswer:\n") + len("\nAnswer:")
+    assert answer_start(text) == (text.index('"entities"') if fmt == "json" else after)
+    assert final_answer(text) == text[after:] and parse_response(text, TOKENS).tags == GOLD

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -63,8 +64,9 @@ def answers(draw: st.DrawFn, tokens: list[str]) -> str:
     return "".join(draw(st.lists(piece, max_size=8)))
 
 
-def assert_valid(parsed, tokens: list[str], labels: tuple[str, ...]) -> None:
-    """IOB2 of the sentence's length over the configured types; counts as documented."""
+def assert_valid(parsed, tokens: list[str], labels: tuple[str, ...], text: str) -> None:
+    """IOB2 of the sentence's length over the configured types; counts as documented; each entity's
+    mention, where it has a span, written there in ``text``."""
     assert len(parsed.tags) == len(tokens)
     previous = "O"
     for tag in parsed.tags:
@@ -76,6 +78,16 @@ def assert_valid(parsed, tokens: list[str], labels: tuple[str, ...]) -> None:
     assert set(parsed.counts) == set(COUNT_KEYS) and all(isinstance(v, int) and v >= 0 for v in parsed.counts.values())
     assert sum(parsed.unknown_types.values()) <= parsed.counts["unknown_type"]
     assert all(0 < len(name) <= MAX_TYPE_NAME for name in parsed.unknown_types)
+    for entity in parsed.entities:
+        if entity.mention.span is not None:
+            start, end = entity.mention.span
+            assert text[start:end] == entity.mention.text
+
+
+def moved(parsed, by: int):
+    """``parsed`` with its mentions' spans ``by`` characters later."""
+    later = {e.mention: replace(e.mention, span=(e.mention.span[0] + by, e.mention.span[1] + by)) for e in parsed.entities if e.mention.span is not None}
+    return replace(parsed, entities=[replace(e, mention=later.get(e.mention, e.mention)) for e in parsed.entities])
 
 
 @CHECKS
@@ -83,13 +95,14 @@ def assert_valid(parsed, tokens: list[str], labels: tuple[str, ...]) -> None:
 def test_any_answer_gives_valid_iob2(data):
     tokens = data.draw(TOKENS)
     labels = data.draw(st.sampled_from(LABEL_SETS))
-    assert_valid(parse_response(data.draw(answers(tokens)), tokens, labels), tokens, labels)
+    text = data.draw(answers(tokens))
+    assert_valid(parse_response(text, tokens, labels), tokens, labels, text)
 
 
 @CHECKS
 @given(TEXT, TOKENS)
 def test_any_text_gives_valid_iob2(text, tokens):
-    assert_valid(parse_response(text, tokens), tokens, LABEL_SETS[0])
+    assert_valid(parse_response(text, tokens), tokens, LABEL_SETS[0], text)
 
 
 @settings(CHECKS, max_examples=100)
@@ -97,7 +110,8 @@ def test_any_text_gives_valid_iob2(text, tokens):
 def test_a_think_block_changes_nothing(data):
     tokens = data.draw(TOKENS)
     answer, thought = (re.sub("(?i)think", "thin k", data.draw(answers(tokens))) for _ in range(2))  # no think tags of their own
-    assert parse_response(f"<think>{thought}</think>\n{answer}", tokens) == parse_response(answer, tokens)
+    thinking = f"<think>{thought}</think>\n"
+    assert parse_response(thinking + answer, tokens) == moved(parse_response(answer, tokens), len(thinking))  # the same mentions, as far on
 
 
 @settings(max_examples=20, deadline=None, database=None)
@@ -108,4 +122,4 @@ def test_answers_up_to_a_megabyte_give_valid_tags(data, size):
     tokens = data.draw(TOKENS)
     piece = data.draw(answers(tokens)) or "x"
     text = piece * (size // len(piece) + 1) + data.draw(answers(tokens))
-    assert_valid(parse_response(text, tokens), tokens, LABEL_SETS[0])
+    assert_valid(parse_response(text, tokens), tokens, LABEL_SETS[0], text)

@@ -14,6 +14,7 @@ from nerdistill.data import LabelSet, read_conll
 from nerdistill.data.conll import Sentence
 from nerdistill.teacher.cache import cache_key
 from nerdistill.teacher.parser import parse_response
+from nerdistill.teacher.sim import SimServer, SimSettings, prompt_style, style_for
 from tests.conftest import ROOT, compose_config
 
 
@@ -65,6 +66,21 @@ def test_lines_format_and_zero_shot(tmp_path, data_dir):
     prompt = build("standard", tmp_path, ["prompt.format=lines", "prompt.k=0"])
     messages = prompt.messages(sentence(["Paris"]))
     assert len(messages) == 2 and "<entity as written> | <TYPE>" in messages[0]["content"]
+
+
+@pytest.mark.parametrize("name", ["standard", "cot"])
+@pytest.mark.parametrize("fmt", ["json", "lines"])
+def test_the_simulator_reads_from_the_rendering_what_the_prompt_declares(name, fmt, tmp_path, data_dir):
+    """The job takes a prompt's style and format from its config; the simulated server, which gets only
+    the request, must read the same from the rendered text, or it answers another prompt than the one sent."""
+    prompt = build(name, tmp_path, [f"prompt.format={fmt}", "prompt.k=0"])
+    assert prompt_style(prompt.messages(sentence(["Paris"]))) == (style_for(prompt.reasoning), prompt.format)
+
+
+def test_the_simulators_target_f1_is_the_declared_styles_not_the_texts(tmp_path, data_dir):
+    prompt = build("standard", tmp_path, ["prompt.k=0", "prompt.reasoning=true"])  # declared reasoning, no "step by step" in its text
+    assert prompt_style(prompt.messages(sentence(["Paris"])))[0] == "standard"
+    assert annotate.simulator_info(SimServer(SimSettings()), prompt)["target_f1"] == SimSettings().target_f1_by_style["cot"]
 
 
 def test_missing_type_definition_is_an_error(tmp_path, data_dir):

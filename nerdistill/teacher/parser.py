@@ -2,16 +2,18 @@
 
 Steps: drop a reasoning model's ``<think>`` block, take the final answer (after the last
 ``Answer:``-style marker, else the last JSON value or fenced block), read ``(entity, type)``
-mentions from JSON or from lines, normalise types, then align each mention to a token span (see
-:func:`align`).
+mentions from JSON or from lines, each with where it is written in the response, normalise types,
+then align each mention to a token span (see :func:`align`). This module is the one reader of answer
+markers and thinking: :func:`answer_start` tells the confidence where an answer begins.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from bisect import bisect_left, bisect_right
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -53,16 +55,36 @@ MAX_LINE = 2000
 MAX_RESPONSE = 100_000
 # JSON is looked for in the answer's last this many characters (one sentence's answer is far shorter)
 MAX_JSON = 10_000
+# a mention's place, unless a JSON string is just its text: the first whole word among its first this
+# many occurrences after the mention before it; none looked for after this many not found (bounds)
+MENTION_TRIES = 10
+MAX_MISSES = 20
+JSON_STRING = re.compile(r'"((?:[^"\\]|\\.)*)"')  # group 1: the string as written, escapes and all
+
+
+@dataclass(frozen=True)
+class Mention:
+    """A mention as the response wrote it: its ``text`` and ``type``, and ``span``, the ``[start, end)``
+    characters of ``text`` in the raw response (the whole completion, thinking included:
+    ``response[start:end] == text``), or None where ``text`` is not written there verbatim (a JSON
+    escape, ``**`` inside it)."""
+
+    text: str
+    type: str
+    span: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
 class Entity:
-    """An aligned entity: tokens ``[start, end)`` of the sentence with its type."""
+    """An aligned entity: tokens ``[start, end)`` of the sentence with its type, and the ``mention`` it
+    was read from (for a further occurrence tagged by ``all_occurrences``, the mention whose text it
+    repeats; None for an entity made elsewhere, such as a vote's)."""
 
     text: str
     type: str
     start: int
     end: int
+    mention: Mention | None = None
 
 
 @dataclass(frozen=True)
@@ -75,7 +97,8 @@ class Parsed:
     settling on one (``ambiguous``; the first is taken), dropped as an ``overlap``, ``rejected``
     (PromptNER ``False`` lines), and ``unparseable`` (0 or 1). ``unknown_types``: the unknown
     types by name (upper-cased as :meth:`TypeMap.key` writes it, cut to ``MAX_TYPE_NAME``
-    characters), each with its count.
+    characters), each with its count. ``entities``: the aligned entities, in sentence order, each
+    with the :class:`Mention` it was read from.
     """
 
     tags: list[str]
@@ -109,11 +132,12 @@ def type_map(types: tuple[str, ...], synonyms: tuple[tuple[str, tuple[str, ...]]
     return TypeMap(LabelSet(types), dict(synonyms))
 
 
-def without_thinking(text: str) -> str:
-    """``text`` without a reasoning model's ``<think>...</think>`` blocks. Text before a ``</think>``
-    that has no opening (it sat in the chat template or was cut off) is thinking too, and so is all
-    after a ``<think>`` that never closes: a model stopped while thinking has given no answer."""
-    kept: list[str] = []
+def outside_thinking(text: str) -> list[tuple[int, int]]:
+    """The ``[start, end)`` ranges of ``text`` outside a reasoning model's ``<think>...</think>``
+    blocks, in order (at least one, maybe empty). Text before a ``</think>`` that has no opening (it
+    sat in the chat template or was cut off) is thinking too, and so is all after a ``<think>`` that
+    never closes: a model stopped while thinking has given no answer."""
+    kept: list[tuple[int, int]] = []
     pos, inside = 0, False
     for tag in THINK.finditer(text):
         if tag.group(1):  # </think>
@@ -121,11 +145,16 @@ def without_thinking(text: str) -> str:
                 kept = []
             pos, inside = tag.end(), False
         elif not inside:
-            kept.append(text[pos : tag.start()])
+            kept.append((pos, tag.start()))
             inside = True
     if not inside:
-        kept.append(text[pos:])
-    return "".join(kept)
+        kept.append((pos, len(text)))
+    return kept
+
+
+def without_thinking(text: str) -> str:
+    """``text`` without a reasoning model's thinking (see :func:`outside_thinking`)."""
+    return "".join(text[start:end] for start, end in outside_thinking(text))
 
 
 def final_answer(text: str) -> str:
@@ -134,16 +163,64 @@ def final_answer(text: str) -> str:
     return text[markers[-1].end() :] if markers else text
 
 
-def json_values(text: str) -> list[object]:
-    """The top-level JSON objects and arrays in ``text``'s last ``MAX_JSON`` characters, in order.
+@dataclass(frozen=True)
+class FinalAnswer:
+    """A response's final answer (:func:`locate_answer`): its ``text``, the ``[start, end)`` ranges of the
+    response it is made of, in order (one, unless thinking was cut out of it), and the index in ``text``
+    at which each range begins."""
+
+    text: str
+    ranges: tuple[tuple[int, int], ...]
+    offsets: tuple[int, ...]
+
+    def span(self, start: int, end: int) -> tuple[int, int] | None:
+        """Where ``text[start:end]`` is in the response; None if it is not one piece there (thinking was cut out of it)."""
+        i = bisect_right(self.offsets, start) - 1
+        begin = self.ranges[i][0] + start - self.offsets[i]
+        return (begin, begin + end - start) if begin + end - start <= self.ranges[i][1] else None
+
+
+def locate_answer(text: str) -> FinalAnswer:
+    """The final answer of a response: of its last ``MAX_RESPONSE`` characters, what :func:`without_thinking`
+    keeps, after the last answer marker (:func:`final_answer`); with where it is in ``text``."""
+    shift = max(0, len(text) - MAX_RESPONSE)
+    kept = [(shift + start, shift + end) for start, end in outside_thinking(text[shift:])]
+    joined = "".join(text[start:end] for start, end in kept)
+    answer = final_answer(joined)
+    skip = len(joined) - len(answer)  # the characters before the answer
+    ranges: list[tuple[int, int]] = []
+    offsets: list[int] = []
+    length = 0
+    for i, (start, end) in enumerate(kept):
+        begin = start + min(skip, end - start)
+        skip -= begin - start
+        if begin < end or i == len(kept) - 1:
+            ranges.append((begin, end))
+            offsets.append(length)
+            length += end - begin
+    return FinalAnswer(answer, tuple(ranges), tuple(offsets))
+
+
+def answer_start(text: str) -> int:
+    """Where a response's final answer begins (all after it is answer, short of a ``<think>`` that never
+    closes): after its last answer marker and its last thinking, and in a JSON answer at the last
+    ``"entities"`` key after them (a structured answer's ``reasoning`` field is not the answer)."""
+    start, end = locate_answer(text).ranges[-1]
+    return max(start, text.rfind('"entities"', start, end))
+
+
+def json_values(text: str) -> list[tuple[int, int, object]]:
+    """The top-level JSON objects and arrays in ``text``'s last ``MAX_JSON`` characters, in order, each as
+    ``(start, end, value)`` with ``text[start:end]`` its JSON.
 
     Each ``{`` or ``[`` that does not start a valid value is retried from the next one, and a
     value cut off at the end is read to the end each time: the cost grows with the square of the
     text searched, so the search is bounded. A ``[`` nested deeper than Python's stack is not
     retried from each ``[`` of its run (``[[[[``, 1.7 s for 10,000 before)."""
     decoder = json.JSONDecoder()
-    text = text[-MAX_JSON:]
-    found: list[object] = []
+    shift = max(0, len(text) - MAX_JSON)
+    text = text[shift:]
+    found: list[tuple[int, int, object]] = []
     pos = 0
     while True:
         starts = [i for i in (text.find("{", pos), text.find("[", pos)) if i >= 0]
@@ -159,7 +236,7 @@ def json_values(text: str) -> list[object]:
             pos = BRACKETS.match(text, start + 1).end()
             continue
         if isinstance(value, (dict, list)):
-            found.append(value)
+            found.append((shift + start, shift + end, value))
         pos = end
 
 
@@ -256,25 +333,88 @@ def mentions_from_line(line: str, types: TypeMap, counts: Counter) -> list[tuple
     return []
 
 
-def read_mentions(text: str, types: TypeMap, counts: Counter) -> tuple[list[tuple[str, str]], str]:
-    """``(mentions, status)`` from a whole response."""
-    answer = final_answer(without_thinking(text)).strip()
-    fences = FENCE.findall(answer)
-    body = fences[-1].strip() if fences else answer
+def _word(char: str) -> bool:
+    """Whether ``char`` is a word character (as ``\\w`` has it)."""
+    return char.isalnum() or char == "_"
+
+
+def locate(text: str, mention: str, start: int, end: int) -> int | None:
+    """Where ``mention`` is written in ``text[start:end]``: of its first ``MENTION_TRIES`` occurrences there,
+    the first not inside a longer word, else its first occurrence; None if it is not there."""
+    first = at = text.find(mention, start, end) if mention else -1
+    for _ in range(MENTION_TRIES):
+        if at < 0:
+            break
+        after = at + len(mention)
+        if not (at > 0 and _word(text[at - 1])) and not (after < end and _word(text[after])):
+            return at
+        at = text.find(mention, at + 1, end)
+    return first if first >= 0 else None
+
+
+def json_strings(text: str, start: int, end: int) -> dict[str, list[int]]:
+    """Where each string of the JSON value ``text[start:end]`` begins (after its quote), by its text as written."""
+    found: dict[str, list[int]] = {}
+    for string in JSON_STRING.finditer(text, start, end):
+        found.setdefault(string.group(1), []).append(string.start(1))
+    return found
+
+
+def place(pairs: Sequence[tuple[str, str]], body: str, start: int, end: int, is_json: bool, where: Callable[[int, int], tuple[int, int] | None]) -> list[Mention]:
+    """Mentions ``pairs`` read from ``body[start:end]`` (a JSON value or a line), in the order written: each
+    is placed after the one before, at the next JSON string that is just its text (a JSON value), else by
+    :func:`locate`, and ``where`` maps its place in ``body`` to the response. After ``MAX_MISSES`` mentions
+    not found (each a search to the end) the rest are not looked for: the cost stays linear."""
+    strings = json_strings(body, start, end) if is_json else {}
+    mentions: list[Mention] = []
+    cursor, misses = start, 0
+    for text, kind in pairs:
+        starts = strings.get(text, [])
+        i = bisect_left(starts, cursor)
+        if i < len(starts):
+            at: int | None = starts[i]
+        else:
+            at = locate(body, text, cursor, end) if misses < MAX_MISSES else None
+        if at is None:
+            misses += 1
+            mentions.append(Mention(text, kind))
+            continue
+        cursor = at + len(text)
+        mentions.append(Mention(text, kind, where(at, cursor)))
+    return mentions
+
+
+def read_mentions(text: str, types: TypeMap, counts: Counter) -> tuple[list[Mention], str]:
+    """``(mentions, status)`` from a whole response, each mention with where it is in ``text``."""
+    answer = locate_answer(text)
+    body = answer.text.strip()
+    base = len(answer.text) - len(answer.text.lstrip())  # where `body` begins in the answer
+    if fences := list(FENCE.finditer(body)):
+        inner = fences[-1].group(1)
+        body, base = inner.strip(), base + fences[-1].start(1) + len(inner) - len(inner.lstrip())
+
+    def where(start: int, end: int) -> tuple[int, int] | None:
+        return answer.span(base + start, base + end)
+
     if body.startswith(("{", "[")):
         try:  # an answer that opens as JSON must decode from its start (else it is broken or cut off)
-            values = [json.JSONDecoder().raw_decode(body)[0]]
+            value, end = json.JSONDecoder().raw_decode(body)
         except (json.JSONDecodeError, RecursionError):
             return [], "unparseable"
+        values = [(0, end, value)]
     else:
         values = json_values(body)
-    for value in reversed(values):  # the last value in a shape models answer in: prose after it may hold "[1]"
+    for start, end, value in reversed(values):  # the last value in a shape models answer in: prose after it may hold "[1]"
         found: Counter = Counter()
-        mentions = mentions_from_json(value, types, found)
-        if mentions is not None:
+        pairs = mentions_from_json(value, types, found)
+        if pairs is not None:
             counts.update(found)
-            return mentions, "ok" if mentions else "empty"
-    mentions = [m for line in body.splitlines() for m in mentions_from_line(line, types, counts)]
+            return place(pairs, body, start, end, True, where), "ok" if pairs else "empty"
+    mentions: list[Mention] = []
+    start = 0
+    for line, with_break in zip(body.splitlines(), body.splitlines(keepends=True)):
+        mentions += place(mentions_from_line(line, types, counts), body, start, start + len(line), False, where)
+        start += len(with_break)
     if mentions:
         return mentions, "ok"
     if counts["rejected"] or counts["none"] or (body and NONE_PHRASE.search(body)):
@@ -310,8 +450,8 @@ def _clean(text: str) -> str:
     return "".join(text.strip().strip(QUOTES).split())
 
 
-def align(tokens: Sequence[str], mentions: Sequence[tuple[str, str]], all_occurrences: bool = True) -> tuple[list[Entity], Counter]:
-    """Map typed mentions to non-overlapping token spans.
+def align(tokens: Sequence[str], mentions: Sequence[tuple[Mention, str]], all_occurrences: bool = True) -> tuple[list[Entity], Counter]:
+    """Map mentions, each with the configured type it was given, to non-overlapping token spans.
 
     Longest mention first, each claims the leftmost free occurrence (exact, then
     case-insensitive; spaces ignored, so ``Germany's`` matches ``Germany 's``; a trailing
@@ -323,10 +463,10 @@ def align(tokens: Sequence[str], mentions: Sequence[tuple[str, str]], all_occurr
     counts: Counter = Counter()
     free = [True] * len(tokens)
     entities: list[Entity] = []
-    order = sorted(range(len(mentions)), key=lambda i: (-len(_clean(mentions[i][0])), i))
+    order = sorted(range(len(mentions)), key=lambda i: (-len(_clean(mentions[i][0].text)), i))
     for i in order:
-        text, kind = mentions[i]
-        target = _clean(text)
+        mention, kind = mentions[i]
+        target = _clean(mention.text)
         candidates = [target, target.rstrip(".,;:")] if target.rstrip(".,;:") != target else [target]
         span = next((s for c in candidates if c for fold in (False, True) if (s := _find(tokens, c, free, fold))), None)
         if span is None:
@@ -335,12 +475,12 @@ def align(tokens: Sequence[str], mentions: Sequence[tuple[str, str]], all_occurr
             counts["overlap" if occurs else "hallucinated"] += 1
             continue
         span = _trim(tokens, *span)
-        entities.append(Entity(" ".join(tokens[span[0] : span[1]]), kind, *span))
+        entities.append(Entity(" ".join(tokens[span[0] : span[1]]), kind, *span, mention))
         free[span[0] : span[1]] = [False] * (span[1] - span[0])
     if all_occurrences:
         for entity in list(entities):
             while span := _find(tokens, "".join(tokens[entity.start : entity.end]), free, False):
-                entities.append(Entity(entity.text, entity.type, *span))
+                entities.append(Entity(entity.text, entity.type, *span, entity.mention))
                 free[span[0] : span[1]] = [False] * (span[1] - span[0])
     return sorted(entities, key=lambda e: e.start), counts
 
@@ -362,19 +502,19 @@ def parse_response(
     all_occurrences: bool = True,
 ) -> Parsed:
     """IOB2 tags (one per token) for ``tokens`` from a model's ``text``, with the counts of what
-    could not be used. Never raises on model output."""
+    could not be used and the entities, each with the mention it was read from. Never raises on model output."""
     types = type_map(as_label_set(labels).types, tuple((kind, tuple(names)) for kind, names in (synonyms or {}).items()))
     counts: Counter = Counter()
     unknown: Counter = Counter()
-    mentions, status = read_mentions((text or "")[-MAX_RESPONSE:], types, counts)
-    typed: list[tuple[str, str]] = []
-    for mention, kind in mentions:
-        mapped = types(kind)
+    mentions, status = read_mentions(text or "", types, counts)
+    typed: list[tuple[Mention, str]] = []
+    for mention in mentions:
+        mapped = types(mention.type)
         if mapped is None:
             counts["unknown_type"] += 1
-            if name := types.key(kind)[:MAX_TYPE_NAME]:
+            if name := types.key(mention.type)[:MAX_TYPE_NAME]:
                 unknown[name] += 1
-        elif _clean(mention):
+        elif _clean(mention.text):
             typed.append((mention, mapped))
     entities, align_counts = align(tokens, typed, all_occurrences)
     counts.update(align_counts)
@@ -390,7 +530,7 @@ def parse_verdict(text: str) -> str | None:
     """A self-verification answer: ``"yes"`` or ``"no"``, from ``{"answer": ...}`` JSON or the first
     yes or no in the final answer (a reasoning model's thinking dropped); None if it says neither."""
     answer = final_answer(without_thinking(text[:MAX_RESPONSE]))
-    for value in reversed(json_values(answer)):
+    for *_, value in reversed(json_values(answer)):
         if isinstance(value, dict) and isinstance(value.get("answer"), str):
             answer = value["answer"]
             break

@@ -21,6 +21,7 @@ from nerdistill.student.models import MINILM
 from nerdistill.teacher.examples import Examples, FixedExamples, NearestExamples
 
 FORMATS = ("json", "lines")
+ANSWER = "Answer:"  # written before a reasoning answer's structured answer; the parser's ANSWER_MARKERS read it
 
 
 def format_entities(entities: Sequence[tuple[str, str]], fmt: str) -> str:
@@ -54,7 +55,7 @@ def format_answer(tokens: Sequence[str], entities: Sequence[tuple[str, str]], fm
     answer = format_entities(entities, fmt)
     if not with_reasoning:
         return answer
-    return f"{reasoning(tokens, entities, descriptions)}\nAnswer:\n{answer}"
+    return f"{reasoning(tokens, entities, descriptions)}\n{ANSWER}\n{answer}"
 
 
 def gold_entities(sentence: Sentence) -> list[tuple[str, str]]:

@@ -40,7 +40,7 @@ from nerdistill.data.sources import read_source
 from nerdistill.data.text import tokenize
 from nerdistill.runtime import choose_precision
 from nerdistill.teacher.noise import DEFAULT_MIX, NoiseModel
-from nerdistill.teacher.prompts import format_answer, reasoning
+from nerdistill.teacher.prompts import ANSWER, format_answer, reasoning
 from nerdistill.teacher.server import NO_RESPONSE, BackgroundServer, Endpoint, completion, error
 from nerdistill.teacher.sim_batch import SimBatches
 
@@ -133,12 +133,18 @@ def find_sentence(messages: Sequence[Mapping[str, Any]]) -> list[str]:
     return tokenize(users[-1]) if users else []
 
 
+def style_for(reasoning: bool) -> str:
+    """The name of a prompt style in ``target_f1_by_style``: ``cot`` for a prompt that reasons, else ``standard``."""
+    return "cot" if reasoning else "standard"
+
+
 def prompt_style(messages: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
-    """``(style, format)``: ``cot`` if asked to think step by step; ``json`` if JSON is asked for."""
+    """``(style, format)`` as a model would read them from the request: :func:`style_for` ``cot`` if asked to
+    think step by step; ``json`` if JSON is asked for. The job itself takes both from the prompt's config."""
     instructions = " ".join(str(m.get("content") or "") for m in messages if m.get("role") == "system").lower()
     if not instructions:
         instructions = str(messages[-1].get("content") or "").lower() if messages else ""
-    return ("cot" if "step by step" in instructions else "standard"), ("json" if "json" in instructions else "lines")
+    return style_for("step by step" in instructions), ("json" if "json" in instructions else "lines")
 
 
 class SimTeacher(Endpoint):
@@ -318,13 +324,14 @@ def structured_answer(tokens: Sequence[str], entities: Sequence[tuple[str, str]]
 def token_logprobs(text: str, judged: Sequence[tuple[str, str, bool]], rng: random.Random) -> list[dict]:
     """OpenAI-style ``logprobs.content`` for ``text``: near-certain tokens (p in [0.995, 1)), except each
     entity's type token, whose probability is drawn from :data:`RIGHT_BETA` where the entity is right
-    and :data:`WRONG_BETA` where it is an error. Entities are found in order after the answer marker."""
+    and :data:`WRONG_BETA` where it is an error. Entities are found in order from just inside the last
+    :data:`~nerdistill.teacher.prompts.ANSWER` marker it wrote, or from a JSON answer's ``"entities"`` key."""
     pieces = [m.group() for m in TOKEN.finditer(text)]
     probs = [rng.uniform(0.995, 1.0) for _ in pieces]
     starts = [0]
     for piece in pieces:
         starts.append(starts[-1] + len(piece))
-    cursor = text.rfind("Answer:") + 1
+    cursor = text.rfind(ANSWER) + 1
     if text.lstrip().startswith("{"):
         cursor = max(cursor, text.find('"entities"'))
     for entity, kind, right in judged:
