@@ -117,7 +117,10 @@ def test_unknown_type_is_counted_and_dropped():
     assert parsed.counts["unknown_type"] == 1
 
 
-@pytest.mark.parametrize("text", ['{"entities": []}', "[]", "No entities.", "There are no named entities in this sentence.", "None", "ORG: none"])
+@pytest.mark.parametrize(
+    "text",
+    ['{"entities": []}', "[]", "No entities.", "There are no named entities in this sentence.", "None", "ORG: none"],
+)
 def test_no_entity_answers_are_empty_not_failures(text):
     parsed = parse_response(text, TOKENS)
     assert parsed.tags == ["O"] * 9
@@ -154,7 +157,9 @@ def test_tags_always_match_token_count():
         assert len(parse_response(text, TOKENS).tags) == len(TOKENS)
 
 
-@pytest.mark.parametrize("text", ["[" * 100_000, '{"a": ' * 50_000, "Sure: " + "[" * 100_000, '{"ORG": ' + "[" * 100_000 + '"EU"'])
+@pytest.mark.parametrize(
+    "text", ["[" * 100_000, '{"a": ' * 50_000, "Sure: " + "[" * 100_000, '{"ORG": ' + "[" * 100_000 + '"EU"']
+)
 def test_json_nested_deeper_than_the_stack_is_unparseable_not_a_crash(text):
     parsed = parse_response(text, TOKENS)
     assert parsed.status == "unparseable" and parsed.tags == ["O"] * 9
@@ -178,7 +183,9 @@ def test_json_is_searched_in_the_answers_tail_only():
     from nerdistill.teacher.parser import MAX_JSON, json_values
 
     value = '{"ORG": ["EU"]}'
-    assert json_values("x" * (MAX_JSON + 100) + value) == [(MAX_JSON + 100, MAX_JSON + 115, {"ORG": ["EU"]})]  # where it is in the whole text
+    assert json_values("x" * (MAX_JSON + 100) + value) == [
+        (MAX_JSON + 100, MAX_JSON + 115, {"ORG": ["EU"]})
+    ]  # where it is in the whole text
     assert json_values(value + "x" * MAX_JSON) == []
     assert json_values("Sure: " + "[" * 5000 + " " + value)[0][2] == {"ORG": ["EU"]}  # after brackets nested too deep
 
@@ -290,7 +297,10 @@ def test_prose_around_json(text):
 
 
 def test_promptner_reason_without_a_known_type_is_an_unknown_type():
-    parsed = parse_response("1. EU | True | as it is an organisation (ORG)\n2. lamb | True | as it is a food (PRODUCT)\n3. German | True | FOOD | why not", TOKENS)
+    parsed = parse_response(
+        "1. EU | True | as it is an organisation (ORG)\n2. lamb | True | as it is a food (PRODUCT)\n3. German | True | FOOD | why not",
+        TOKENS,
+    )
     assert parsed.tags == ["B-ORG"] + ["O"] * 8
     assert parsed.counts["unknown_type"] == 2 and parsed.unknown_types == {"PRODUCT": 1, "FOOD": 1}
 
@@ -306,7 +316,9 @@ def test_invented_types_are_counted_by_name_and_dropped():
     assert parsed.tags == ["B-ORG"] + ["O"] * 8
     assert parsed.counts["unknown_type"] == 4
     assert parsed.unknown_types == {"COUNTRY": 2, "PRODUCT": 1, "ACTION": 1}
-    assert parse_response('{"entities": [{"text": "EU", "type": "' + "x" * 500 + '"}]}', TOKENS).unknown_types == {"X" * 40: 1}
+    assert parse_response('{"entities": [{"text": "EU", "type": "' + "x" * 500 + '"}]}', TOKENS).unknown_types == {
+        "X" * 40: 1
+    }
 
 
 def test_each_mention_is_where_the_answer_wrote_it_not_where_its_text_first_occurs():
@@ -315,16 +327,24 @@ def test_each_mention_is_where_the_answer_wrote_it_not_where_its_text_first_occu
     tokens = "York and New York Times".split()
     text = "<think>York? New York Times?</think>\nStep 1: York and New York Times.\nAnswer:\nNew York Times | ORG\nYork | LOC"
     spans = {e.text: e.mention.span for e in parse_response(text, tokens).entities}
-    assert spans == {"New York Times": (text.index("New York Times | ORG"), text.index(" | ORG")), "York": (text.index("York | LOC"), text.index(" | LOC"))}
+    assert spans == {
+        "New York Times": (text.index("New York Times | ORG"), text.index(" | ORG")),
+        "York": (text.index("York | LOC"), text.index(" | LOC")),
+    }
     text = '[{"text": "Apple", "type": "ORG", "reason": "Apple Inc is a firm"}, {"text": "Apple Inc", "type": "ORG"}, {"text": ",", "type": "MISC"}]'
     spans = {e.text: e.mention.span for e in parse_response(text, "Apple , Apple Inc".split()).entities}
-    at = {name: text.index(f'"{name}"') + 1 for name in ("Apple", "Apple Inc", ",")}  # the JSON strings, not a word of the reason or the list's commas
+    at = {
+        name: text.index(f'"{name}"') + 1 for name in ("Apple", "Apple Inc", ",")
+    }  # the JSON strings, not a word of the reason or the list's commas
     assert spans == {name: (start, start + len(name)) for name, start in at.items()}
 
 
 def test_a_mention_found_twice_and_spans_of_a_long_response():
     parsed = parse_response("Germany | LOC", "Germany beat Italy and Germany lost .".split())
-    assert [(e.start, e.mention.span) for e in parsed.entities] == [(0, (0, 7)), (4, (0, 7))]  # the further occurrence repeats the mention
+    assert [(e.start, e.mention.span) for e in parsed.entities] == [
+        (0, (0, 7)),
+        (4, (0, 7)),
+    ]  # the further occurrence repeats the mention
     text = "x" * MAX_RESPONSE + "\nEU | ORG"  # only the tail is read; spans are still offsets into the whole text
     assert parse_response(text, TOKENS).entities[0].mention.span == (MAX_RESPONSE + 1, MAX_RESPONSE + 3)
     escaped = parse_response('{"entities": [{"text": "Z\\u00fcrich", "type": "LOC"}]}', ["Zürich"]).entities[0]
@@ -338,7 +358,10 @@ def test_a_mention_found_twice_and_spans_of_a_long_response():
         ("Step 1: EU.\nAnswer:\nEU | ORG", len("Step 1: EU.\nAnswer:")),
         ("<think>Answer: EU | LOC</think>\nEU | ORG", len("<think>Answer: EU | LOC</think>")),
         ("<thinking>EU?</THINKING>EU | ORG", len("<thinking>EU?</THINKING>")),
-        ('{"reasoning": "EU is an ORG", "entities": [{"text": "EU", "type": "ORG"}]}', len('{"reasoning": "EU is an ORG", ')),
+        (
+            '{"reasoning": "EU is an ORG", "entities": [{"text": "EU", "type": "ORG"}]}',
+            len('{"reasoning": "EU is an ORG", '),
+        ),
         ('Answer: {"entities": []}\n<think>x</think> EU | ORG', len('Answer: {"entities": []}\n<think>x</think>')),
     ],
 )
@@ -349,7 +372,13 @@ def test_answer_start(text, start):
 @pytest.mark.parametrize("fmt", ["json", "lines"])
 def test_the_final_answer_is_where_the_prompts_answers_put_it(fmt):
     """The parser reads the marker the prompts write (worked examples, the simulator's answers) and starts the answer after it."""
-    text = format_answer(TOKENS, [("EU", "ORG"), ("German", "MISC"), ("British", "MISC")], fmt, True, {"ORG": "an organisation", "MISC": "other names"})
+    text = format_answer(
+        TOKENS,
+        [("EU", "ORG"), ("German", "MISC"), ("British", "MISC")],
+        fmt,
+        True,
+        {"ORG": "an organisation", "MISC": "other names"},
+    )
     after = text.index("\nAnswer:\n") + len("\nAnswer:")
     assert answer_start(text) == (text.index('"entities"') if fmt == "json" else after)
     assert final_answer(text) == text[after:] and parse_response(text, TOKENS).tags == GOLD

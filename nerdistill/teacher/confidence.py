@@ -52,7 +52,9 @@ def probability(spans: Sequence[tuple[int, int, float]], start: int, end: int) -
     return min(1.0, math.exp(max(total, -700.0)))
 
 
-def entity_confidences(text: str, logprobs: Logprobs | None, entities: Sequence[Entity]) -> dict[EntityKey, float] | None:
+def entity_confidences(
+    text: str, logprobs: Logprobs | None, entities: Sequence[Entity]
+) -> dict[EntityKey, float] | None:
     """``(start, end, type) -> confidence`` for ``entities`` parsed from the answer ``text``; None without usable logprobs."""
     spans = char_spans(text, logprobs) if logprobs else None
     if spans is None:

@@ -18,7 +18,12 @@ def cost(tokens: Mapping[str, int], price: Mapping[str, float] | None, factor: f
     """USD for ``tokens`` at ``price`` (USD per 1M input/output tokens) times ``factor`` (the batch rate's share); None if unpriced."""
     if price is None:
         return None
-    return round((tokens.get("prompt", 0) * float(price["input"]) + tokens.get("completion", 0) * float(price["output"])) * factor / 1e6, 6)
+    return round(
+        (tokens.get("prompt", 0) * float(price["input"]) + tokens.get("completion", 0) * float(price["output"]))
+        * factor
+        / 1e6,
+        6,
+    )
 
 
 def quality(outcomes: Sequence[Outcome], annotated_only: bool) -> dict | None:
@@ -60,11 +65,22 @@ def verification_summary(outcomes: Sequence[Outcome], has_gold: bool) -> dict:
         "dropped": verdicts["no"],
         "unclear": verdicts["unclear"],
         "failed": verdicts["failed"],
-        "tokens": {"prompt": sum(row.get("prompt_tokens", 0) for _, row in rows), "completion": sum(row.get("completion_tokens", 0) for _, row in rows)},
+        "tokens": {
+            "prompt": sum(row.get("prompt_tokens", 0) for _, row in rows),
+            "completion": sum(row.get("completion_tokens", 0) for _, row in rows),
+        },
     }
     if has_gold:
-        right = Counter(((row["start"], row["end"], row["type"]) in set(spans(o.sentence.tags)), row["verdict"] == "no") for o, row in rows)
-        summary |= {"kept_right": right[True, False], "kept_wrong": right[False, False], "dropped_right": right[True, True], "dropped_wrong": right[False, True]}
+        right = Counter(
+            ((row["start"], row["end"], row["type"]) in set(spans(o.sentence.tags)), row["verdict"] == "no")
+            for o, row in rows
+        )
+        summary |= {
+            "kept_right": right[True, False],
+            "kept_wrong": right[False, False],
+            "dropped_right": right[True, True],
+            "dropped_wrong": right[False, True],
+        }
     return summary
 
 
@@ -194,12 +210,22 @@ def markdown(report: Mapping[str, Any]) -> str:
             "|---|---|---|---|---|---|---|",
         ]
         for row in b["batches"]:
-            lines.append(f"| `{row['batch_id']}` | {row['status']} | {row['requests']} | {row['answered']} | {row['errors'] or ''} | {row['resumed']} | {row['reason'] or ''} |")
+            lines.append(
+                f"| `{row['batch_id']}` | {row['status']} | {row['requests']} | {row['answered']} | {row['errors'] or ''} | {row['resumed']} | {row['reason'] or ''} |"
+            )
     if report["quality"]:
         q = report["quality"]
-        lines += ["", "## Quality against gold (failed sentences count as no entities)", "", "| | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+        lines += [
+            "",
+            "## Quality against gold (failed sentences count as no entities)",
+            "",
+            "| | precision | recall | F1 | support |",
+            "|---|---|---|---|---|",
+        ]
         for name, row in [("micro", q["micro"]), ("macro", q["macro"]), *sorted(q["per_type"].items())]:
-            lines.append(f"| {name} | {_pct(row['precision'])} | {_pct(row['recall'])} | {_pct(row['f1'])} | {row['support']} |")
+            lines.append(
+                f"| {name} | {_pct(row['precision'])} | {_pct(row['recall'])} | {_pct(row['f1'])} | {row['support']} |"
+            )
     if report.get("local_server"):
         local = report["local_server"]
         lines += [

@@ -34,6 +34,27 @@ Run standalone: ``python -m nerdistill.teacher.local teacher.local.port=8000 run
 from nerdistill.teacher.local.generation import Generation, Generator
 from nerdistill.teacher.local.model import LoadedModel
 from nerdistill.teacher.local.serve import LocalServer, LocalTeacher
-from nerdistill.teacher.local.settings import DESCRIPTION, DTYPES, MODEL, PACKAGE, LocalSettings, identity, packaged_gguf
+from nerdistill.teacher.local.settings import (
+    DESCRIPTION,
+    DTYPES,
+    MODEL,
+    PACKAGE,
+    LocalSettings,
+    identity,
+    packaged_gguf,
+)
 
-__all__ = ["DESCRIPTION", "DTYPES", "MODEL", "PACKAGE", "Generation", "Generator", "LoadedModel", "LocalServer", "LocalSettings", "LocalTeacher", "identity", "packaged_gguf"]
+__all__ = [
+    "DESCRIPTION",
+    "DTYPES",
+    "MODEL",
+    "PACKAGE",
+    "Generation",
+    "Generator",
+    "LoadedModel",
+    "LocalServer",
+    "LocalSettings",
+    "LocalTeacher",
+    "identity",
+    "packaged_gguf",
+]

