@@ -97,17 +97,23 @@ def sweep(levels: list[int], scale: float, latency: float, rerun: int, tmp: Path
 def table(results: dict[int, dict], cached: dict) -> str:
     """A plain-text summary of the runs."""
     rows = [
-        f"{'run':>10} {'sent':>6} {'calls':>6} {'annot s':>8} {'sent/s':>8} {'ideal':>6} {'share':>6} {'job s':>6} {'proc s':>7} {'cpu s':>6}"
+        f"{'run':>10} {'sent':>6} {'calls':>6} {'annot s':>8} {'sent/s':>8} "
+        f"{'ideal':>6} {'share':>6} {'job s':>6} {'proc s':>7} {'cpu s':>6}"
     ]
     for c, r in results.items():
         rows.append(
-            f"{'c=' + str(c):>10} {r['sentences']:>6} {r['calls_made']:>6} {r['annotate_s']:>8.2f} {r['sentences_per_s']:>8.1f} {r['ideal_per_s']:>6.0f} {r['share_of_ideal']:>6.1%} {r['job_wall_s']:>6.2f} {r['process_wall_s']:>7.2f} {r['process_cpu_s']:>6.2f}"
+            f"{'c=' + str(c):>10} {r['sentences']:>6} {r['calls_made']:>6} {r['annotate_s']:>8.2f} "
+            f"{r['sentences_per_s']:>8.1f} {r['ideal_per_s']:>6.0f} {r['share_of_ideal']:>6.1%} "
+            f"{r['job_wall_s']:>6.2f} {r['process_wall_s']:>7.2f} {r['process_cpu_s']:>6.2f}"
         )
     rows.append(
-        f"{'cached':>10} {cached['sentences']:>6} {cached['calls_made']:>6} {cached['annotate_s']:>8.2f} {'':>8} {'':>6} {'':>6} {cached['job_wall_s']:>6.2f} {cached['process_wall_s']:>7.2f} {cached['process_cpu_s']:>6.2f}"
+        f"{'cached':>10} {cached['sentences']:>6} {cached['calls_made']:>6} {cached['annotate_s']:>8.2f} "
+        f"{'':>8} {'':>6} {'':>6} "
+        f"{cached['job_wall_s']:>6.2f} {cached['process_wall_s']:>7.2f} {cached['process_cpu_s']:>6.2f}"
     )
     rows.append(
-        f"marginal CPU per call (the c={cached['concurrency']} job less its cached re-run): {cached['marginal_cpu_ms_per_call']} ms"
+        f"marginal CPU per call (the c={cached['concurrency']} job less its cached re-run): "
+        f"{cached['marginal_cpu_ms_per_call']} ms"
     )
     return "\n".join(rows)
 
@@ -152,7 +158,10 @@ def main() -> None:
             "teacher": "simulated (teacher=sim, in-process on localhost)",
             "latency_s": args.latency,
             "scale": args.scale,
-            "note": "throughput = sentences / report.json time.annotate_s (repeated sentences share one call); ideal = concurrency / latency; commands ran in a temp dir since removed",
+            "note": (
+                "throughput = sentences / report.json time.annotate_s (repeated sentences share one call); "
+                "ideal = concurrency / latency; commands ran in a temp dir since removed"
+            ),
             "concurrency": {str(c): r for c, r in results.items()},
             "cached_rerun": cached,
             "targets": TARGETS,

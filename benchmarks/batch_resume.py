@@ -132,7 +132,10 @@ def main() -> None:
         args.name,
         {
             "command": ("python -m benchmarks.batch_resume " + shlex.join(sys.argv[1:])).strip(),
-            "teacher": "SIMULATED (nerdistill.teacher.sim in the benchmark's process, rate_malformed 0.05; usage estimated as characters/4)",
+            "teacher": (
+                "SIMULATED (nerdistill.teacher.sim in the benchmark's process, rate_malformed 0.05; "
+                "usage estimated as characters/4)"
+            ),
             "prices": "gpt-4o-mini: 0.15 / 0.60 USD per 1M input / output tokens; batch_price_factor 0.5",
             **result,
         },

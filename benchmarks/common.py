@@ -47,9 +47,10 @@ def machine() -> dict:
         (line.split(":", 1)[1].strip() for line in flags.splitlines() if line.startswith("model name")),
         platform.processor(),
     )
+    # "-dirty": uncommitted changes
     commit = subprocess.run(
         ["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.strip()  # "-dirty": uncommitted changes
+    ).stdout.strip()
     return {
         "cpu": model,
         "cores": os.cpu_count(),

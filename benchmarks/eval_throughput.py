@@ -128,7 +128,11 @@ def main() -> None:
     ]
     same = all(round(results[a]["test_f1"], 6) == round(results[b]["test_f1"], 6) for a, b in pairs)
     print("ratios", ratios, "sorted F1 == unsorted F1:", same)
-    command = f"python -m benchmarks.eval_throughput --model-dir {args.model_dir} --batch-size {args.batch_size} --predict-sentences {args.predict_sentences} --repeats {args.repeats} --variants {args.variants} --name {args.name}"
+    command = (
+        f"python -m benchmarks.eval_throughput --model-dir {args.model_dir} --batch-size {args.batch_size} "
+        f"--predict-sentences {args.predict_sentences} --repeats {args.repeats} --variants {args.variants} "
+        f"--name {args.name}"
+    )
     write_result(
         args.name,
         {

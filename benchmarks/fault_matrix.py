@@ -99,7 +99,8 @@ def measure(cell: str, sentences: Path, tmp: Path) -> dict:
 def table(results: dict[str, dict]) -> str:
     """The Markdown table docs/teacher.md shows."""
     rows = [
-        "| faults (share of attempts) | attempts hit | annotated | failed (reason) | re-asks | answers received / sent | duplicate calls | wall s |",
+        "| faults (share of attempts) | attempts hit | annotated | failed (reason) | re-asks "
+        "| answers received / sent | duplicate calls | wall s |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in results.values():
@@ -109,7 +110,8 @@ def table(results: dict[str, dict]) -> str:
             " (" + ", ".join(f"{k} {n}" for k, n in r["failed_by_reason"].items()) + ")" if r["failed"] else ""
         )
         rows.append(
-            f"| {faults} | {hit} | {r['annotated']} | {failed} | {r['reasked']} | {r['calls_made']} / {r['answered']} | {r['answered_again']} | {r['job_wall_s']:.1f} |"
+            f"| {faults} | {hit} | {r['annotated']} | {failed} | {r['reasked']} "
+            f"| {r['calls_made']} / {r['answered']} | {r['answered_again']} | {r['job_wall_s']:.1f} |"
         )
     return "\n".join(rows)
 
@@ -129,7 +131,8 @@ def main() -> None:
         for cell in cells:
             results[cell] = measure(cell, sentences, Path(tmp))
             print(
-                f"{cell}: {results[cell]['annotated']} annotated, {results[cell]['failed']} failed, {results[cell]['job_wall_s']} s",
+                f"{cell}: {results[cell]['annotated']} annotated, {results[cell]['failed']} failed, "
+                f"{results[cell]['job_wall_s']} s",
                 flush=True,
             )
     print(table(results))
@@ -140,7 +143,11 @@ def main() -> None:
             "teacher": "SIMULATED (teacher=sim, in-process on localhost)",
             "sentences": SENTENCES,
             "settings": SETTINGS,
-            "note": "answers received = calls.made (each stored in the cache); sent = the simulator's 200 answers; duplicate calls = the simulator's answered_again (a request answered again after a 200); wall = report.json time.wall_s",
+            "note": (
+                "answers received = calls.made (each stored in the cache); sent = the simulator's 200 answers; "
+                "duplicate calls = the simulator's answered_again (a request answered again after a 200); "
+                "wall = report.json time.wall_s"
+            ),
             "cells": results,
             "table": table(results),
         },

@@ -40,10 +40,9 @@ def measure(
 
     torch.set_num_threads(1)
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        # knn: each sentence's nearest of the student's 1,000 gold sentences (prompt.examples_budget), as the phase 1 table has them
-        examples, *options = variant.split(
-            "+"
-        )  # e.g. knn+spans: nearest-neighbour examples, answers held to the sentence's spans
+        # knn: each sentence's nearest of the student's 1,000 gold sentences (prompt.examples_budget), as the
+        # phase 1 table has them; e.g. knn+spans: nearest-neighbour examples, answers held to the sentence's spans
+        examples, *options = variant.split("+")
         knn = (
             [
                 f"prompt.examples={examples}",
@@ -66,9 +65,8 @@ def measure(
     )
     rendered = [teacher.loaded.render(prompt.messages(s)) for s in chosen]
     _, prefix, opening = rendered[0]
-    teacher.generator.prefix_cache(
-        (prefix or [])[:opening] if examples == "knn" else prefix or []
-    )  # what every call of the job shares, computed once per job: not measured
+    # what every call of the job shares, computed once per job: not measured
+    teacher.generator.prefix_cache((prefix or [])[:opening] if examples == "knn" else prefix or [])
     schemas = [prompt.response_format(s)["json_schema"]["schema"] if prompt.structured else None for s in chosen]
     generations = [
         Generation(ids, prefix, opening, max_tokens, 0.0, 1.0, None, False, schema)
@@ -116,7 +114,10 @@ def main() -> None:
     parser.add_argument(
         "--examples",
         default="random",
-        help="prompt variants, comma-separated: random, knn (each sentence's nearest of 1,000 gold), knn+spans (and answers held to the sentence's spans)",
+        help=(
+            "prompt variants, comma-separated: random, knn (each sentence's nearest of 1,000 gold), "
+            "knn+spans (and answers held to the sentence's spans)"
+        ),
     )
     parser.add_argument("--name", default="local_batch")
     parser.add_argument(
@@ -158,7 +159,11 @@ def main() -> None:
                 row["cpu_speedup_vs_first"] = round(first["cpu_s"] / row["cpu_s"], 2)
                 print({k: v for k, v in row.items() if k != "prompt_tokens"}, flush=True)
                 rows.append(row)
-    command = f"python -m benchmarks.local_batch --prompts {args.prompts} --batch-sizes {args.batch_sizes} --sentences {args.sentences} --max-tokens {args.max_tokens} --dtypes {args.dtypes} --examples {args.examples} --name {args.name}"
+    command = (
+        f"python -m benchmarks.local_batch --prompts {args.prompts} --batch-sizes {args.batch_sizes} "
+        f"--sentences {args.sentences} --max-tokens {args.max_tokens} --dtypes {args.dtypes} "
+        f"--examples {args.examples} --name {args.name}"
+    )
     write_result(
         args.name,
         {

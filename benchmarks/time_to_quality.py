@@ -202,7 +202,8 @@ def markdown(cells: dict[str, dict]) -> str:
     ]
     for name, c in cells.items():
         lines.append(
-            f"| {name} | {len(c['seeds'])} | {cell(c.get('wall_s'), 0)} | {cell(c.get('fit_s'), 0)} | {cell(c.get('test_f1'), 4)} | {cell(c.get('dev_f1_best'), 4)} | {cell(c.get('peak_rss_gib'), 2)} |"
+            f"| {name} | {len(c['seeds'])} | {cell(c.get('wall_s'), 0)} | {cell(c.get('fit_s'), 0)} "
+            f"| {cell(c.get('test_f1'), 4)} | {cell(c.get('dev_f1_best'), 4)} | {cell(c.get('peak_rss_gib'), 2)} |"
         )
     return "\n".join(lines)
 

@@ -55,7 +55,9 @@ def nerdistill_fit(overrides: list[str], workdir: Path, callbacks: list[pl.Callb
 
 
 OURS = {
-    "nerdistill": [],  # the defaults: precision auto, length-aware batches, cheap dropout masks, frozen word embeddings, glibc keeps freed memory
+    # the defaults: precision auto, length-aware batches, cheap dropout masks, frozen word embeddings, glibc keeps
+    # freed memory
+    "nerdistill": [],
     "nerdistill_torch_dropout": ["model.module.cheap_dropout=false"],  # PyTorch's CPU dropout masks
     "nerdistill_fp32_random": SLOW_PATH,
     "nerdistill_trained_embeddings": TRAINED_EMBEDDINGS,
@@ -172,7 +174,10 @@ def main() -> None:
         if "nerdistill" in results and ref in results:
             ratios[name] = round(results["nerdistill"]["sentences_per_s"] / results[ref]["sentences_per_s"], 2)
     print("ratios", ratios)
-    command = f"python -m benchmarks.train_throughput --sentences {args.sentences} --batch-size {args.batch_size} --model {args.model} --repeats {args.repeats} --variants {args.variants} --name {args.name}"
+    command = (
+        f"python -m benchmarks.train_throughput --sentences {args.sentences} --batch-size {args.batch_size} "
+        f"--model {args.model} --repeats {args.repeats} --variants {args.variants} --name {args.name}"
+    )
     write_result(
         args.name,
         {

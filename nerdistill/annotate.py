@@ -46,7 +46,8 @@ ERRORS = (TeacherError, CacheError, InputFormatError, CoNLLFormatError)
 
 
 def build(node: DictConfig, **kwargs: object) -> Any:
-    """``instantiate``, but our own errors and bad config values (``ValueError``) surface as themselves, not wrapped by Hydra."""
+    """``instantiate``, but our own errors and bad config values (``ValueError``) surface as themselves, not
+    wrapped by Hydra."""
     try:
         return instantiate(node, **kwargs)
     except InstantiationException as err:
@@ -116,7 +117,8 @@ def confidence_weights(outcome: Outcome, outside: float) -> tuple[float, ...]:
 
 
 def provenance_for(outcome: Outcome, teacher: dict, prompt: dict, examples: list[str]) -> dict:
-    """Who labelled the sentence and how: the teacher, the prompt, the ids of the examples it was shown, the cache keys of its calls."""
+    """Who labelled the sentence and how: the teacher, the prompt, the ids of the examples it was shown, the
+    cache keys of its calls."""
     final = outcome.calls[-1].parsed.status if outcome.calls else None
     return {
         "teacher": teacher,
@@ -135,7 +137,8 @@ def check_config(cfg: DictConfig) -> None:
     check_value("self_consistency.temperature", sc.temperature, (float,))
     if sc.n < 1 or not 0 < sc.min_agreement <= 1 or sc.temperature < 0:
         raise ValueError(
-            f"self_consistency: n must be >= 1, min_agreement in (0, 1] and temperature >= 0, got {OmegaConf.to_container(sc)}"
+            "self_consistency: n must be >= 1, min_agreement in (0, 1] and temperature >= 0, "
+            f"got {OmegaConf.to_container(sc)}"
         )
     client = cfg.teacher.client
     for key, allowed in (("timeout", (float,)), ("max_retries", (int,)), ("concurrency", (int,))):
@@ -152,7 +155,8 @@ def check_config(cfg: DictConfig) -> None:
         check_value("batch_price_factor", cfg.batch_price_factor, (float,))
         if batch.poll_interval < 0 or batch.max_requests < 1 or cfg.batch_price_factor < 0:
             raise ValueError(
-                f"teacher.batch: poll_interval must be >= 0 and max_requests >= 1, batch_price_factor >= 0; got {OmegaConf.to_container(batch)}, {cfg.batch_price_factor}"
+                "teacher.batch: poll_interval must be >= 0 and max_requests >= 1, batch_price_factor >= 0; "
+                f"got {OmegaConf.to_container(batch)}, {cfg.batch_price_factor}"
             )
 
 
@@ -164,7 +168,8 @@ def annotate(cfg: DictConfig) -> dict:
     source = build(cfg.input)
     if cfg.teacher.get("sim") is not None and not source.has_gold and not cfg.teacher.sim.model_dir:
         raise TeacherError(
-            "the simulated teacher knows only the sentences in its oracle files; for raw text set teacher.sim.model_dir to a trained nerdistill model (e.g. <train run>/model)"
+            "the simulated teacher knows only the sentences in its oracle files; for raw text set "
+            "teacher.sim.model_dir to a trained nerdistill model (e.g. <train run>/model)"
         )
     sentences = source.load(labels)
     prompt = build(cfg.prompt).setup(labels)
@@ -207,12 +212,14 @@ def annotate(cfg: DictConfig) -> dict:
         except KeyboardInterrupt:
             if runner is not None:
                 log.warning(
-                    "interrupted: batches in flight are recorded in the cache %s; run the same command again to collect them",
+                    "interrupted: batches in flight are recorded in the cache %s; "
+                    "run the same command again to collect them",
                     cfg.cache,
                 )
             else:
                 log.warning(
-                    "interrupted: %d responses are in the cache %s (%d made this run); run the same command again to resume",
+                    "interrupted: %d responses are in the cache %s (%d made this run); "
+                    "run the same command again to resume",
                     len(cache),
                     cfg.cache,
                     annotator.stats.made,

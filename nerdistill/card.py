@@ -103,7 +103,8 @@ def teacher_lines(cfg: Mapping[str, Any], metrics: Mapping[str, Any], labels: La
         return ["- **Teacher: none.** This model was trained on gold (human-annotated) data only."], False
     lines, simulated = (
         [
-            f"- Distilled (LLM-annotated) sentences used: {metrics['pools']['distilled']:,}, from {', '.join(describe_source(s) for s in distilled)}"
+            f"- Distilled (LLM-annotated) sentences used: {metrics['pools']['distilled']:,}, "
+            f"from {', '.join(describe_source(s) for s in distilled)}"
         ],
         False,
     )
@@ -133,11 +134,13 @@ def teacher_lines(cfg: Mapping[str, Any], metrics: Mapping[str, Any], labels: La
     measured = measured_teacher_f1(distilled, [str(s) for s in cfg["data"].get("original") or []], labels)
     if measured is not None:
         lines.append(
-            f"- Distilled labels against the gold files' tags of the same {measured['sentences']:,} sentences (matched by tokens): micro F1 {measured['f1']:.4f}"
+            f"- Distilled labels against the gold files' tags of the same {measured['sentences']:,} sentences "
+            f"(matched by tokens): micro F1 {measured['f1']:.4f}"
         )
     if metrics.get("denoise"):
         lines.append(
-            f"- Relabelled before training by `denoise={cfg.get('denoise', {}).get('name', '?')}` (a gold model's corrections; see the run's relabel_1/summary.json)"
+            f"- Relabelled before training by `denoise={cfg.get('denoise', {}).get('name', '?')}` "
+            "(a gold model's corrections; see the run's relabel_1/summary.json)"
         )
     return lines, simulated
 
@@ -220,13 +223,15 @@ def model_card(
     body = [
         f"# {name}",
         "",
-        "A token classifier for named entities trained by nerdistill, which distils an LLM annotator into a small model (after "
-        "Huang, Tang & Chen, arXiv 2402.09282): an LLM (the teacher) annotates sentences, and this student trains on a blend of those "
-        f"and of human-annotated (gold) sentences under a schedule. Base model: {base}.",
+        "A token classifier for named entities trained by nerdistill, which distils an LLM annotator into a small "
+        "model (after Huang, Tang & Chen, arXiv 2402.09282): an LLM (the teacher) annotates sentences, and this "
+        "student trains on a blend of those and of human-annotated (gold) sentences under a schedule. "
+        f"Base model: {base}.",
         *(
             [
                 "",
-                "> **The distilled labels are SIMULATED**: they come from nerdistill's offline simulator (gold or a model's tags through a noise model), not from an LLM.",
+                "> **The distilled labels are SIMULATED**: they come from nerdistill's offline simulator "
+                "(gold or a model's tags through a noise model), not from an LLM.",
             ]
             if simulated
             else []
@@ -234,7 +239,8 @@ def model_card(
         "",
         "## Labels",
         "",
-        f"Entity types: {', '.join(f'`{t}`' for t in labels.types)}. Tags are IOB2: {', '.join(f'`{t}`' for t in labels.tags)}.",
+        f"Entity types: {', '.join(f'`{t}`' for t in labels.types)}. "
+        f"Tags are IOB2: {', '.join(f'`{t}`' for t in labels.tags)}.",
         "",
         "## Training data",
         "",
@@ -260,17 +266,20 @@ def model_card(
         f"- Schedule: `{metrics.get('schedule')}` (the distilled share of each batch over training)",
         f"- Optimiser steps: {metrics.get('global_step')}; passes {data.get('passes')}"
         + (f"; draws {draws}" if any(v is not None for k, v in draws.items() if k != "unit") else ""),
-        f"- Batch {data.get('batch_size')}, learning rate {cfg['model']['module'].get('lr')}, max length {data.get('max_length')}, precision `{metrics.get('precision')}`, seed {cfg.get('seed')}",
+        f"- Batch {data.get('batch_size')}, learning rate {cfg['model']['module'].get('lr')}, "
+        f"max length {data.get('max_length')}, precision `{metrics.get('precision')}`, seed {cfg.get('seed')}",
         "",
         "## Evaluation",
         "",
-        f"Entity-level, strict IOB2 (seqeval) on the test set {describe_source(str(data['test']))} with the best checkpoint by dev F1 (dev F1 {metrics.get('val_f1_best', float('nan')):.4f}):",
+        f"Entity-level, strict IOB2 (seqeval) on the test set {describe_source(str(data['test']))} "
+        f"with the best checkpoint by dev F1 (dev F1 {metrics.get('val_f1_best', float('nan')):.4f}):",
         "",
         *score_table(test),
         *(
             [
                 "",
-                f"**Partial test**: `trainer.limit_test_batches={limit}` scored only part of the test set (support above).",
+                f"**Partial test**: `trainer.limit_test_batches={limit}` "
+                "scored only part of the test set (support above).",
             ]
             if (limit := cfg.get("trainer", {}).get("limit_test_batches")) not in (None, 1.0)
             else []

@@ -56,7 +56,8 @@ def check_types(node: DictConfig, key: str, target: Callable[..., Any] | None = 
 
 
 def check_tagger_config(cfg: DictConfig) -> None:
-    """The types of ``evaluate``'s and ``predict``'s model settings (ranges: :class:`~nerdistill.student.inference.Tagger`)."""
+    """The types of ``evaluate``'s and ``predict``'s model settings (ranges:
+    :class:`~nerdistill.student.inference.Tagger`)."""
     for key, allowed in (
         ("batch_size", (int,)),
         ("max_length", (int,)),

@@ -36,7 +36,8 @@ def evaluate(cfg: DictConfig) -> dict:
         check_source("split", path)
     elif not Path(path).is_file():
         raise FileNotFoundError(
-            f"split={cfg.split}: {path} is not a file (expected val, test, a CoNLL file or hf:<dataset folder or hub id>[:split])"
+            f"split={cfg.split}: {path} is not a file "
+            "(expected val, test, a CoNLL file or hf:<dataset folder or hub id>[:split])"
         )
     tagger = Tagger(cfg.model_dir, cfg.batch_size, cfg.max_length, cfg.precision, quantize=cfg.get("quantize"))
     sentences = read_source(path, tagger.labels, labels_name=f"the label set of the model in {cfg.model_dir}")

@@ -83,7 +83,10 @@ def export(cfg: DictConfig) -> dict:
             if student is not None
             else None,
         },
-        "format": "Label Studio tasks: data.text (tokens joined by single spaces), data.tokens, data.sentence_id; predictions[].result[] type labels",
+        "format": (
+            "Label Studio tasks: data.text (tokens joined by single spaces), data.tokens, data.sentence_id; "
+            "predictions[].result[] type labels"
+        ),
     }
     write_text(out / "label_config.xml", label_config(labels, cfg.granularity))
     write_json(out / "tasks.json", tasks)

@@ -81,7 +81,8 @@ def cpu_bf16() -> tuple[bool, str]:
         return True, f"this CPU has native bf16 ({', '.join(native)})"
     return (
         False,
-        "this CPU has no native bf16 (no AMX-BF16 or AVX512-BF16 on x86, no BF16 on Arm): bf16 would be emulated, slower than fp32",
+        "this CPU has no native bf16 (no AMX-BF16 or AVX512-BF16 on x86, no BF16 on Arm): "
+        "bf16 would be emulated, slower than fp32",
     )
 
 
@@ -124,7 +125,8 @@ def resolve_precision(requested: str | int, device: str, key: str = "precision")
         if not native:
             warnings.warn(
                 f"{key}={requested} on a CPU without native bf16 ({why}): every bf16 matmul is emulated, "
-                f"measured 2.6-5.6x (AVX-512) to 45-64x (AVX2) slower than fp32. Set {key}=auto or {key}=32-true to train in fp32.",
+                "measured 2.6-5.6x (AVX-512) to 45-64x (AVX2) slower than fp32. "
+                f"Set {key}=auto or {key}=32-true to train in fp32.",
                 stacklevel=2,
             )
     return choice

@@ -49,7 +49,8 @@ def check_config(cfg: DictConfig) -> Settings:
         )
     if settings.needs == "llm" and not cfg.llm_labels:
         raise ValueError(
-            f"strategy={settings.strategy} compares the student with the LLM's labels of the pool: set llm_labels=<CoNLL file>"
+            f"strategy={settings.strategy} compares the student with the LLM's labels of the pool: "
+            "set llm_labels=<CoNLL file>"
         )
     return settings
 

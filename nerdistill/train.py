@@ -85,9 +85,8 @@ def denoise(cfg: DictConfig, sources: Sources, precision: str) -> tuple[Sources,
     last relabelled pool as the distilled one, and what happened, for metrics.json."""
     started = time.perf_counter()
     out = Path(cfg.paths.output_dir)
-    relabelling = relabel.Relabelling(
-        cfg, pools(cfg, sources), sources.original or []
-    )  # the rule checked before any model trains
+    # the rule checked before any model trains
+    relabelling = relabel.Relabelling(cfg, pools(cfg, sources), sources.original or [])
     with relabel.gold_model(cfg) as gold:
         if gold.config is not None:
             gold.trained(fit(gold.config, sources, precision, time.perf_counter()))
@@ -127,9 +126,8 @@ def fit(cfg: DictConfig, sources: Sources, precision: str, started: float, denoi
     run = build(cfg, sources, precision, callbacks=callbacks, logger=loggers)
     datamodule, module, trainer = run.datamodule, run.module, run.trainer
     plan = datamodule.plan
-    if (
-        trainer.world_size > 1
-    ):  # every rank evaluates the whole dev and test sets: its metrics are already the global ones
+    # every rank evaluates the whole dev and test sets: its metrics are already the global ones
+    if trainer.world_size > 1:
         warnings.filterwarnings(
             "ignore", message=r".*sync_dist=True.*when logging on epoch level", category=PossibleUserWarning
         )
@@ -138,7 +136,8 @@ def fit(cfg: DictConfig, sources: Sources, precision: str, started: float, denoi
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True) | {"precision": precision})
     try:
-        # weights_only: a checkpoint is unpickled with torch's allow-list of tensors and plain types, never arbitrary objects
+        # weights_only: a checkpoint is unpickled with torch's allow-list of tensors and plain types, never
+        # arbitrary objects
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
         fit_s = timer.time_elapsed("train")  # read before the test, which loads the best checkpoint's timer state
         best = getattr(trainer.checkpoint_callback, "best_model_path", "")  # "" without a ModelCheckpoint
@@ -313,7 +312,8 @@ def refuse_silent_resume(callbacks: list[pl.Callback], ckpt_path: str | None) ->
         found = sorted(p.name for p in folder.glob("*.ckpt"))
         if found:
             raise FileExistsError(
-                f"{folder} already holds checkpoints of an earlier run ({', '.join(found)}): pass ckpt_path={folder / 'last.ckpt'} to resume it, or choose a new output dir (hydra.run.dir=...)"
+                f"{folder} already holds checkpoints of an earlier run ({', '.join(found)}): "
+                f"pass ckpt_path={folder / 'last.ckpt'} to resume it, or choose a new output dir (hydra.run.dir=...)"
             )
 
 
@@ -321,7 +321,8 @@ def refuse_limit_train_batches(trainer: pl.Trainer) -> None:
     """``trainer.limit_train_batches`` would cut epochs short behind the run plan's back."""
     if not trainer.fast_dev_run and trainer.limit_train_batches != 1.0:
         raise ValueError(
-            f"trainer.limit_train_batches={trainer.limit_train_batches} would cut epochs short behind the blending schedule's back: set data.steps_per_epoch (optimiser steps per epoch) instead"
+            f"trainer.limit_train_batches={trainer.limit_train_batches} would cut epochs short behind the "
+            "blending schedule's back: set data.steps_per_epoch (optimiser steps per epoch) instead"
         )
 
 

@@ -103,7 +103,8 @@ def gold_budget_sweep(root: Path) -> None:
 def write_annotate_run(
     path: Path, *, prompt: str, f1: float | None, model: str = "gpt-4o", report: bool = True
 ) -> Path:
-    """One ``python -m nerdistill.annotate`` job dir (a real teacher): micro and per-type F1 ``f1``, or no gold when None."""
+    """One ``python -m nerdistill.annotate`` job dir (a real teacher): micro and per-type F1 ``f1``, or no gold
+    when None."""
     (path / ".hydra").mkdir(parents=True)
     (path / ".hydra" / "config.yaml").write_text(
         yaml.safe_dump({"task_name": "phase1_annotation", "prompt": {"id": prompt}})

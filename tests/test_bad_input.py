@@ -185,7 +185,10 @@ def test_checkpoint_of_another_label_set_is_refused_before_training(tmp_path):
     out = tmp_path / "run"
     with pytest.raises(
         ValueError,
-        match=r"other.ckpt: the checkpoint was trained on labels \['PER', 'LOC'\], this run has labels \['PER', 'ORG', 'LOC', 'MISC'\]",
+        match=(
+            r"other.ckpt: the checkpoint was trained on labels \['PER', 'LOC'\], "
+            r"this run has labels \['PER', 'ORG', 'LOC', 'MISC'\]"
+        ),
     ):
         train(compose_config("train", [*TINY_TRAIN, f"ckpt_path={ckpt}"], out))
     assert_no_result(out)

@@ -14,7 +14,9 @@ def write(tmp_path: Path, text: str | bytes, name: str = "f.txt") -> Path:
 def test_reads_four_columns_with_docstart_and_gives_block_ids(tmp_path):
     path = write(
         tmp_path,
-        "-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\nrejects VBZ B-VP O\n\nPeter NNP B-NP B-PER\nBlackburn NNP I-NP I-PER\n",
+        "-DOCSTART- -X- -X- O\n\n"
+        "EU NNP B-NP B-ORG\nrejects VBZ B-VP O\n\n"
+        "Peter NNP B-NP B-PER\nBlackburn NNP I-NP I-PER\n",
     )
     sentences = read_conll(path)
     assert [s.tokens for s in sentences] == [("EU", "rejects"), ("Peter", "Blackburn")]

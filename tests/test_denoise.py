@@ -174,9 +174,8 @@ def test_the_pipeline_trains_a_gold_model_relabels_and_reuses_it(tmp_path, tiny_
     assert len(pool) == 64 and all(list(s.tags) == to_iob2(s.provenance["model_tags"]) for s in pool)
     assert [s.tokens for s in read_conll(tmp_path / "a" / "relabel_1" / "distilled.conll")] == [s.tokens for s in pool]
     summary = json.loads((tmp_path / "a" / "relabel_1" / "summary.json").read_text())
-    assert (
-        summary["quality_against_gold"]["teacher"]["sentences"] == 64
-    )  # the GPT-3.5 sentences are CoNLL train sentences
+    # the GPT-3.5 sentences are CoNLL train sentences
+    assert summary["quality_against_gold"]["teacher"]["sentences"] == 64
     assert metrics["pools"]["distilled"] == 64
 
     # a second option on the same seed and data reuses the gold model instead of training it again
@@ -193,9 +192,8 @@ def test_soft_targets_blend_the_tag_with_the_models_distribution(tmp_path):
     out, _ = relabel(Relabel(soft=0.5))
     probs = probabilities(MODEL, 0.95)
     assert len(out.targets) == len(TOKENS) and all(sum(row) == pytest.approx(1) for row in out.targets)
-    assert out.targets[4][TAGS.index("B-LOC")] == pytest.approx(
-        0.5 + 0.5 * probs[4, TAGS.index("B-LOC")]
-    )  # the teacher's tag
+    # the teacher's tag
+    assert out.targets[4][TAGS.index("B-LOC")] == pytest.approx(0.5 + 0.5 * probs[4, TAGS.index("B-LOC")])
     assert out.targets[4][TAGS.index("B-ORG")] == pytest.approx(0.5 * 0.95)  # the model's
     path = tmp_path / "soft.jsonl"
     write_weighted(path, [out])
@@ -206,9 +204,8 @@ def test_soft_targets_blend_the_tag_with_the_models_distribution(tmp_path):
     batch = Collator(tokenizer.pad_token_id)(encode([back, SENTENCE], tokenizer, LABELS, 64))
     first = batch["labels"] != IGNORE
     assert torch.allclose(batch["targets"][0][first[0]], torch.tensor(back.targets, dtype=torch.float32), atol=1e-6)
-    assert (
-        batch["targets"][1][first[1]].argmax(-1) == batch["labels"][1][first[1]]
-    ).all()  # one-hot for the unsoftened sentence
+    # one-hot for the unsoftened sentence
+    assert (batch["targets"][1][first[1]].argmax(-1) == batch["labels"][1][first[1]]).all()
     logits = torch.randn(*batch["labels"].shape, len(TAGS))
     one_hot = torch.nn.functional.one_hot(batch["labels"].clamp(min=0), len(TAGS)).float()
     assert token_loss(logits, batch["labels"], targets=one_hot) == pytest.approx(

@@ -131,7 +131,10 @@ def test_a_hub_id_is_loaded_with_load_dataset_and_its_failure_is_one_message(mon
     monkeypatch.setattr(datasets, "load_dataset", offline)
     with pytest.raises(
         DatasetSourceError,
-        match=r"^hf:someone/ner:train: 'someone/ner' is not a folder here and could not be loaded from the Hugging Face hub \(ConnectionError",
+        match=(
+            r"^hf:someone/ner:train: 'someone/ner' is not a folder here "
+            r"and could not be loaded from the Hugging Face hub \(ConnectionError"
+        ),
     ):
         read_hf("hf:someone/ner:train", LABELS)
     assert calls == [("someone/ner", "train")]
@@ -181,7 +184,6 @@ def test_annotate_reads_its_input_and_prompt_examples_from_a_dataset(dataset, tm
         and report["input"]["split"] == "train"
         and report["sentences"]["annotated"] == 30
     )
-    assert (
-        report["quality"]["micro"]["f1"] > 0.9
-    )  # the simulator without noise (hallucinations aside) against the dataset's own gold
+    # the simulator without noise (hallucinations aside) against the dataset's own gold
+    assert report["quality"]["micro"]["f1"] > 0.9
     assert len(read_conll(tmp_path / "out" / "distilled.conll", LABELS)) == 30

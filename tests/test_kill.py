@@ -39,7 +39,8 @@ def wait_for(condition, what: str, proc: subprocess.Popen | None = None, timeout
     while not condition():
         if proc is not None and proc.poll() is not None:
             pytest.fail(
-                f"the process ended (rc {proc.returncode}) before {what}:\n{proc.stderr.read().decode()[-4000:] if proc.stderr else ''}"
+                f"the process ended (rc {proc.returncode}) before {what}:\n"
+                f"{proc.stderr.read().decode()[-4000:] if proc.stderr else ''}"
             )
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout} s waiting for {what}")

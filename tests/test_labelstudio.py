@@ -254,12 +254,14 @@ BAD_EXPORTS = [
     (
         "off-token-edges",
         [span(0, 9, "Angela Me")],
-        "task 7: span 'Angela Me' at 0-9 (PER) does not start and end on token edges (it cuts into tokens ['Angela', 'Merkel'])",
+        "task 7: span 'Angela Me' at 0-9 (PER) does not start and end on token edges "
+        "(it cuts into tokens ['Angela', 'Merkel'])",
     ),
     (
         "unknown-type",
         [span(22, 30, "New York", "CITY")],
-        "task 7: span {'start': 22, 'end': 30, 'text': 'New York', 'labels': ['CITY']}: label 'CITY' is not one of labels",
+        "task 7: span {'start': 22, 'end': 30, 'text': 'New York', 'labels': ['CITY']}: "
+        "label 'CITY' is not one of labels",
     ),
     (
         "two-labels",
@@ -340,13 +342,8 @@ def test_tasks_without_a_usable_annotation_are_counted_and_a_wrong_format_is_nam
 
 
 def test_utf16_offsets_of_text_beyond_the_bmp_are_converted(tmp_path):
-    tokens = [
-        "I",
-        "❤️",
-        "😀",
-        "Paris",
-        "!",
-    ]  # 😀 is two UTF-16 code units: Paris is at 7-12 in code points, 8-13 in UTF-16
+    # 😀 is two UTF-16 code units: Paris is at 7-12 in code points, 8-13 in UTF-16
+    tokens = ["I", "❤️", "😀", "Paris", "!"]
     assert token_offsets(tokens)[3] == (7, 12)
     export_file = tmp_path / "export.json"
     export_file.write_text(

@@ -60,9 +60,8 @@ def test_a_model_trains_from_a_datasets_folder_and_its_card_says_how(hf_run):
         and data["library_name"] == "transformers"
     )
     assert {"token-classification", "ner"} <= set(data["tags"]) and "distillation" not in data["tags"]
-    assert (
-        "license" not in data and "base_model" not in data
-    )  # the tiny test model is random: no base, no license claimed
+    # the tiny test model is random: no base, no license claimed
+    assert "license" not in data and "base_model" not in data
     text = loaded.text
     assert (
         "**Teacher: none.**" in text and "`person`, `location`, `organisation`" in text and "`B-organisation`" in text
@@ -74,8 +73,8 @@ def test_a_model_trains_from_a_datasets_folder_and_its_card_says_how(hf_run):
     )
     for kind, scores in metrics["test"]["per_type"].items():
         assert (
-            f"| {kind} | {scores['precision']:.4f} | {scores['recall']:.4f} | {scores['f1']:.4f} | {scores['support']} |"
-            in text
+            f"| {kind} | {scores['precision']:.4f} | {scores['recall']:.4f} "
+            f"| {scores['f1']:.4f} | {scores['support']} |" in text
         )
     assert "python -m nerdistill.train" in text and f"data.original=[hf:{folder}:train]" in text
 
@@ -84,9 +83,8 @@ def test_evaluate_and_predict_read_a_datasets_split(hf_run, tmp_path):
     folder, run, metrics = hf_run
     result = evaluate(compose_config("evaluate", [f"model_dir={run}", f"split=hf:{folder}:test"], tmp_path / "eval"))
     assert result["sentences"] == 40 and result["data"] == f"hf:{folder}:test"
-    assert result["micro"]["f1"] == pytest.approx(
-        metrics["test"]["micro"]["f1"], abs=1e-6
-    )  # limit_test_batches=1 of 256 holds all 40
+    # limit_test_batches=1 of 256 holds all 40
+    assert result["micro"]["f1"] == pytest.approx(metrics["test"]["micro"]["f1"], abs=1e-6)
     output = predict(
         compose_config(
             "predict",

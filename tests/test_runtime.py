@@ -64,9 +64,8 @@ def test_auto_follows_the_gpu(monkeypatch):
         torch.cuda, "is_bf16_supported", lambda including_emulation=True: not including_emulation or True
     )
     assert runtime.choose_precision("auto", "cuda").precision == "bf16-mixed"
-    monkeypatch.setattr(
-        torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation
-    )  # a V100: emulated only
+    # a V100: emulated only
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
     assert runtime.choose_precision("auto", "cuda").precision == "32-true"
     assert runtime.device_type("gpu") == "cuda" and runtime.device_type("cpu") == "cpu"
 

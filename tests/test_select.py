@@ -266,9 +266,8 @@ def test_strategies_rank_the_pool_differently_and_per_word_picks_shorter_sentenc
         "budget.unit=tokens",
         "budget.size=300",
     )
-    assert (
-        per_word["selected"]["sentences"] > summed["selected"]["sentences"]
-    )  # the same tokens in more, shorter sentences
+    # the same tokens in more, shorter sentences
+    assert per_word["selected"]["sentences"] > summed["selected"]["sentences"]
 
 
 def test_disagreement_needs_and_uses_the_llm_labels(tmp_path, model_dir, pool_file):
@@ -329,9 +328,8 @@ def test_diversity_spreads_picks_over_embedding_clusters(tmp_path, model_dir, po
         f"diversity.encoder.cache_dir={tmp_path / 'emb'}",
     )
     assert report["clusters"]["k"] == 4 and sum(report["clusters"]["sizes"]) == report["pool"]["candidates"]
-    assert (
-        sum(report["clusters"]["selected"]) == 8 and min(report["clusters"]["selected"]) >= 1
-    )  # no cluster left out of 8 picks
+    # no cluster left out of 8 picks
+    assert sum(report["clusters"]["selected"]) == 8 and min(report["clusters"]["selected"]) >= 1
     assert {row.split("\t")[4] for row in (out / "ranking.tsv").read_text().splitlines()[1:]} == {"0", "1", "2", "3"}
 
 

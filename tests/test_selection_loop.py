@@ -61,7 +61,8 @@ def loop_config(out: Path, pool_file: Path, *overrides: str):
 
 
 class Counting:
-    """``train``, counting its calls by output folder; ``fail_at`` raises on that call after leaving a half-written run behind."""
+    """``train``, counting its calls by output folder; ``fail_at`` raises on that call after leaving a
+    half-written run behind."""
 
     def __init__(self, fail_at: int | None = None) -> None:
         self.calls: list[str] = []

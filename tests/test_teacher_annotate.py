@@ -427,9 +427,8 @@ def test_knn_examples_and_self_verification_through_the_simulator(tmp_path, data
         assert {(e["start"], e["end"], e["type"]) for e in r["entities"]} == kept
     assert report["quality"]["micro"]["precision"] == 1.0
     assert v["tokens"]["prompt"] == sum(q["prompt_tokens"] for q in asked) > 0
-    assert report["calls"]["made"] == len(rows) + v["asked"] - sum(
-        q["cached"] for q in asked
-    )  # the questions are calls, priced with the rest
+    # the questions are calls, priced with the rest
+    assert report["calls"]["made"] == len(rows) + v["asked"] - sum(q["cached"] for q in asked)
 
     again = run(tmp_path, "again", overrides, cache=tmp_path / "cache.sqlite")
     assert again["calls"]["made"] == 0 and again["verification"] == report["verification"] | {

@@ -20,10 +20,8 @@ from tests.conftest import DATA_DIR, ROOT, compose_config
 
 KEY = "sk-nerdistill-batch-test-5e0d71"
 BATCH = ["teacher.mode=batch", "teacher.batch.poll_interval=0.01"]
-ANSWER_FAULTS = [
-    "teacher.sim.rate_malformed=0.1",
-    "teacher.sim.rate_truncated=0.05",
-]  # re-asks: a second round of batches
+# re-asks: a second round of batches
+ANSWER_FAULTS = ["teacher.sim.rate_malformed=0.1", "teacher.sim.rate_truncated=0.05"]
 
 
 def run(out: Path, overrides: list[str], cache: Path) -> dict:
@@ -183,9 +181,8 @@ def test_kill_while_polling_then_rerun_collects_the_batch_without_submitting_aga
         )
         try:
             deadline = time.monotonic() + 600  # a bound for a hung job, not a speed assumption
-            while not (
-                batch_rows(cache) and batch_rows(cache)[0][0] and sim.teacher.stats["batch_polls"] >= 2
-            ):  # recorded, and being polled
+            # recorded, and being polled
+            while not (batch_rows(cache) and batch_rows(cache)[0][0] and sim.teacher.stats["batch_polls"] >= 2):
                 assert proc.poll() is None and time.monotonic() < deadline, (
                     proc.stderr.read().decode()[-4000:] if proc.poll() is not None else "timed out"
                 )

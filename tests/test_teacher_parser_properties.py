@@ -165,13 +165,11 @@ def test_any_text_gives_valid_iob2(text, tokens):
 @given(st.data())
 def test_a_think_block_changes_nothing(data):
     tokens = data.draw(TOKENS)
-    answer, thought = (
-        re.sub("(?i)think", "thin k", data.draw(answers(tokens))) for _ in range(2)
-    )  # no think tags of their own
+    # no think tags of their own
+    answer, thought = (re.sub("(?i)think", "thin k", data.draw(answers(tokens))) for _ in range(2))
     thinking = f"<think>{thought}</think>\n"
-    assert parse_response(thinking + answer, tokens) == moved(
-        parse_response(answer, tokens), len(thinking)
-    )  # the same mentions, as far on
+    # the same mentions, as far on
+    assert parse_response(thinking + answer, tokens) == moved(parse_response(answer, tokens), len(thinking))
 
 
 @settings(max_examples=20, deadline=None, database=None)

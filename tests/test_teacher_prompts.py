@@ -78,9 +78,8 @@ def test_the_simulator_reads_from_the_rendering_what_the_prompt_declares(name, f
 
 
 def test_the_simulators_target_f1_is_the_declared_styles_not_the_texts(tmp_path, data_dir):
-    prompt = build(
-        "standard", tmp_path, ["prompt.k=0", "prompt.reasoning=true"]
-    )  # declared reasoning, no "step by step" in its text
+    # declared reasoning, no "step by step" in its text
+    prompt = build("standard", tmp_path, ["prompt.k=0", "prompt.reasoning=true"])
     assert prompt_style(prompt.messages(sentence(["Paris"])))[0] == "standard"
     assert (
         annotate.simulator_info(SimServer(SimSettings()), prompt)["target_f1"]
@@ -125,7 +124,8 @@ for name in ("standard", "cot"):
 
 
 def test_the_default_prompts_render_as_before_examples_could_be_chosen(tmp_path, data_dir):
-    """Caches made before ``prompt.examples`` existed still answer: the default (fixed) examples render the same messages."""
+    """Caches made before ``prompt.examples`` existed still answer: the default (fixed) examples render the
+    same messages."""
     before = {
         "standard": "e351a7cf7478d674e982bed888c7f10ce5ac102fb5bdf547c9e2beceff959e9b",
         "cot": "8589be68a526ac6454441c6a095beacb679c2464af4d6ad793db7427bfe29009",
@@ -216,9 +216,9 @@ def test_knn_examples_are_the_nearest_gold_sentences_never_itself_nor_its_articl
         summary["strategy"] == "knn" and summary["excluded"]["self"] == 1 and summary["excluded"]["same_document"] >= 1
     )
     messages = prompt.messages(query)
-    assert (
-        messages[-2]["content"]
-        == '{"entities": [{"text": "Germany", "type": "LOC"}, {"text": "Spain", "type": "LOC"}, {"text": "Madrid", "type": "LOC"}]}'
+    assert messages[-2]["content"] == (
+        '{"entities": [{"text": "Germany", "type": "LOC"}, {"text": "Spain", "type": "LOC"}, '
+        '{"text": "Madrid", "type": "LOC"}]}'
     )
 
 
@@ -315,9 +315,11 @@ def test_verification_can_show_worked_questions_from_the_sentences_examples(tmp_
     prompt.fit([query])
     messages = prompt.verify_messages(query, "Germany", "LOC")
     demos = [(q["content"].split("\n")[1], a["content"]) for q, a in zip(messages[1:-1:2], messages[2:-1:2])]
-    # the twin sentence's "Germany" as LOC (yes) and its "Madrid" as the type after LOC (no); the other example's entity likewise
+    # the twin sentence's "Germany" as LOC (yes) and its "Madrid" as the type after LOC (no); the other example's
+    # entity likewise
     assert (
-        'Candidate: "Germany" as LOC (a location, such as a country, city, region, continent, river, mountain, street or building, when used as a place)',
+        'Candidate: "Germany" as LOC (a location, such as a country, city, region, continent, river, mountain, '
+        "street or building, when used as a place)",
         "yes",
     ) in demos
     assert any(d.startswith('Candidate: "Madrid" as MISC') and a == "no" for d, a in demos)

@@ -14,22 +14,21 @@ def test_first_bbc_article_by_hand(data_dir):
     # counted by reading the article: a title line, then 20 sentences in 5 paragraphs
     assert len(sentences) == 21
     assert sentences[0] == "Ad sales boost Time Warner profit"
-    assert (
-        sentences[1]
-        == "Quarterly profits at US media giant TimeWarner jumped 76 % to $ 1.13bn ( £ 600m ) for the three months to December , from $ 639m year-earlier ."
+    assert sentences[1] == (
+        "Quarterly profits at US media giant TimeWarner jumped 76 % to $ 1.13bn ( £ 600m ) "
+        "for the three months to December , from $ 639m year-earlier ."
     )
-    assert (
-        sentences[4]
-        == "Its profits were buoyed by one-off gains which offset a profit dip at Warner Bros , and less users for AOL ."
+    assert sentences[4] == (
+        "Its profits were buoyed by one-off gains which offset a profit dip at Warner Bros , and less users for AOL ."
     )
-    assert (
-        sentences[8]
-        == "However , the company said AOL 's underlying profit before exceptional items rose 8 % on the back of stronger internet advertising revenues ."
+    assert sentences[8] == (
+        "However , the company said AOL 's underlying profit before exceptional items rose 8 % "
+        "on the back of stronger internet advertising revenues ."
     )
     assert sentences[11] == "Time Warner 's fourth quarter profits were slightly better than analysts ' expectations ."
-    assert (
-        sentences[14]
-        == '" Our financial performance was strong , meeting or exceeding all of our full-year objectives and greatly enhancing our flexibility , " chairman and chief executive Richard Parsons said .'
+    assert sentences[14] == (
+        '" Our financial performance was strong , meeting or exceeding all of our full-year objectives '
+        'and greatly enhancing our flexibility , " chairman and chief executive Richard Parsons said .'
     )
     assert (
         sentences[-1] == "It will now book the sale of its stake in AOL Europe as a loss on the value of that stake ."
@@ -37,7 +36,10 @@ def test_first_bbc_article_by_hand(data_dir):
 
 
 def test_sentence_splitting_keeps_abbreviations_and_initials():
-    text = 'Mr. Smith met J. K. Rowling in the U.S. on Monday. She said: "Hello!" Then they left.\nA new line is a new sentence'
+    text = (
+        'Mr. Smith met J. K. Rowling in the U.S. on Monday. She said: "Hello!" Then they left.\n'
+        "A new line is a new sentence"
+    )
     assert split_sentences(text) == [
         "Mr. Smith met J. K. Rowling in the U.S. on Monday.",
         'She said: "Hello!"',

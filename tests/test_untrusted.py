@@ -98,12 +98,13 @@ def test_response_cache_holds_text_and_numbers_only(tmp_path, data_dir):
     from tests.test_teacher_annotate import run
 
     run(tmp_path, "run", ["input.n=5", "prompt=cot"], tmp_path / "teacher.sqlite")
+    # rows in the batch tables too
     run(
         tmp_path,
         "batch",
         ["input.n=5", "teacher.mode=batch", "teacher.batch.poll_interval=0.01"],
         tmp_path / "teacher.sqlite",
-    )  # rows in the batch tables too
+    )
     db = sqlite3.connect(tmp_path / "teacher.sqlite")
     try:
         tables = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]

@@ -3,9 +3,9 @@
 A ``save_to_disk`` folder is read with ``datasets.load_from_disk``; a name that is not a folder here
 and looks like a hub id (``name`` or ``owner/name``) with ``datasets.load_dataset`` (the hub must
 be reachable, or the dataset in the local cache). The tokens come from the ``tokens`` column, the
-tags from ``ner_tags`` (else ``tags``, ``labels``, or the one column that is a sequence of ``ClassLabel``): the tag names are
-the ``ClassLabel`` names (IOB1 or IOB2; a column of strings holds the names itself). Tags are
-converted to IOB2 and checked against the label set as CoNLL files are
+tags from ``ner_tags`` (else ``tags``, ``labels``, or the one column that is a sequence of
+``ClassLabel``): the tag names are the ``ClassLabel`` names (IOB1 or IOB2; a column of strings holds
+the names itself). Tags are converted to IOB2 and checked against the label set as CoNLL files are
 (:func:`nerdistill.data.conll.read_conll`). Sentence ids are ``<name>:<split>:<row>`` (row 0-based),
 so the number after the last ``:`` is the row, as it is a CoNLL file's block.
 """
@@ -88,7 +88,8 @@ def load_split(source: HFSource) -> Any:
         except Exception as err:  # offline, unknown id, unknown split: the hub's many error types, one message
             raise DatasetSourceError(
                 where,
-                f"{source.name!r} is not a folder here and could not be loaded from the Hugging Face hub ({type(err).__name__}: {err})",
+                f"{source.name!r} is not a folder here and could not be loaded from the Hugging Face hub "
+                f"({type(err).__name__}: {err})",
             ) from None
     if isinstance(loaded, datasets.DatasetDict):
         splits = list(loaded)
@@ -116,7 +117,8 @@ def tag_column(dataset: Any, where: str) -> tuple[str, list[str] | None]:
         found = "none" if not names else f"several: {names}"
         raise DatasetSourceError(
             where,
-            f"no tags column: expected one of {list(TAGS)} or one sequence of ClassLabel tags ({found}; columns: {list(features)})",
+            f"no tags column: expected one of {list(TAGS)} or one sequence of ClassLabel tags "
+            f"({found}; columns: {list(features)})",
         )
     column = names[0]
     tag_names = class_label_names(features[column])
@@ -126,7 +128,8 @@ def tag_column(dataset: Any, where: str) -> tuple[str, list[str] | None]:
     ):
         raise DatasetSourceError(
             where,
-            f"column {column!r} has no tag names: expected a sequence of ClassLabel (its names are the tags) or of strings, got {features[column]}",
+            f"column {column!r} has no tag names: expected a sequence of ClassLabel (its names are the tags) "
+            f"or of strings, got {features[column]}",
         )
     return column, tag_names
 

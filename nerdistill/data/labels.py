@@ -29,8 +29,8 @@ class LabelSet:
         ]
         if bad or len(set(types)) != len(types):
             raise ValueError(
-                f"labels: entity types must be unique, non-empty, not a tag (B-X, I-X) and not start or end with '-': {list(types)}"
-                + (f" ({bad})" if bad else " (duplicates)")
+                "labels: entity types must be unique, non-empty, not a tag (B-X, I-X) and not start or end "
+                f"with '-': {list(types)}" + (f" ({bad})" if bad else " (duplicates)")
             )
         object.__setattr__(self, "types", types)
         object.__setattr__(self, "tags", ("O",) + tuple(f"{p}-{t}" for t in types for p in ("B", "I")))

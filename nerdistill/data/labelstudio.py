@@ -247,12 +247,14 @@ def tags_from_results(
         if start not in starts or end not in ends:
             touched = [t for t, (s, e) in zip(tokens, offsets) if e > start and s < end]
             raise ValueError(
-                f"span {text[start:end]!r} at {start}-{end} ({kinds[0]}) does not start and end on token edges (it cuts into tokens {touched})"
+                f"span {text[start:end]!r} at {start}-{end} ({kinds[0]}) does not start and end on token edges "
+                f"(it cuts into tokens {touched})"
             )
         if (start, end) in found:
             if found[(start, end)] != kinds[0]:
                 raise ValueError(
-                    f"span {text[start:end]!r} at {start}-{end} is labelled both {found[(start, end)]} and {kinds[0]} (overlapping spans)"
+                    f"span {text[start:end]!r} at {start}-{end} is labelled both {found[(start, end)]} "
+                    f"and {kinds[0]} (overlapping spans)"
                 )
             report.duplicate_spans += 1
             continue
@@ -262,7 +264,8 @@ def tags_from_results(
     for (start, end), kind in sorted(found.items()):
         if start < last_end:
             raise ValueError(
-                f"span {text[start:end]!r} at {start}-{end} ({kind}) overlaps span {text[last[0] : last[1]]!r} at {last[0]}-{last[1]}"
+                f"span {text[start:end]!r} at {start}-{end} ({kind}) "
+                f"overlaps span {text[last[0] : last[1]]!r} at {last[0]}-{last[1]}"
             )
         first, stop = starts[start], ends[end] + 1
         tags[first:stop] = [f"B-{kind}"] + [f"I-{kind}"] * (stop - first - 1)

@@ -65,7 +65,8 @@ def read_weighted(path: str | Path, labels: LabelSet | None = None, source: str 
             raise CoNLLFormatError(
                 path,
                 lineno,
-                f"{len(tokens)} tokens, {len(tags)} tags and {len(weights or tokens)} weights must be equal and non-zero",
+                f"{len(tokens)} tokens, {len(tags)} tags and {len(weights or tokens)} weights "
+                "must be equal and non-zero",
             )
         if bad := [t for t in tags if t not in label_set]:
             raise CoNLLFormatError(path, lineno, unknown_tag(bad[0], label_set))
@@ -87,7 +88,8 @@ def read_weighted(path: str | Path, labels: LabelSet | None = None, source: str 
             raise CoNLLFormatError(
                 path,
                 lineno,
-                f"targets must give each token a distribution over the {len(label_set.tags)} tags {list(label_set.tags)}",
+                "targets must give each token a distribution over the "
+                f"{len(label_set.tags)} tags {list(label_set.tags)}",
             )
         provenance = {k: v for k, v in record.items() if k not in CORE_KEYS}
         sentences.append(

@@ -53,9 +53,8 @@ def teacher(report: dict) -> str:
     """Who produced the labels: the simulated teacher and its target F1, or the model and endpoint."""
     if report["simulated"]:
         simulator = report.get("simulator") or {}
-        target = simulator.get(
-            "target_f1", (simulator.get("settings") or {}).get("target_f1")
-        )  # older reports: the fixed target only
+        # older reports: the fixed target only
+        target = simulator.get("target_f1", (simulator.get("settings") or {}).get("target_f1"))
         return "SIMULATED" + (f" (target F1 {target:.2f})" if target is not None else "")
     return f"{report['teacher']['model']} ({report['teacher']['endpoint']})"
 
@@ -182,7 +181,8 @@ class AnnotationReport:
         if any(run.report["simulated"] for run in self.runs):
             lines += [SIMULATED_NOTE, ""]
         lines += [
-            "Quality is entity-level strict IOB2 against gold over all input sentences (a failed sentence counts as no entities); "
+            "Quality is entity-level strict IOB2 against gold over all input sentences "
+            "(a failed sentence counts as no entities); "
             "tokens and cost count every response, cached ones included; calls and wall time are this run's.",
             "",
             *self.table(),

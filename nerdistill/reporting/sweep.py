@@ -22,10 +22,8 @@ from omegaconf.errors import OmegaConfBaseException
 NOISEBENCH = "real GPT-3.5 labels (NoiseBench)"
 GOLD_ONLY = "none (gold only)"
 GOLD_BUDGET_KEY = "data.gold_budget"
-DISTILLED_KEYS = (
-    "teacher_labels",
-    "data.distilled",
-)  # settings that pick the distilled data: "none" for a run that used none
+# settings that pick the distilled data: "none" for a run that used none
+DISTILLED_KEYS = ("teacher_labels", "data.distilled")
 R = TypeVar("R")
 
 

@@ -157,7 +157,8 @@ class Report:
         """The report as Markdown; ``images`` are plot files to link at the end."""
         lines = [f"# Sweep report: {', '.join(str(r) for r in self.roots)}", ""]
         lines += [
-            f"{len(self.runs)} runs in {len(self.groups)} groups; mean ± sample std over seeds; test scores are entity-level strict IOB2.",
+            f"{len(self.runs)} runs in {len(self.groups)} groups; mean ± sample std over seeds; "
+            "test scores are entity-level strict IOB2.",
             "",
         ]
         lines += self.table() + [""] + self._teacher_lines()
@@ -167,13 +168,15 @@ class Report:
                 "",
                 "## Gold budget",
                 "",
-                "Gold-equivalent: gold sentences gold-only training needs for the same test micro F1 (log-linear interpolation).",
+                "Gold-equivalent: gold sentences gold-only training needs for the same test micro F1 "
+                "(log-linear interpolation).",
                 "",
             ]
             lines += ["| series | gold | test micro F1 | gold-equivalent | gold saved |", "|---|---|---|---|---|"]
             for p in points:
                 lines.append(
-                    f"| {p.series} | {p.gold} | {fmt(p.f1, p.f1_std)} | {_count(p.gold_equivalent)} | {_count(p.saved)} |"
+                    f"| {p.series} | {p.gold} | {fmt(p.f1, p.f1_std)} "
+                    f"| {_count(p.gold_equivalent)} | {_count(p.saved)} |"
                 )
         if self.skipped:
             lines += ["", "## Skipped", ""] + [f"- `{s.path}`: {s.reason}" for s in self.skipped]
@@ -314,7 +317,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--group-by",
         default="",
-        help="comma-separated keys (overrides, config groups or config values) to group by, instead of the overrides that differ; key=value: the value for runs without the key (e.g. schedule,denoise=none)",
+        help=(
+            "comma-separated keys (overrides, config groups or config values) to group by, instead of the "
+            "overrides that differ; key=value: the value for runs without the key (e.g. schedule,denoise=none)"
+        ),
     )
     args = parser.parse_args(argv)
     report = build_report(args.sweeps, [k for k in args.group_by.split(",") if k])
@@ -331,7 +337,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     files = report.write(out)
     print("\n".join(report.table()))
     print(
-        f"\n{len(report.runs)} runs in {len(report.groups)} groups ({len(report.skipped)} skipped); wrote {', '.join(f.name for f in files)} to {out}"
+        f"\n{len(report.runs)} runs in {len(report.groups)} groups ({len(report.skipped)} skipped); "
+        f"wrote {', '.join(f.name for f in files)} to {out}"
     )
     return 0
 
@@ -343,7 +350,8 @@ def write_annotation_report(report: AnnotationReport, out: Path) -> int:
     files = report.write(out)
     print("\n".join(report.table()))
     print(
-        f"\n{len(report.runs)} annotate jobs ({len(report.skipped)} skipped); wrote {', '.join(f.name for f in files)} to {out}"
+        f"\n{len(report.runs)} annotate jobs ({len(report.skipped)} skipped); "
+        f"wrote {', '.join(f.name for f in files)} to {out}"
     )
     return 0
 

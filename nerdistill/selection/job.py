@@ -283,7 +283,8 @@ def _write(
     for position, i in enumerate(order):
         cluster = "" if clusters is None else str(int(clusters[i]))
         rows.append(
-            f"{position + 1}\t{sentences[i].id}\t{len(sentences[i].tokens)}\t{scored.scores[i]:.6g}\t{cluster}\t{int(i in chosen_set)}"
+            f"{position + 1}\t{sentences[i].id}\t{len(sentences[i].tokens)}\t"
+            f"{scored.scores[i]:.6g}\t{cluster}\t{int(i in chosen_set)}"
         )
     write_text(out / "ranking.tsv", "\n".join(rows) + "\n")
     for name, group in also.items():
@@ -300,12 +301,15 @@ def format_report(report: dict) -> str:
         "",
         f"- model: {report.get('model_dir') or 'none'}"
         + (f" ({report['precision']})" if report.get("precision") else ""),
-        f"- pool: {report.get('pool_path', '?')}: {pool['sentences']} sentences; left out {pool['left_out']}; {pool['candidates']} candidates, {pool['tokens']} tokens",
-        f"- budget: {report['budget']['size']} {report['budget']['unit']} (spent {report['budget']['spent']}); seed {settings['seed']}",
+        f"- pool: {report.get('pool_path', '?')}: {pool['sentences']} sentences; left out {pool['left_out']}; "
+        f"{pool['candidates']} candidates, {pool['tokens']} tokens",
+        f"- budget: {report['budget']['size']} {report['budget']['unit']} (spent {report['budget']['spent']}); "
+        f"seed {settings['seed']}",
     ]
     if pool["longer_than_max_length"] is not None:
         lines.append(
-            f"- candidates longer than max_length ({report.get('max_length', '?')} sub-tokens): {pool['longer_than_max_length']} (their cut words count as O, certain)"
+            f"- candidates longer than max_length ({report.get('max_length', '?')} sub-tokens): "
+            f"{pool['longer_than_max_length']} (their cut words count as O, certain)"
         )
     if pool["llm_labelled"] is not None:
         lines.append(f"- candidates the LLM labelled: {pool['llm_labelled']}")

@@ -40,7 +40,10 @@ from nerdistill.student.inference import Tagger
 log = logging.getLogger(__name__)
 CONF = Path(__file__).resolve().parents[2] / "conf"
 STUDENTS = {"original": "original", "sequential": "sequential"}  # folder: schedule
-HUMAN = "The pool's gold tags (CoNLL-2003 train's by default) play the human annotator: the labels revealed each round are the dataset's, not a person's."
+HUMAN = (
+    "The pool's gold tags (CoNLL-2003 train's by default) play the human annotator: "
+    "the labels revealed each round are the dataset's, not a person's."
+)
 
 
 def check_loop(cfg: DictConfig, settings: Settings) -> None:
@@ -59,7 +62,8 @@ def check_loop(cfg: DictConfig, settings: Settings) -> None:
         raise ValueError(f"loop.train={loop.train!r}: expected a list of train overrides (key=value)")
     if (loop.sequential or settings.needs == "llm") and not cfg.llm_labels:
         raise ValueError(
-            "loop.sequential=true and strategy=disagreement need the LLM's labels of the pool: set llm_labels=<CoNLL file>"
+            "loop.sequential=true and strategy=disagreement need the LLM's labels of the pool: "
+            "set llm_labels=<CoNLL file>"
         )
 
 
@@ -102,9 +106,8 @@ def train_student(
     metrics = train_fn(student)
     shutil.rmtree(folder / "checkpoints", ignore_errors=True)  # model/ and metrics.json are what is kept
     (folder / ".hydra").mkdir(exist_ok=True)
-    OmegaConf.save(
-        student, folder / ".hydra" / "config.yaml"
-    )  # a run record: select's exclude_model_gold and the report read it
+    # a run record: select's exclude_model_gold and the report read it
+    OmegaConf.save(student, folder / ".hydra" / "config.yaml")
     return metrics
 
 
@@ -112,7 +115,9 @@ def check_gold(round_dir: Path, gold: list[Sentence], labels: LabelSet) -> None:
     """A round folder from an earlier run must hold the gold set this config gives it, else it is another loop's."""
     if {s.text_key for s in read_conll(round_dir / "gold.conll", labels)} != {s.text_key for s in gold}:
         raise ValueError(
-            f"{round_dir / 'gold.conll'} holds another gold set than this config gives round {round_dir.name}: the folder is another loop's (seed, pool or strategy differ); choose a new output dir (hydra.run.dir=...)"
+            f"{round_dir / 'gold.conll'} holds another gold set than this config gives round {round_dir.name}: "
+            "the folder is another loop's (seed, pool or strategy differ); "
+            "choose a new output dir (hydra.run.dir=...)"
         )
 
 
@@ -137,14 +142,12 @@ def run_loop(cfg: DictConfig, train_fn: Callable[[DictConfig], dict] | None = No
     labels = LabelSet(tuple(cfg.labels))
     candidates = leave_out(read_pool(cfg.pool.path, cfg.pool.format, labels), {}).candidates
     llm = read_conll(cfg.llm_labels, labels, labels_name="labels") if cfg.llm_labels else None
-    student_config(
-        cfg, "original", Path("."), Path("gold.conll"), None
-    )  # a bad loop.train override fails here, before any training
+    # a bad loop.train override fails here, before any training
+    student_config(cfg, "original", Path("."), Path("gold.conll"), None)
     position = {s.id: i for i, s in enumerate(candidates)}
     encoder = instantiate(cfg.diversity.encoder) if settings.clusters is not None else None
-    embeddings = functools.cache(
-        lambda: encoder.encode([s.tokens for s in candidates])
-    )  # the whole pool once, for every round
+    # the whole pool once, for every round
+    embeddings = functools.cache(lambda: encoder.encode([s.tokens for s in candidates]))
     out = Path(cfg.paths.output_dir)
     by_block = {block(s): s for s in candidates}
     gold = sorted(take_budget(candidates, cfg.loop.seed_size, cfg.seed, "loop.seed_size"), key=lambda s: position[s.id])
@@ -200,7 +203,8 @@ def run_round(
         labelled = [s for s in llm if s.text_key in pooled and s.text_key not in known]
         if not labelled:
             raise ValueError(
-                f"llm_labels={cfg.llm_labels}: none of its sentences is in the pool outside round {r}'s gold set; set loop.sequential=false to train gold-only students"
+                f"llm_labels={cfg.llm_labels}: none of its sentences is in the pool outside round {r}'s gold set; "
+                "set loop.sequential=false to train gold-only students"
             )
         distilled = round_dir / "distilled.conll"
         write_conll(distilled, labelled)

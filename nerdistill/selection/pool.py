@@ -127,5 +127,6 @@ def model_gold(model_dir: str | Path, labels: LabelSet) -> list[Sentence] | None
         ).original
     except (OmegaConfBaseException, InstantiationException, KeyError, AttributeError) as err:
         raise ValueError(
-            f"exclude_model_gold: cannot recompute the gold sentences of the run config {config} ({type(err).__name__}: {err}); set exclude_model_gold=false and name them in seed_set"
+            f"exclude_model_gold: cannot recompute the gold sentences of the run config {config} "
+            f"({type(err).__name__}: {err}); set exclude_model_gold=false and name them in seed_set"
         ) from None

@@ -39,7 +39,8 @@ class Sources:
         gold_overlap: Overlap = "any",
         budget_seed: int = 0,
     ) -> Pools:
-        """The pools drawn from the sources (:func:`~nerdistill.data.pools.select_pools`); a budget of a source not read is moot."""
+        """The pools drawn from the sources (:func:`~nerdistill.data.pools.select_pools`); a budget of a
+        source not read is moot."""
         return select_pools(
             self.original or [],
             self.distilled or [],
@@ -137,7 +138,8 @@ def blend(
 
 
 def _passes(name: str, sentences: list[Sentence], passes: float, draws: Mapping[str, Any]) -> float:
-    """A pool's passes: ``data.passes``, or with ``data.draws`` set for it, its draws over its size in the draws' unit."""
+    """A pool's passes: ``data.passes``, or with ``data.draws`` set for it, its draws over its size in the
+    draws' unit."""
     if draws[name] is None or not sentences:
         return passes
     unit = draws["unit"]
@@ -157,7 +159,8 @@ def _passes(name: str, sentences: list[Sentence], passes: float, draws: Mapping[
 
 
 def _drawn(name: str, n: int, pool_passes: Mapping[str, float], draws: Mapping[str, Any]) -> float:
-    """Sentences drawn from a pool of ``n``: its passes times its size (``data.draws`` in sentences: exactly the draws)."""
+    """Sentences drawn from a pool of ``n``: its passes times its size (``data.draws`` in sentences: exactly
+    the draws)."""
     if n and draws[name] is not None and draws["unit"] == "sentences":
         return float(draws[name])
     return pool_passes[name] * n

@@ -75,14 +75,16 @@ def _load_checkpoint(path: Path) -> tuple[PreTrainedModel, str]:
         state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
     except (pickle.UnpicklingError, RuntimeError, KeyError) as err:
         raise ValueError(
-            f"{path}: not a checkpoint that loads with weights_only=True ({type(err).__name__}: {str(err).splitlines()[0]})"
+            f"{path}: not a checkpoint that loads with weights_only=True "
+            f"({type(err).__name__}: {str(err).splitlines()[0]})"
         ) from None
     try:
         module.load_state_dict(state)
     except RuntimeError as err:  # another label set's classifier, or another model's layers
         first = str(err).strip().splitlines()[1].strip() if len(str(err).strip().splitlines()) > 1 else str(err)
         raise ValueError(
-            f"{path}: does not fit the model its run config {config_file} describes (labels {list(cfg.labels)}, model.name_or_path {cfg.model.get('name_or_path')}): {first}"
+            f"{path}: does not fit the model its run config {config_file} describes (labels {list(cfg.labels)}, "
+            f"model.name_or_path {cfg.model.get('name_or_path')}): {first}"
         ) from None
     return module.model, cfg.model.tokenizer
 
@@ -100,7 +102,8 @@ def quantize_linear_int8(model: PreTrainedModel) -> PreTrainedModel:
 
 
 class Tagger:
-    """A trained token classifier (see :func:`load_model` for what ``model_dir`` may be) that tags tokenised sentences."""
+    """A trained token classifier (see :func:`load_model` for what ``model_dir`` may be) that tags tokenised
+    sentences."""
 
     def __init__(
         self,
@@ -121,7 +124,8 @@ class Tagger:
             raise ValueError(f"quantize={quantize!r}: expected null or 'int8'")
         if batch_size < 1 or max_length < 3:
             raise ValueError(
-                f"batch_size must be positive and max_length at least 3 (CLS, one sub-token, SEP), got {batch_size} and {max_length}"
+                "batch_size must be positive and max_length at least 3 (CLS, one sub-token, SEP), "
+                f"got {batch_size} and {max_length}"
             )
         model, tokenizer = load_model(model_dir)
         self.model = model.eval()
@@ -170,9 +174,8 @@ class Tagger:
                 ):
                     batch = collate([items[i] for i in batch_indices])
                     first = (batch["labels"] != IGNORE).to(self.device)
-                    stack = torch.stack(
-                        [self._logits(batch).softmax(-1) for _ in range(passes)], dim=1
-                    )  # (batch, passes, length, tags)
+                    # (batch, passes, length, tags)
+                    stack = torch.stack([self._logits(batch).softmax(-1) for _ in range(passes)], dim=1)
                     for row, index in enumerate(batch_indices):
                         kept = stack[row][:, first[row]].cpu().numpy()
                         missing = len(items[index].sentence.tokens) - kept.shape[1]

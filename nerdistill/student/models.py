@@ -31,7 +31,8 @@ def resolve_name_or_path(name_or_path: str) -> str:
         module = importlib.import_module(module_name)
     except ImportError as err:
         raise ValueError(
-            f"model {name_or_path!r}: package module {module_name!r} is not installed (pip install {module_name.replace('_', '-')})"
+            f"model {name_or_path!r}: package module {module_name!r} is not installed "
+            f"(pip install {module_name.replace('_', '-')})"
         ) from err
     return str(Path(module.get_model_path()))
 

@@ -90,13 +90,11 @@ class TokenClassifier(pl.LightningModule):
                 raise ValueError("TokenClassifier needs a backbone (or the backbone_config a checkpoint holds)")
             backbone = partial(backbone_from_config, config=backbone_config)
         self.model = backbone(labels=self.label_set)
-        self.hparams["backbone_config"] = (
-            self.model.config.to_dict()
-        )  # saved in checkpoints: load_from_checkpoint rebuilds from it
+        # saved in checkpoints: load_from_checkpoint rebuilds from it
+        self.hparams["backbone_config"] = self.model.config.to_dict()
         self.model.train()  # from_pretrained returns eval mode; Lightning keeps module modes as found
-        if (
-            cheap_dropout and not compile
-        ):  # compiled, the masks are fused into the graph; these would break it at every dropout
+        # compiled, the masks are fused into the graph; these would break it at every dropout
+        if cheap_dropout and not compile:
             use_cheap_dropout(self.model)
         if freeze_word_embeddings:
             self.model.get_input_embeddings().requires_grad_(False)
@@ -166,7 +164,8 @@ class TokenClassifier(pl.LightningModule):
             set_rng_states(checkpoint["rng_states"])
         else:
             log.warning(
-                "the checkpoint holds no random generator states (written before they were saved): the resumed run draws other dropout masks than the run it continues"
+                "the checkpoint holds no random generator states (written before they were saved): "
+                "the resumed run draws other dropout masks than the run it continues"
             )
 
     def _lr_span(self) -> tuple[int, tuple[float, ...]]:

@@ -93,7 +93,8 @@ def make_plan(
     if bounded_steps is not None:
         if bounded_steps > total:
             log.warning(
-                "trainer.max_steps=%d is beyond trainer.max_epochs=%d epochs of %d steps: training stops after %d steps (set trainer.max_epochs=-1 to train by steps)",
+                "trainer.max_steps=%d is beyond trainer.max_epochs=%d epochs of %d steps: "
+                "training stops after %d steps (set trainer.max_epochs=-1 to train by steps)",
                 bounded_steps,
                 bounded_epochs,
                 steps_per_epoch,

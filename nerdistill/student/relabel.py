@@ -167,12 +167,14 @@ class Relabelling:
         )
         if tuple(tagger.labels.types) != self.labels.types:
             raise ValueError(
-                f"denoise: the model in {model_dir} predicts {list(tagger.labels.types)}, not this run's labels {list(self.labels.types)}"
+                f"denoise: the model in {model_dir} predicts {list(tagger.labels.types)}, "
+                f"not this run's labels {list(self.labels.types)}"
             )
         tags = [tagger.id2label[i] for i in range(len(tagger.id2label))]
         if tags != list(self.labels.tags):
             raise ValueError(
-                f"denoise: the model in {model_dir} orders its tags {tags}, not as this run's label set {list(self.labels.tags)}"
+                f"denoise: the model in {model_dir} orders its tags {tags}, "
+                f"not as this run's label set {list(self.labels.tags)}"
             )
         predicted = tagger.tag_with_probabilities([s.tokens for s in self.pool])
         stats = RelabelStats()

@@ -256,7 +256,8 @@ class BatchRunner:
         return answered, errors
 
     def line_error(self, row: Mapping[str, Any], batch_id: str) -> openai.APIError:
-        """The error of an output or error file line: an HTTP status as the online call's ``openai`` error, else a :class:`BatchError`."""
+        """The error of an output or error file line: an HTTP status as the online call's ``openai`` error,
+        else a :class:`BatchError`."""
         response = row.get("response")
         if response and response.get("status_code"):
             reply = httpx2.Response(

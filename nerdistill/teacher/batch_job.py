@@ -59,7 +59,8 @@ class DeferringClient:
 async def annotate_in_batches(
     annotator: Annotator, sentences: Sequence[Sentence], runner: BatchRunner
 ) -> list[Outcome]:
-    """Preflight the endpoint, then rounds of passes and batches until a pass needs no new answer; results in input order."""
+    """Preflight the endpoint, then rounds of passes and batches until a pass needs no new answer; results in
+    input order."""
     client = annotator.client
     await client.preflight()
     deferring = DeferringClient(client, annotator.prompt.key)
@@ -77,7 +78,8 @@ async def annotate_in_batches(
             except openai.APIError as err:  # after the client's retries: no Batch API there, or it is down
                 what = client.redact(f"{type(err).__name__}: {err}")
                 raise TeacherError(
-                    f"the Batch API at {client.base_url} failed ({what}); batches already submitted are recorded in the cache: run the same command again to resume"
+                    f"the Batch API at {client.base_url} failed ({what}); batches already submitted are recorded "
+                    "in the cache: run the same command again to resume"
                 ) from None
             answered |= got
             deferring.failed.update(failed)

@@ -99,7 +99,8 @@ class TeacherClient:
             raise TeacherError(f"{where} denied access (403: {self.redact(str(err.message))})") from None
         except openai.APIConnectionError as err:
             raise TeacherError(
-                f"{where} is unreachable ({type(err).__name__}: {self.redact(str(err.__cause__ or err))}); is the server running and teacher.base_url right?"
+                f"{where} is unreachable ({type(err).__name__}: {self.redact(str(err.__cause__ or err))}); "
+                "is the server running and teacher.base_url right?"
             ) from None
         except openai.APIStatusError as err:
             raise TeacherError(

@@ -118,7 +118,8 @@ class BbcInput:
         self.path, self.limit, self.seed, self.dedup = Path(path), limit, seed, dedup
 
     def all_sentences(self) -> list[Sentence]:
-        """Every sentence, ids ``<file>:<row>:<sentence>`` (row 0-based, header excluded); each article is a document."""
+        """Every sentence, ids ``<file>:<row>:<sentence>`` (row 0-based, header excluded); each article is a
+        document."""
         out: list[Sentence] = []
         seen: set[tuple[str, ...]] = set()
         for row, (_, text) in enumerate(read_bbc(self.path)):

@@ -148,9 +148,8 @@ class Annotator:
         self.refusal: str | None = None
         self.parser = dict(parser or {})
         self.stats = Stats()
-        self.batched: set[str] = (
-            set()
-        )  # keys a batch answered this run (teacher.mode=batch): made, though read from the cache
+        # keys a batch answered this run (teacher.mode=batch): made, though read from the cache
+        self.batched: set[str] = set()
         self._inflight: dict[str, asyncio.Task] = {}
 
     def params(self, sample: int, sentence: Sentence, verify: bool = False) -> dict[str, Any]:
@@ -219,7 +218,8 @@ class Annotator:
                 self.structured = False
                 self.refusal = self.client.redact(str(err.message))
                 log.warning(
-                    "the teacher endpoint refused structured output (%s); using the plain prompt for the rest of this job",
+                    "the teacher endpoint refused structured output (%s); "
+                    "using the plain prompt for the rest of this job",
                     self.refusal,
                 )
             return await self.fetch(messages, self.params(sample, sentence, verify))
@@ -252,7 +252,8 @@ class Annotator:
         if not usable(call):
             truncated = call.response.finish_reason == "length"
             outcome.errors.append(
-                f"sample {index}: answer {'cut off at the token limit' if truncated else 'unparseable'} after {'a re-ask' if call.reask else 'one try'}"
+                f"sample {index}: answer {'cut off at the token limit' if truncated else 'unparseable'} "
+                f"after {'a re-ask' if call.reask else 'one try'}"
             )
             outcome.reasons.append("truncated" if truncated else "unparseable")
             return None

@@ -178,7 +178,8 @@ class FinalAnswer:
     offsets: tuple[int, ...]
 
     def span(self, start: int, end: int) -> tuple[int, int] | None:
-        """Where ``text[start:end]`` is in the response; None if it is not one piece there (thinking was cut out of it)."""
+        """Where ``text[start:end]`` is in the response; None if it is not one piece there (thinking was cut
+        out of it)."""
         i = bisect_right(self.offsets, start) - 1
         begin = self.ranges[i][0] + start - self.offsets[i]
         return (begin, begin + end - start) if begin + end - start <= self.ranges[i][1] else None
@@ -425,9 +426,8 @@ def read_mentions(text: str, types: TypeMap, counts: Counter) -> tuple[list[Ment
         values = [(0, end, value)]
     else:
         values = json_values(body)
-    for start, end, value in reversed(
-        values
-    ):  # the last value in a shape models answer in: prose after it may hold "[1]"
+    # the last value in a shape models answer in: prose after it may hold "[1]"
+    for start, end, value in reversed(values):
         found: Counter = Counter()
         pairs = mentions_from_json(value, types, found)
         if pairs is not None:

@@ -35,9 +35,8 @@ def format_entities(entities: Sequence[tuple[str, str]], fmt: str) -> str:
 
 def reasoning(tokens: Sequence[str], entities: Sequence[tuple[str, str]], descriptions: Mapping[str, str]) -> str:
     """Step-by-step reasoning for a worked example: context, candidates, type and justification."""
-    names = list(
-        dict.fromkeys(text for text, _ in entities)
-    )  # ordered: the prompt must render the same in every process
+    # ordered: the prompt must render the same in every process
+    names = list(dict.fromkeys(text for text, _ in entities))
     others = [
         t
         for i, t in enumerate(tokens)
@@ -122,7 +121,8 @@ class Prompt:
             raise ValueError(f"prompt {id}: structured output answers in JSON; set prompt.format=json (got {format!r})")
         if structured_spans and not structured:
             raise ValueError(
-                f"prompt {id}: structured_spans limits the entity texts of structured output; set prompt.structured=true too"
+                f"prompt {id}: structured_spans limits the entity texts of structured output; "
+                "set prompt.structured=true too"
             )
         if examples not in EXAMPLES:
             raise ValueError(f"prompt.examples must be one of {list(EXAMPLES)}, got {examples!r}")
@@ -160,7 +160,8 @@ class Prompt:
 
     def setup(self, labels: LabelSet) -> Prompt:
         """Check the types have definitions, read the gold pool (``examples_budget`` sentences of
-        ``examples_path``, drawn as train draws ``data.gold_budget`` with ``data.budget_seed``) and set up the examples."""
+        ``examples_path``, drawn as train draws ``data.gold_budget`` with ``data.budget_seed``) and set up
+        the examples."""
         missing = [t for t in labels.types if t not in self.types]
         if missing:
             raise ValueError(f"prompt {self.id}: no definition for entity types {missing}; add them under prompt.types")

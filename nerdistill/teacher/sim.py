@@ -57,7 +57,8 @@ MALFORMED = (
     '{"entities": [{"text": "',
     "Here is the annotation you asked for:",
 )
-# knobs added after the others, with their defaults: in the identity only when set otherwise, so earlier settings keep theirs
+# knobs added after the others, with their defaults: in the identity only when set otherwise, so earlier settings
+# keep theirs
 LATER_KNOBS = {
     "rate_dropped": 0.0,
     "rate_empty": 0.0,
@@ -68,7 +69,8 @@ LATER_KNOBS = {
 # a self-verification question as the prompts ask it (conf/prompt/standard.yaml verify_user)
 VERIFY_QUESTION = re.compile(r'^Sentence: (?P<sentence>.*)\n+Candidate: "(?P<entity>.*)" as (?P<type>[^\s(]+)', re.M)
 TOKEN = re.compile(r"\w+|\s+|[^\w\s]")  # the simulator's answer tokens: words, runs of space, single symbols
-# an entity's type-token probability is drawn from Beta(a, b): right entities (mean 0.86) vs corrupted or hallucinated ones (mean 0.55)
+# an entity's type-token probability is drawn from Beta(a, b): right entities (mean 0.86) vs corrupted or
+# hallucinated ones (mean 0.55)
 RIGHT_BETA, WRONG_BETA = (9.0, 1.5), (3.0, 2.5)
 
 
@@ -239,7 +241,8 @@ class SimTeacher(Endpoint):
                 400,
                 {},
                 error(
-                    "Invalid parameter: 'response_format' of type 'json_schema' is not supported with this model (simulated).",
+                    "Invalid parameter: 'response_format' of type 'json_schema' "
+                    "is not supported with this model (simulated).",
                     "invalid_parameter",
                 ),
                 0.0,
@@ -267,9 +270,8 @@ class SimTeacher(Endpoint):
             self.count("fault_500")
             return 500, {}, error("The server had an error (simulated).", "server_error"), s.latency / 4
         if u < s.rate_429 + s.rate_500 + s.rate_timeout:
-            self.count(
-                "fault_timeout"
-            )  # never answered: a timeout for any client timeout under `hang`, whatever the machine's speed
+            # never answered: a timeout for any client timeout under `hang`, whatever the machine's speed
+            self.count("fault_timeout")
             return NO_RESPONSE, {}, {}, s.hang
         if u < s.rate_429 + s.rate_500 + s.rate_timeout + s.rate_dropped:
             self.count("fault_dropped")

@@ -53,7 +53,9 @@ class Generation:
 
     ids: list[int]
     prefix: list[int] | None
-    opening: int  # tokens of its first message: other calls of its job share at least these (their prefixes may differ after, as nearest-neighbour examples make them)
+    # tokens of its first message: other calls of its job share at least these (their prefixes may differ after,
+    # as nearest-neighbour examples make them)
+    opening: int
     max_tokens: int
     temperature: float
     top_p: float
@@ -69,7 +71,8 @@ class Generation:
         return self.temperature == 0
 
     def joins(self, other: Generation) -> bool:
-        """Whether it can generate in one batch with ``other`` (if their prompts share a prefix): both greedy, the same length limit."""
+        """Whether it can generate in one batch with ``other`` (if their prompts share a prefix): both greedy,
+        the same length limit."""
         return self.greedy and other.greedy and self.max_tokens == other.max_tokens
 
 
@@ -112,7 +115,8 @@ class Generator:
         self.thread.join(timeout=60)
 
     def prefix_cache(self, prefix: Sequence[int]) -> tuple[Any, int]:
-        """``(cache, length)``: the KV cache of the longest kept prefix of ``prefix``, made for ``prefix`` itself if none; ``(None, 0)`` for an empty one."""
+        """``(cache, length)``: the KV cache of the longest kept prefix of ``prefix``, made for ``prefix``
+        itself if none; ``(None, 0)`` for an empty one."""
         from transformers import DynamicCache
 
         best = self.kept_prefix(prefix)
@@ -157,9 +161,8 @@ class Generator:
             return [g for g in others if not g.prefix][:limit], ()
         floor = min(len(own) // 2, head.opening or len(own))
         shared = [(min(common_length(own, g.ids), len(g.ids) - 1), g) for g in others]
-        group = sorted([(n, g) for n, g in shared if n >= floor], key=lambda pair: -pair[0])[
-            :limit
-        ]  # stable: the head stays first
+        # stable: the head stays first
+        group = sorted([(n, g) for n, g in shared if n >= floor], key=lambda pair: -pair[0])[:limit]
         return [g for _, g in group], own[: min(n for n, _ in group)]
 
     def serve(self) -> None:

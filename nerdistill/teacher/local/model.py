@@ -52,7 +52,8 @@ class LoadedModel:
         missing = [name for name in ("gguf", "accelerate") if importlib.util.find_spec(name) is None]
         if missing:
             raise TeacherError(
-                f"teacher=local needs {' and '.join(missing)}, with which transformers reads GGUF files: pip install {' '.join(missing)} (or -e '.[local]')"
+                f"teacher=local needs {' and '.join(missing)}, with which transformers reads GGUF files: "
+                f"pip install {' '.join(missing)} (or -e '.[local]')"
             )
         self.path = settings.path()
         self.sha256 = sha256_file(self.path)
@@ -85,7 +86,8 @@ class LoadedModel:
         self.pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self.eos)
         self.special = set(self.tokenizer.all_special_ids)
         self.context = int(getattr(self.model.config, "max_position_embeddings", 2048))
-        # the KV cache argument: `cache` in newer transformers 5 releases (`past_key_values` deprecated), `past_key_values` before
+        # the KV cache argument: `cache` in newer transformers 5 releases (`past_key_values` deprecated),
+        # `past_key_values` before
         self.cache_kwarg = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
         self.bytes_of = _byte_decoder()
 

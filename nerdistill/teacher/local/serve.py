@@ -33,9 +33,9 @@ class LocalTeacher(Endpoint):
         self.stats: Counter = Counter()  # requests: answered, tokens, finish reasons, refusals
         self.stats_lock = threading.Lock()  # request threads add their counts
         self.latencies: list[float] = []  # wall seconds per answered request, queueing excluded
-        self.cpu_seconds: list[
-            float
-        ] = []  # the process's CPU seconds while its batch generated (every torch thread; the job's own client work, small, too), split over the batch's rows
+        # the process's CPU seconds while its batch generated (every torch thread; the job's own client work,
+        # small, too), split over the batch's rows
+        self.cpu_seconds: list[float] = []
         log.info(
             "local teacher: %s, loaded from %s in %.1f s (%d torch threads)",
             settings.description,
@@ -78,7 +78,8 @@ class LocalTeacher(Endpoint):
         }
 
     def chat(self, body: Mapping[str, Any]) -> tuple[int, dict[str, str], dict, float]:
-        """``(status, headers, payload, 0.0)`` for a chat-completions request body (the simulator's handler serves it)."""
+        """``(status, headers, payload, 0.0)`` for a chat-completions request body (the simulator's handler
+        serves it)."""
         model = str(body.get("model"))
         if (unknown := self.unknown_model(model)) is not None:
             return unknown
@@ -93,7 +94,8 @@ class LocalTeacher(Endpoint):
                     400,
                     {},
                     error(
-                        f"Invalid parameter: 'response_format': the JSON schema cannot be used for constrained decoding ({err})",
+                        "Invalid parameter: 'response_format': "
+                        f"the JSON schema cannot be used for constrained decoding ({err})",
                         "invalid_parameter",
                     ),
                     0.0,
@@ -121,7 +123,8 @@ class LocalTeacher(Endpoint):
                 400,
                 {},
                 error(
-                    f"This model's maximum context length is {self.loaded.context} tokens; the prompt has {len(ids)} and max_tokens is {max_tokens}.",
+                    f"This model's maximum context length is {self.loaded.context} tokens; "
+                    f"the prompt has {len(ids)} and max_tokens is {max_tokens}.",
                     "context_length_exceeded",
                 ),
                 0.0,
