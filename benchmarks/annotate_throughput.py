@@ -77,10 +77,17 @@ def sweep(levels: list[int], scale: float, latency: float, rerun: int, tmp: Path
         n = max(1, round(SENTENCES.get(c, 30 * c) * scale))
         result = measure(command(c, n, latency, tmp / f"c{c}.sqlite", tmp / f"c{c}"), tmp / f"c{c}")
         ideal = c / latency
-        results[c] = {**result, "ideal_per_s": round(ideal, 1), "share_of_ideal": round(result["sentences_per_s"] / ideal, 3)}
+        results[c] = {
+            **result,
+            "ideal_per_s": round(ideal, 1),
+            "share_of_ideal": round(result["sentences_per_s"] / ideal, 3),
+        }
         print(f"c={c}: {results[c]['sentences_per_s']}/s of {ideal:.0f}/s ideal", flush=True)
     first = results[rerun]
-    cached = measure(command(rerun, first["sentences"], latency, tmp / f"c{rerun}.sqlite", tmp / f"c{rerun}_cached"), tmp / f"c{rerun}_cached")
+    cached = measure(
+        command(rerun, first["sentences"], latency, tmp / f"c{rerun}.sqlite", tmp / f"c{rerun}_cached"),
+        tmp / f"c{rerun}_cached",
+    )
     # CPU the calls themselves cost (client, server, cache writes): the fresh job less its cached
     # twin; noisy on a busy machine or at a small --scale (startup CPU varies by ~0.5 s)
     marginal = round(1000 * (first["process_cpu_s"] - cached["process_cpu_s"]) / max(first["calls_made"], 1), 2)
@@ -89,15 +96,25 @@ def sweep(levels: list[int], scale: float, latency: float, rerun: int, tmp: Path
 
 def table(results: dict[int, dict], cached: dict) -> str:
     """A plain-text summary of the runs."""
-    rows = [f"{'run':>10} {'sent':>6} {'calls':>6} {'annot s':>8} {'sent/s':>8} {'ideal':>6} {'share':>6} {'job s':>6} {'proc s':>7} {'cpu s':>6}"]
+    rows = [
+        f"{'run':>10} {'sent':>6} {'calls':>6} {'annot s':>8} {'sent/s':>8} "
+        f"{'ideal':>6} {'share':>6} {'job s':>6} {'proc s':>7} {'cpu s':>6}"
+    ]
     for c, r in results.items():
         rows.append(
-            f"{'c=' + str(c):>10} {r['sentences']:>6} {r['calls_made']:>6} {r['annotate_s']:>8.2f} {r['sentences_per_s']:>8.1f} {r['ideal_per_s']:>6.0f} {r['share_of_ideal']:>6.1%} {r['job_wall_s']:>6.2f} {r['process_wall_s']:>7.2f} {r['process_cpu_s']:>6.2f}"
+            f"{'c=' + str(c):>10} {r['sentences']:>6} {r['calls_made']:>6} {r['annotate_s']:>8.2f} "
+            f"{r['sentences_per_s']:>8.1f} {r['ideal_per_s']:>6.0f} {r['share_of_ideal']:>6.1%} "
+            f"{r['job_wall_s']:>6.2f} {r['process_wall_s']:>7.2f} {r['process_cpu_s']:>6.2f}"
         )
     rows.append(
-        f"{'cached':>10} {cached['sentences']:>6} {cached['calls_made']:>6} {cached['annotate_s']:>8.2f} {'':>8} {'':>6} {'':>6} {cached['job_wall_s']:>6.2f} {cached['process_wall_s']:>7.2f} {cached['process_cpu_s']:>6.2f}"
+        f"{'cached':>10} {cached['sentences']:>6} {cached['calls_made']:>6} {cached['annotate_s']:>8.2f} "
+        f"{'':>8} {'':>6} {'':>6} "
+        f"{cached['job_wall_s']:>6.2f} {cached['process_wall_s']:>7.2f} {cached['process_cpu_s']:>6.2f}"
     )
-    rows.append(f"marginal CPU per call (the c={cached['concurrency']} job less its cached re-run): {cached['marginal_cpu_ms_per_call']} ms")
+    rows.append(
+        f"marginal CPU per call (the c={cached['concurrency']} job less its cached re-run): "
+        f"{cached['marginal_cpu_ms_per_call']} ms"
+    )
     return "\n".join(rows)
 
 
@@ -115,8 +132,12 @@ def verdict(results: dict[int, dict], cached: dict) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--concurrency", default=",".join(map(str, SENTENCES)), help="comma-separated client concurrency levels")
-    parser.add_argument("--scale", type=float, default=1.0, help="multiplies each level's sentence count (a quick check: 0.1)")
+    parser.add_argument(
+        "--concurrency", default=",".join(map(str, SENTENCES)), help="comma-separated client concurrency levels"
+    )
+    parser.add_argument(
+        "--scale", type=float, default=1.0, help="multiplies each level's sentence count (a quick check: 0.1)"
+    )
     parser.add_argument("--latency", type=float, default=0.2, help="the simulated teacher's seconds per answer")
     parser.add_argument("--rerun", type=int, default=32, help="the concurrency whose job is re-run fully cached")
     parser.add_argument("--name", default="annotate_throughput")
@@ -137,7 +158,10 @@ def main() -> None:
             "teacher": "simulated (teacher=sim, in-process on localhost)",
             "latency_s": args.latency,
             "scale": args.scale,
-            "note": "throughput = sentences / report.json time.annotate_s (repeated sentences share one call); ideal = concurrency / latency; commands ran in a temp dir since removed",
+            "note": (
+                "throughput = sentences / report.json time.annotate_s (repeated sentences share one call); "
+                "ideal = concurrency / latency; commands ran in a temp dir since removed"
+            ),
             "concurrency": {str(c): r for c, r in results.items()},
             "cached_rerun": cached,
             "targets": TARGETS,

@@ -36,8 +36,26 @@ def settings(per_poll: int) -> SimSettings:
 
 def command(sim: SimServer, n: int, run_dir: Path, cache: Path, batch: bool) -> list[str]:
     mode = ["teacher.mode=batch", "teacher.batch.poll_interval=0.2"] if batch else []
-    overrides = ["teacher=openai", "teacher.model=sim", f"teacher.base_url={sim.url}", "teacher.api_key_env=null", f"input.n={n}", "prompt.k=0", "progress=false", *PRICES, *mode]
-    return [sys.executable, "-m", "nerdistill.annotate", *overrides, f"paths.data_dir={DATA_DIR}", f"hydra.run.dir={run_dir}", f"cache={cache}"]
+    overrides = [
+        "teacher=openai",
+        "teacher.model=sim",
+        f"teacher.base_url={sim.url}",
+        "teacher.api_key_env=null",
+        f"input.n={n}",
+        "prompt.k=0",
+        "progress=false",
+        *PRICES,
+        *mode,
+    ]
+    return [
+        sys.executable,
+        "-m",
+        "nerdistill.annotate",
+        *overrides,
+        f"paths.data_dir={DATA_DIR}",
+        f"hydra.run.dir={run_dir}",
+        f"cache={cache}",
+    ]
 
 
 def finish(cmd: list[str]) -> tuple[dict, float]:
@@ -63,7 +81,9 @@ def main() -> None:
 
         with SimServer(settings(args.per_poll)) as sim:
             cmd = command(sim, args.n, tmp / "batch", tmp / "batch.sqlite", batch=True)
-            proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+            proc = subprocess.Popen(
+                cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+            )
             while sim.teacher.stats["batch_polls"] < args.kill_after_polls:
                 if proc.poll() is not None:
                     sys.exit(f"the batch job ended before it was killed:\n{proc.stderr.read().decode()[-3000:]}")
@@ -71,7 +91,11 @@ def main() -> None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             (batch_id,) = sim.batches.batches
-            at_kill = {"polls": sim.teacher.stats["batch_polls"], "status": sim.batches.batches[batch_id]["status"], "request_counts": dict(sim.batches.batches[batch_id]["request_counts"])}
+            at_kill = {
+                "polls": sim.teacher.stats["batch_polls"],
+                "status": sim.batches.batches[batch_id]["status"],
+                "request_counts": dict(sim.batches.batches[batch_id]["request_counts"]),
+            }
             resumed, resumed_wall = finish(cmd)
             stats = dict(sim.teacher.stats)
             repeated = sum(n > 1 for n in sim.batches.custom_ids.values())
@@ -94,7 +118,12 @@ def main() -> None:
             "custom_ids_submitted_twice": repeated,
             "answered_again": stats.get("answered_again", 0),
         },
-        "online": {"calls": online["calls"], "sentences": online["sentences"], "cost": online["cost"], "process_wall_s": online_wall},
+        "online": {
+            "calls": online["calls"],
+            "sentences": online["sentences"],
+            "cost": online["cost"],
+            "process_wall_s": online_wall,
+        },
         "same_distilled_conll_as_online": same,
         "micro_f1": {"batch": resumed["quality"]["micro"]["f1"], "online": online["quality"]["micro"]["f1"]},
     }
@@ -103,7 +132,10 @@ def main() -> None:
         args.name,
         {
             "command": ("python -m benchmarks.batch_resume " + shlex.join(sys.argv[1:])).strip(),
-            "teacher": "SIMULATED (nerdistill.teacher.sim in the benchmark's process, rate_malformed 0.05; usage estimated as characters/4)",
+            "teacher": (
+                "SIMULATED (nerdistill.teacher.sim in the benchmark's process, rate_malformed 0.05; "
+                "usage estimated as characters/4)"
+            ),
             "prices": "gpt-4o-mini: 0.15 / 0.60 USD per 1M input / output tokens; batch_price_factor 0.5",
             **result,
         },

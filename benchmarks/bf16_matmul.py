@@ -57,10 +57,15 @@ def main() -> None:
     settings = {"as_is": {}, "isa_limited": json.loads(args.isa_limits)}
     results = {}
     for name, limits in settings.items():
-        results[name] = {"limits": limits, **run_isolated("benchmarks.bf16_matmul", ["--one", "--repeats", str(args.repeats)], env=limits)}
+        results[name] = {
+            "limits": limits,
+            **run_isolated("benchmarks.bf16_matmul", ["--one", "--repeats", str(args.repeats)], env=limits),
+        }
         print(name, results[name])
     command = "python -m benchmarks.bf16_matmul " + " ".join(sys.argv[1:])
-    write_result(args.name, {"command": command.strip(), "shape": [1280, 384, 1536], "repeats": args.repeats, "results": results})
+    write_result(
+        args.name, {"command": command.strip(), "shape": [1280, 384, 1536], "repeats": args.repeats, "results": results}
+    )
 
 
 if __name__ == "__main__":

@@ -43,8 +43,14 @@ def machine() -> dict:
     """CPU model, core count, torch threads, AMX/AVX512-BF16 support, what ``precision: auto``
     resolves to here (and any ISA limits in the environment), and the git commit."""
     flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    model = next((line.split(":", 1)[1].strip() for line in flags.splitlines() if line.startswith("model name")), platform.processor())
-    commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True).stdout.strip()  # "-dirty": uncommitted changes
+    model = next(
+        (line.split(":", 1)[1].strip() for line in flags.splitlines() if line.startswith("model name")),
+        platform.processor(),
+    )
+    # "-dirty": uncommitted changes
+    commit = subprocess.run(
+        ["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
     return {
         "cpu": model,
         "cores": os.cpu_count(),
@@ -73,7 +79,13 @@ def run_isolated(module: str, args: list[str], env: dict[str, str] | None = None
     """Run ``python -m <module> <args>`` in a fresh process (no allocator state or warm caches
     shared between measurements), with ``env`` added to the environment, and return the JSON it
     prints after ``RESULT ``."""
-    done = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, cwd=ROOT, env={**os.environ, **(env or {})})
+    done = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+    )
     line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
     if line is None:
         sys.exit(f"python -m {module} {' '.join(args)} failed:\n{done.stderr[-3000:]}")

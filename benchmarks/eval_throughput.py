@@ -80,27 +80,70 @@ def main() -> None:
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print("RESULT " + json.dumps(run_one(args.one, args.model_dir, args.batch_size, args.predict_sentences)), flush=True)
+        print(
+            "RESULT " + json.dumps(run_one(args.one, args.model_dir, args.batch_size, args.predict_sentences)),
+            flush=True,
+        )
         return
     runs: dict[str, list[dict]] = {v: [] for v in args.variants.split(",")}
     for repeat in range(args.repeats):
         for variant in runs:
             runs[variant].append(
-                run_isolated("benchmarks.eval_throughput", ["--one", variant, "--model-dir", args.model_dir, "--batch-size", str(args.batch_size), "--predict-sentences", str(args.predict_sentences)])
+                run_isolated(
+                    "benchmarks.eval_throughput",
+                    [
+                        "--one",
+                        variant,
+                        "--model-dir",
+                        args.model_dir,
+                        "--batch-size",
+                        str(args.batch_size),
+                        "--predict-sentences",
+                        str(args.predict_sentences),
+                    ],
+                )
             )
             print(f"[{repeat + 1}/{args.repeats}] {variant}: {runs[variant][-1]}", flush=True)
-    results = {v: {k: round(statistics.median(r[k] for r in found), 4) for k in found[0]} | {"runs": found} for v, found in runs.items()}
+    results = {
+        v: {k: round(statistics.median(r[k] for r in found), 4) for k in found[0]} | {"runs": found}
+        for v, found in runs.items()
+    }
     ratios = {}
     for base in ("unsorted_fp32", "sorted_fp32"):
         if base in results:
-            ratios |= {f"{v} vs {base} ({kind})": round(results[base][f"{kind}_s"] / results[v][f"{kind}_s"], 2) for v in results if v != base for kind in ("test", "predict")}
+            ratios |= {
+                f"{v} vs {base} ({kind})": round(results[base][f"{kind}_s"] / results[v][f"{kind}_s"], 2)
+                for v in results
+                if v != base
+                for kind in ("test", "predict")
+            }
     if "sorted_int8" in results and "sorted_fp32" in results:
-        ratios["sorted_int8 F1 - sorted_fp32 F1 (points)"] = round(100 * (results["sorted_int8"]["test_f1"] - results["sorted_fp32"]["test_f1"]), 2)
-    pairs = [(f"sorted_{p}", f"unsorted_{p}") for p in ("bf16", "fp32") if f"sorted_{p}" in results and f"unsorted_{p}" in results]
+        ratios["sorted_int8 F1 - sorted_fp32 F1 (points)"] = round(
+            100 * (results["sorted_int8"]["test_f1"] - results["sorted_fp32"]["test_f1"]), 2
+        )
+    pairs = [
+        (f"sorted_{p}", f"unsorted_{p}")
+        for p in ("bf16", "fp32")
+        if f"sorted_{p}" in results and f"unsorted_{p}" in results
+    ]
     same = all(round(results[a]["test_f1"], 6) == round(results[b]["test_f1"], 6) for a, b in pairs)
     print("ratios", ratios, "sorted F1 == unsorted F1:", same)
-    command = f"python -m benchmarks.eval_throughput --model-dir {args.model_dir} --batch-size {args.batch_size} --predict-sentences {args.predict_sentences} --repeats {args.repeats} --variants {args.variants} --name {args.name}"
-    write_result(args.name, {"command": command, "test_sentences": 3453, "predict_sentences": args.predict_sentences, "results": results, "ratios": ratios, "sorted_equals_unsorted_f1": same})
+    command = (
+        f"python -m benchmarks.eval_throughput --model-dir {args.model_dir} --batch-size {args.batch_size} "
+        f"--predict-sentences {args.predict_sentences} --repeats {args.repeats} --variants {args.variants} "
+        f"--name {args.name}"
+    )
+    write_result(
+        args.name,
+        {
+            "command": command,
+            "test_sentences": 3453,
+            "predict_sentences": args.predict_sentences,
+            "results": results,
+            "ratios": ratios,
+            "sorted_equals_unsorted_f1": same,
+        },
+    )
 
 
 if __name__ == "__main__":

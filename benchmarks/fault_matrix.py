@@ -63,7 +63,15 @@ def overrides(cell: str, sentences: Path) -> list[str]:
 def measure(cell: str, sentences: Path, tmp: Path) -> dict:
     """One cell as a fresh process; the figures from its ``report.json``."""
     run_dir = tmp / cell
-    cmd = [sys.executable, "-m", "nerdistill.annotate", *overrides(cell, sentences), f"cache={tmp / cell}.sqlite", f"paths.data_dir={DATA_DIR}", f"hydra.run.dir={run_dir}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "nerdistill.annotate",
+        *overrides(cell, sentences),
+        f"cache={tmp / cell}.sqlite",
+        f"paths.data_dir={DATA_DIR}",
+        f"hydra.run.dir={run_dir}",
+    ]
     started = time.perf_counter()
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - started
@@ -91,14 +99,20 @@ def measure(cell: str, sentences: Path, tmp: Path) -> dict:
 def table(results: dict[str, dict]) -> str:
     """The Markdown table docs/teacher.md shows."""
     rows = [
-        "| faults (share of attempts) | attempts hit | annotated | failed (reason) | re-asks | answers received / sent | duplicate calls | wall s |",
+        "| faults (share of attempts) | attempts hit | annotated | failed (reason) | re-asks "
+        "| answers received / sent | duplicate calls | wall s |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in results.values():
         faults = ", ".join(f"{kind} {rate:.0%}" for kind, rate in r["faults"].items())
         hit = ", ".join(f"{kind} {n}" for kind, n in r["injected"].items())
-        failed = f"{r['failed']}" + (" (" + ", ".join(f"{k} {n}" for k, n in r["failed_by_reason"].items()) + ")" if r["failed"] else "")
-        rows.append(f"| {faults} | {hit} | {r['annotated']} | {failed} | {r['reasked']} | {r['calls_made']} / {r['answered']} | {r['answered_again']} | {r['job_wall_s']:.1f} |")
+        failed = f"{r['failed']}" + (
+            " (" + ", ".join(f"{k} {n}" for k, n in r["failed_by_reason"].items()) + ")" if r["failed"] else ""
+        )
+        rows.append(
+            f"| {faults} | {hit} | {r['annotated']} | {failed} | {r['reasked']} "
+            f"| {r['calls_made']} / {r['answered']} | {r['answered_again']} | {r['job_wall_s']:.1f} |"
+        )
     return "\n".join(rows)
 
 
@@ -116,7 +130,11 @@ def main() -> None:
         results = {}
         for cell in cells:
             results[cell] = measure(cell, sentences, Path(tmp))
-            print(f"{cell}: {results[cell]['annotated']} annotated, {results[cell]['failed']} failed, {results[cell]['job_wall_s']} s", flush=True)
+            print(
+                f"{cell}: {results[cell]['annotated']} annotated, {results[cell]['failed']} failed, "
+                f"{results[cell]['job_wall_s']} s",
+                flush=True,
+            )
     print(table(results))
     write_result(
         args.name,
@@ -125,7 +143,11 @@ def main() -> None:
             "teacher": "SIMULATED (teacher=sim, in-process on localhost)",
             "sentences": SENTENCES,
             "settings": SETTINGS,
-            "note": "answers received = calls.made (each stored in the cache); sent = the simulator's 200 answers; duplicate calls = the simulator's answered_again (a request answered again after a 200); wall = report.json time.wall_s",
+            "note": (
+                "answers received = calls.made (each stored in the cache); sent = the simulator's 200 answers; "
+                "duplicate calls = the simulator's answered_again (a request answered again after a 200); "
+                "wall = report.json time.wall_s"
+            ),
             "cells": results,
             "table": table(results),
         },

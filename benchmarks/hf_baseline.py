@@ -8,7 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoModelForTokenClassification, DataCollatorForTokenClassification, Trainer, TrainerCallback, TrainingArguments
+from transformers import (
+    AutoModelForTokenClassification,
+    DataCollatorForTokenClassification,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+)
 
 from nerdistill.data.labels import LabelSet
 from nerdistill.metrics import ner_metrics
@@ -30,7 +36,10 @@ class EpochTimer(TrainerCallback):
 
 def features(items: list[Encoded]) -> list[dict]:
     """The example's features: unpadded input ids, attention mask and first-subword labels."""
-    return [{"input_ids": it.input_ids.tolist(), "attention_mask": [1] * len(it.input_ids), "labels": it.labels.tolist()} for it in items]
+    return [
+        {"input_ids": it.input_ids.tolist(), "attention_mask": [1] * len(it.input_ids), "labels": it.labels.tolist()}
+        for it in items
+    ]
 
 
 def hf_train(
@@ -48,7 +57,9 @@ def hf_train(
     seed: int = 1,
 ):
     """Fine-tune with the HF Trainer; returns (model, seconds spent in the training epochs)."""
-    model = AutoModelForTokenClassification.from_pretrained(model_path, num_labels=len(labels.tags), id2label=labels.id2label, label2id=labels.label2id)
+    model = AutoModelForTokenClassification.from_pretrained(
+        model_path, num_labels=len(labels.tags), id2label=labels.id2label, label2id=labels.label2id
+    )
     args = TrainingArguments(
         output_dir=str(output_dir),
         per_device_train_batch_size=batch_size,
@@ -67,13 +78,21 @@ def hf_train(
         seed=seed,
     )
     timer = EpochTimer()
-    trainer = Trainer(model=model, args=args, train_dataset=features(train), data_collator=DataCollatorForTokenClassification(tokenizer), callbacks=[timer])
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=features(train),
+        data_collator=DataCollatorForTokenClassification(tokenizer),
+        callbacks=[timer],
+    )
     trainer.train()
     return trainer.model, timer.seconds
 
 
 @torch.inference_mode()
-def hf_evaluate(model, tokenizer, labels: LabelSet, items: list[Encoded], batch_size: int = 128, bf16: bool = False) -> dict:
+def hf_evaluate(
+    model, tokenizer, labels: LabelSet, items: list[Encoded], batch_size: int = 128, bf16: bool = False
+) -> dict:
     """seqeval metrics of ``model`` on ``items`` in dataset order (unsorted batches)."""
     model.eval()
     collate = DataCollatorForTokenClassification(tokenizer)
@@ -83,7 +102,9 @@ def hf_evaluate(model, tokenizer, labels: LabelSet, items: list[Encoded], batch_
         batch = collate(features(chunk))
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        predicted += word_tags(logits.float(), batch["labels"], [len(it.sentence.tokens) for it in chunk], labels.id2label)
+        predicted += word_tags(
+            logits.float(), batch["labels"], [len(it.sentence.tokens) for it in chunk], labels.id2label
+        )
         gold += [it.sentence.tags for it in chunk]
     return ner_metrics(gold, predicted)
 

@@ -32,11 +32,21 @@ def main() -> None:
     datamodule.setup()
     started = time.perf_counter()
     model, _ = hf_train(
-        resolve_name_or_path(cfg.model.name_or_path), datamodule.tokenizer, datamodule.labels, datamodule.datasets["train"].items, args.out / "hf", epochs=args.epochs, lr=args.lr, seed=args.seed
+        resolve_name_or_path(cfg.model.name_or_path),
+        datamodule.tokenizer,
+        datamodule.labels,
+        datamodule.datasets["train"].items,
+        args.out / "hf",
+        epochs=args.epochs,
+        lr=args.lr,
+        seed=args.seed,
     )
     fitted = time.perf_counter()
     test = hf_evaluate(model, datamodule.tokenizer, datamodule.labels, datamodule.datasets["test"].items)
-    metrics = {"test": test, "timing": {"fit_s": round(fitted - started, 1), "test_s": round(time.perf_counter() - fitted, 1)}}
+    metrics = {
+        "test": test,
+        "timing": {"fit_s": round(fitted - started, 1), "test_s": round(time.perf_counter() - fitted, 1)},
+    }
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     print(f"test micro F1 {test['micro']['f1']:.4f}; fit {metrics['timing']['fit_s']} s")
 

@@ -27,7 +27,9 @@ import time
 from benchmarks.common import CONF, DATA_DIR, run_isolated, write_result
 
 
-def measure(prompt_name: str, batch_size: int, sentences: int, max_tokens: int, dtype: str, variant: str = "random") -> None:
+def measure(
+    prompt_name: str, batch_size: int, sentences: int, max_tokens: int, dtype: str, variant: str = "random"
+) -> None:
     """One variant, in this process: prints ``RESULT {json}``."""
     import torch
     from hydra import compose, initialize_config_dir
@@ -38,21 +40,38 @@ def measure(prompt_name: str, batch_size: int, sentences: int, max_tokens: int, 
 
     torch.set_num_threads(1)
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        # knn: each sentence's nearest of the student's 1,000 gold sentences (prompt.examples_budget), as the phase 1 table has them
-        examples, *options = variant.split("+")  # e.g. knn+spans: nearest-neighbour examples, answers held to the sentence's spans
-        knn = [f"prompt.examples={examples}", "prompt.examples_budget=1000", f"prompt.embeddings_cache={CONF.parent / '.cache' / 'embeddings'}"] if examples == "knn" else []
+        # knn: each sentence's nearest of the student's 1,000 gold sentences (prompt.examples_budget), as the
+        # phase 1 table has them; e.g. knn+spans: nearest-neighbour examples, answers held to the sentence's spans
+        examples, *options = variant.split("+")
+        knn = (
+            [
+                f"prompt.examples={examples}",
+                "prompt.examples_budget=1000",
+                f"prompt.embeddings_cache={CONF.parent / '.cache' / 'embeddings'}",
+            ]
+            if examples == "knn"
+            else []
+        )
         spans = ["prompt.structured=true", "prompt.structured_spans=true"] if "spans" in options else []
-        cfg = compose("annotate", overrides=[f"paths.data_dir={DATA_DIR}", f"prompt={prompt_name}", "input.n=200", *knn, *spans])
+        cfg = compose(
+            "annotate", overrides=[f"paths.data_dir={DATA_DIR}", f"prompt={prompt_name}", "input.n=200", *knn, *spans]
+        )
     labels = LabelSet(tuple(cfg.labels))
     chosen = instantiate(cfg.input).load(labels)[:sentences]
     prompt = instantiate(cfg.prompt).setup(labels)
     prompt.fit(chosen)
-    teacher = LocalTeacher(LocalSettings(convert_dir=str(CONF.parent / ".cache" / "local_models"), batch_size=batch_size, dtype=dtype))
+    teacher = LocalTeacher(
+        LocalSettings(convert_dir=str(CONF.parent / ".cache" / "local_models"), batch_size=batch_size, dtype=dtype)
+    )
     rendered = [teacher.loaded.render(prompt.messages(s)) for s in chosen]
     _, prefix, opening = rendered[0]
-    teacher.generator.prefix_cache((prefix or [])[:opening] if examples == "knn" else prefix or [])  # what every call of the job shares, computed once per job: not measured
+    # what every call of the job shares, computed once per job: not measured
+    teacher.generator.prefix_cache((prefix or [])[:opening] if examples == "knn" else prefix or [])
     schemas = [prompt.response_format(s)["json_schema"]["schema"] if prompt.structured else None for s in chosen]
-    generations = [Generation(ids, prefix, opening, max_tokens, 0.0, 1.0, None, False, schema) for (ids, prefix, opening), schema in zip(rendered, schemas)]
+    generations = [
+        Generation(ids, prefix, opening, max_tokens, 0.0, 1.0, None, False, schema)
+        for (ids, prefix, opening), schema in zip(rendered, schemas)
+    ]
     cpu, wall = time.process_time(), time.perf_counter()
     threads = [threading.Thread(target=teacher.generator.submit, args=(g,)) for g in generations]
     for thread in threads:
@@ -93,13 +112,22 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--dtypes", default="float32", help="weight dtypes (teacher.local.dtype), comma-separated")
     parser.add_argument(
-        "--examples", default="random", help="prompt variants, comma-separated: random, knn (each sentence's nearest of 1,000 gold), knn+spans (and answers held to the sentence's spans)"
+        "--examples",
+        default="random",
+        help=(
+            "prompt variants, comma-separated: random, knn (each sentence's nearest of 1,000 gold), "
+            "knn+spans (and answers held to the sentence's spans)"
+        ),
     )
     parser.add_argument("--name", default="local_batch")
-    parser.add_argument("--measure", nargs=4, metavar=("PROMPT", "BATCH_SIZE", "DTYPE", "EXAMPLES"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--measure", nargs=4, metavar=("PROMPT", "BATCH_SIZE", "DTYPE", "EXAMPLES"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.measure:
-        measure(args.measure[0], int(args.measure[1]), args.sentences, args.max_tokens, args.measure[2], args.measure[3])
+        measure(
+            args.measure[0], int(args.measure[1]), args.sentences, args.max_tokens, args.measure[2], args.measure[3]
+        )
         return
     sizes = [int(x) for x in args.batch_sizes.split(",")]
     dtypes = args.dtypes.split(",")
@@ -109,7 +137,20 @@ def main() -> None:
         for dtype in dtypes:
             first: dict | None = None  # this dtype's first batch size's row, with its answers
             for size in sizes:
-                row = run_isolated("benchmarks.local_batch", ["--measure", prompt_name, str(size), dtype, examples, "--sentences", str(args.sentences), "--max-tokens", str(args.max_tokens)])
+                row = run_isolated(
+                    "benchmarks.local_batch",
+                    [
+                        "--measure",
+                        prompt_name,
+                        str(size),
+                        dtype,
+                        examples,
+                        "--sentences",
+                        str(args.sentences),
+                        "--max-tokens",
+                        str(args.max_tokens),
+                    ],
+                )
                 answers = row.pop("answers")
                 first = first or {**row, "answers": answers}
                 reference = reference or answers
@@ -118,8 +159,19 @@ def main() -> None:
                 row["cpu_speedup_vs_first"] = round(first["cpu_s"] / row["cpu_s"], 2)
                 print({k: v for k, v in row.items() if k != "prompt_tokens"}, flush=True)
                 rows.append(row)
-    command = f"python -m benchmarks.local_batch --prompts {args.prompts} --batch-sizes {args.batch_sizes} --sentences {args.sentences} --max-tokens {args.max_tokens} --dtypes {args.dtypes} --examples {args.examples} --name {args.name}"
-    write_result(args.name, {"command": command, "model": f"SmolLM2-135M-Instruct (teacher=local), {args.dtypes}, 1 torch thread, greedy", "rows": rows})
+    command = (
+        f"python -m benchmarks.local_batch --prompts {args.prompts} --batch-sizes {args.batch_sizes} "
+        f"--sentences {args.sentences} --max-tokens {args.max_tokens} --dtypes {args.dtypes} "
+        f"--examples {args.examples} --name {args.name}"
+    )
+    write_result(
+        args.name,
+        {
+            "command": command,
+            "model": f"SmolLM2-135M-Instruct (teacher=local), {args.dtypes}, 1 torch thread, greedy",
+            "rows": rows,
+        },
+    )
 
 
 if __name__ == "__main__":

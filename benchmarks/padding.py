@@ -23,7 +23,9 @@ from nerdistill.train import build, read_data
 def plan_padding(schedule: str, window: int, workdir: Path) -> dict:
     """Padded/real token ratio and repeated slots over every batch of one run's plan."""
     cfg = compose_train([f"schedule={schedule}", f"data.sort_window={window}"], workdir)
-    datamodule = build(cfg, read_data(cfg), logger=False, enable_checkpointing=False, enable_progress_bar=False).datamodule
+    datamodule = build(
+        cfg, read_data(cfg), logger=False, enable_checkpointing=False, enable_progress_bar=False
+    ).datamodule
     datamodule.setup("fit")
     sampler = datamodule.train_sampler(rank=0)
     lengths = datamodule.datasets["train"].lengths
@@ -33,7 +35,13 @@ def plan_padding(schedule: str, window: int, workdir: Path) -> dict:
             padded += int(lengths[batch].max()) * len(batch)
             real += int(lengths[batch].sum())
             repeated += len(batch) - len(np.unique(batch))
-    return {"schedule": schedule, "sort_window": window, "padded_per_real_token": round(padded / real, 3), "repeated_slots": repeated, "steps": datamodule.plan.total_steps}
+    return {
+        "schedule": schedule,
+        "sort_window": window,
+        "padded_per_real_token": round(padded / real, 3),
+        "repeated_slots": repeated,
+        "steps": datamodule.plan.total_steps,
+    }
 
 
 def main() -> None:
@@ -47,7 +55,13 @@ def main() -> None:
             for window in map(int, args.windows.split(",")):
                 rows.append(plan_padding(schedule, window, Path(tmp)))
                 print(rows[-1], flush=True)
-    write_result("padding", {"command": f"python -m benchmarks.padding --schedules {args.schedules} --windows {args.windows}", "runs": rows})
+    write_result(
+        "padding",
+        {
+            "command": f"python -m benchmarks.padding --schedules {args.schedules} --windows {args.windows}",
+            "runs": rows,
+        },
+    )
 
 
 if __name__ == "__main__":

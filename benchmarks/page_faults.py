@@ -39,8 +39,14 @@ def steady_state_faults(mode: str) -> int:
 
 def main() -> None:
     faults = {mode: steady_state_faults(mode) for mode in ("default", "keep")}
-    print(f"minor page faults over 5 steps ({PAGES_PER_STEP} pages allocated a step): glibc defaults {faults['default']}, keep_freed_memory {faults['keep']}")
-    write_result("page_faults", {"command": "python -m benchmarks.page_faults", "pages_per_step": PAGES_PER_STEP, "steps": 5, "faults": faults})
+    print(
+        f"minor page faults over 5 steps ({PAGES_PER_STEP} pages allocated a step): "
+        f"glibc defaults {faults['default']}, keep_freed_memory {faults['keep']}"
+    )
+    write_result(
+        "page_faults",
+        {"command": "python -m benchmarks.page_faults", "pages_per_step": PAGES_PER_STEP, "steps": 5, "faults": faults},
+    )
 
 
 if __name__ == "__main__":

@@ -48,7 +48,13 @@ def main() -> None:
                 continue
             results[name][f"{kb} KB"] = round(time.perf_counter() - started, 3)
         print(name, results[name])
-    write_result(args.name, {"command": f"python -m benchmarks.parse_scaling --sizes-kb {args.sizes_kb} --name {args.name}", "seconds": results})
+    write_result(
+        args.name,
+        {
+            "command": f"python -m benchmarks.parse_scaling --sizes-kb {args.sizes_kb} --name {args.name}",
+            "seconds": results,
+        },
+    )
 
 
 if __name__ == "__main__":

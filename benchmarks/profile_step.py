@@ -25,7 +25,9 @@ class StepProfiler(pl.Callback):
     """Profiles ``ACTIVE`` steps after ``WAIT + WARMUP`` unprofiled ones."""
 
     def __init__(self) -> None:
-        self.profiler = profile(activities=[ProfilerActivity.CPU], schedule=schedule(wait=WAIT, warmup=WARMUP, active=ACTIVE, repeat=1))
+        self.profiler = profile(
+            activities=[ProfilerActivity.CPU], schedule=schedule(wait=WAIT, warmup=WARMUP, active=ACTIVE, repeat=1)
+        )
 
     def on_train_start(self, trainer, pl_module) -> None:
         self.profiler.start()
@@ -46,13 +48,24 @@ def main() -> None:
     callback = StepProfiler()
     steps = WAIT + WARMUP + ACTIVE
     with tempfile.TemporaryDirectory() as tmp:
-        overrides = ["schedule=original", "data.gold_budget=2000", "data.passes.original=1", "trainer.max_epochs=1", f"trainer.max_steps={steps}"]
+        overrides = [
+            "schedule=original",
+            "data.gold_budget=2000",
+            "data.passes.original=1",
+            "trainer.max_epochs=1",
+            f"trainer.max_steps={steps}",
+        ]
         nerdistill_fit(overrides, Path(tmp), callbacks=[callback])
     events = callback.profiler.key_averages()
     total_ms = sum(e.self_cpu_time_total for e in events) / 1000 / ACTIVE
     top = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:15]
     ops = {
-        e.key: {"ms_per_step": round(e.self_cpu_time_total / 1000 / ACTIVE, 1), "share": round(e.self_cpu_time_total / 1000 / ACTIVE / total_ms, 3), "calls_per_step": e.count // ACTIVE} for e in top
+        e.key: {
+            "ms_per_step": round(e.self_cpu_time_total / 1000 / ACTIVE, 1),
+            "share": round(e.self_cpu_time_total / 1000 / ACTIVE / total_ms, 3),
+            "calls_per_step": e.count // ACTIVE,
+        }
+        for e in top
     }
     name = "profile_step_system_malloc" if args.system_malloc else "profile_step"
     (RESULTS / f"{name}.txt").write_text(events.table(sort_by="self_cpu_time_total", row_limit=25))
@@ -61,7 +74,12 @@ def main() -> None:
     print(f"total self CPU per step: {total_ms:.1f} ms")
     write_result(
         name,
-        {"command": "python -m benchmarks.profile_step" + (" --system-malloc" if args.system_malloc else ""), "steps_profiled": ACTIVE, "self_cpu_ms_per_step": round(total_ms, 1), "top_ops": ops},
+        {
+            "command": "python -m benchmarks.profile_step" + (" --system-malloc" if args.system_malloc else ""),
+            "steps_profiled": ACTIVE,
+            "self_cpu_ms_per_step": round(total_ms, 1),
+            "top_ops": ops,
+        },
     )
 
 

@@ -22,7 +22,14 @@ from pathlib import Path
 
 from benchmarks.common import DATA_DIR, ROOT, write_result
 
-SHORT = ["schedule=sigmoid,cosine,power,simple_mix", "model.module.lr_schedule=linear", "seed=1", "data.passes.original=2", "data.passes.distilled=0.3", "trainer.max_epochs=1"]
+SHORT = [
+    "schedule=sigmoid,cosine,power,simple_mix",
+    "model.module.lr_schedule=linear",
+    "seed=1",
+    "data.passes.original=2",
+    "data.passes.distilled=0.3",
+    "trainer.max_epochs=1",
+]
 LAUNCHERS = {"basic": [], "joblib_2_jobs": ["hydra/launcher=local_parallel"]}
 
 
@@ -45,7 +52,12 @@ def sweep(overrides: list[str], sweep_dir: Path) -> dict:
     if done.returncode:
         sys.exit(f"sweep failed:\n{done.stderr[-3000:]}")
     runs = [json.loads(p.read_text()) for p in sorted(sweep_dir.glob("*/metrics.json"))]
-    return {"command": " ".join(["python", *cmd[1:]]).replace(str(sweep_dir), "<tmp>"), "jobs": len(runs), "wall_s": round(wall, 1), "fit_s_per_job": [r["timing"]["fit_s"] for r in runs]}
+    return {
+        "command": " ".join(["python", *cmd[1:]]).replace(str(sweep_dir), "<tmp>"),
+        "jobs": len(runs),
+        "wall_s": round(wall, 1),
+        "fit_s_per_job": [r["timing"]["fit_s"] for r in runs],
+    }
 
 
 def main() -> None:
@@ -62,7 +74,10 @@ def main() -> None:
     if {"basic", "joblib_2_jobs"} <= results.keys():
         results["joblib_speedup"] = round(results["basic"]["wall_s"] / results["joblib_2_jobs"]["wall_s"], 2)
         print("joblib speedup", results["joblib_speedup"])
-    write_result("sweep_full" if args.full else "sweep", {"grid": "phase3_blends" + ("" if args.full else " (shortened: " + " ".join(SHORT) + ")"), "results": results})
+    write_result(
+        "sweep_full" if args.full else "sweep",
+        {"grid": "phase3_blends" + ("" if args.full else " (shortened: " + " ".join(SHORT) + ")"), "results": results},
+    )
 
 
 if __name__ == "__main__":

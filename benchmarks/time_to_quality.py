@@ -48,7 +48,16 @@ PAUSE = RUNS_DIR / "PAUSE"
 def command(recipe: str, variant: str, seed: int, out: Path) -> list[str]:
     if variant == "hf_default":
         return [sys.executable, "-m", "benchmarks.hf_recipe", "--seed", str(seed), "--out", str(out)]
-    overrides = [*RECIPES[recipe], *VARIANTS[variant], f"seed={seed}", "model=minilm", "logger=none", "trainer.enable_progress_bar=false", f"paths.data_dir={DATA_DIR}", f"hydra.run.dir={out}"]
+    overrides = [
+        *RECIPES[recipe],
+        *VARIANTS[variant],
+        f"seed={seed}",
+        "model=minilm",
+        "logger=none",
+        "trainer.enable_progress_bar=false",
+        f"paths.data_dir={DATA_DIR}",
+        f"hydra.run.dir={out}",
+    ]
     return [sys.executable, "-m", "nerdistill.train", *overrides]
 
 
@@ -71,7 +80,9 @@ def main() -> None:
     for seed in map(int, args.seeds.split(",")):
         for recipe in args.recipes.split(","):
             for variant in args.variants.split(","):
-                if (recipe, variant, seed) in done or (variant in ("hf_default", "fast_final") and recipe != "gold1000"):
+                if (recipe, variant, seed) in done or (
+                    variant in ("hf_default", "fast_final") and recipe != "gold1000"
+                ):
                     continue
                 while PAUSE.exists():  # lets other benchmarks use a quiet machine between runs
                     time.sleep(5)
@@ -129,7 +140,16 @@ def summarize(log_file: Path) -> None:
         cells = summarize_cells([r for r in rows if sitting(r) == name])
         print(f"## {name}\n{markdown(cells)}")
         machines[name] = {"cells": cells, "ratios": ratios(cells)}
-    write_result("time_to_quality", {"command": "python -m benchmarks.time_to_quality", "model": "minilm", "gold_budget": 1000, "teacher": "real GPT-3.5 labels (NoiseBench)", "by_cpu": machines})
+    write_result(
+        "time_to_quality",
+        {
+            "command": "python -m benchmarks.time_to_quality",
+            "model": "minilm",
+            "gold_budget": 1000,
+            "teacher": "real GPT-3.5 labels (NoiseBench)",
+            "by_cpu": machines,
+        },
+    )
 
 
 def summarize_cells(rows: list[dict]) -> dict[str, dict]:
@@ -142,7 +162,10 @@ def summarize_cells(rows: list[dict]) -> dict[str, dict]:
             values = [r[field] for r in found if r.get(field) is not None]
             if not values:
                 continue
-            stats[field] = {"mean": round(statistics.mean(values), 4), "std": round(statistics.stdev(values), 4) if len(values) > 1 else None}
+            stats[field] = {
+                "mean": round(statistics.mean(values), 4),
+                "std": round(statistics.stdev(values), 4) if len(values) > 1 else None,
+            }
         cells[f"{key[0]}/{key[1]}"] = {"seeds": sorted(r["seed"] for r in found), **stats}
     return cells
 
@@ -156,8 +179,12 @@ def ratios(cells: dict[str, dict]) -> dict[str, float]:
             for other in ("fp32_random", "hf_default"):
                 ref = cells.get(f"{recipe}/{other}")
                 if fast and ref:
-                    found[f"{recipe}: {other} wall / {ours} wall"] = round(ref["wall_s"]["mean"] / fast["wall_s"]["mean"], 2)
-                    found[f"{recipe}: {ours} F1 - {other} F1 (points)"] = round(100 * (fast["test_f1"]["mean"] - ref["test_f1"]["mean"]), 2)
+                    found[f"{recipe}: {other} wall / {ours} wall"] = round(
+                        ref["wall_s"]["mean"] / fast["wall_s"]["mean"], 2
+                    )
+                    found[f"{recipe}: {ours} F1 - {other} F1 (points)"] = round(
+                        100 * (fast["test_f1"]["mean"] - ref["test_f1"]["mean"]), 2
+                    )
     return found
 
 
@@ -169,10 +196,14 @@ def markdown(cells: dict[str, dict]) -> str:
             return "–"
         return f"{stat['mean']:.{digits}f}" + (f" ± {stat['std']:.{digits}f}" if stat["std"] is not None else "")
 
-    lines = ["| recipe / variant | seeds | wall s | fit s | test F1 | dev F1 (best) | peak RSS GiB |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| recipe / variant | seeds | wall s | fit s | test F1 | dev F1 (best) | peak RSS GiB |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, c in cells.items():
         lines.append(
-            f"| {name} | {len(c['seeds'])} | {cell(c.get('wall_s'), 0)} | {cell(c.get('fit_s'), 0)} | {cell(c.get('test_f1'), 4)} | {cell(c.get('dev_f1_best'), 4)} | {cell(c.get('peak_rss_gib'), 2)} |"
+            f"| {name} | {len(c['seeds'])} | {cell(c.get('wall_s'), 0)} | {cell(c.get('fit_s'), 0)} "
+            f"| {cell(c.get('test_f1'), 4)} | {cell(c.get('dev_f1_best'), 4)} | {cell(c.get('peak_rss_gib'), 2)} |"
         )
     return "\n".join(lines)
 

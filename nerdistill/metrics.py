@@ -25,10 +25,17 @@ def ner_metrics(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]
     if not has_entities:
         empty = {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
         return {"micro": dict(empty), "macro": dict(empty), "per_type": {}}
-    report = classification_report(gold_lists, predicted_lists, mode="strict", scheme=IOB2, output_dict=True, zero_division=0)
+    report = classification_report(
+        gold_lists, predicted_lists, mode="strict", scheme=IOB2, output_dict=True, zero_division=0
+    )
 
     def row(values: dict) -> dict:
-        return {"precision": float(values["precision"]), "recall": float(values["recall"]), "f1": float(values["f1-score"]), "support": int(values["support"])}
+        return {
+            "precision": float(values["precision"]),
+            "recall": float(values["recall"]),
+            "f1": float(values["f1-score"]),
+            "support": int(values["support"]),
+        }
 
     per_type = {name: row(values) for name, values in report.items() if not name.endswith(" avg")}
     return {"micro": row(report["micro avg"]), "macro": row(report["macro avg"]), "per_type": per_type}

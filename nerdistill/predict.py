@@ -46,10 +46,23 @@ def predict(cfg: DictConfig) -> Path:
     text = read_text(Path(path)) if cfg.format == "text" and not is_hf(path) else None
     tagger = Tagger(cfg.model_dir, cfg.batch_size, cfg.max_length, cfg.precision, quantize=cfg.get("quantize"))
     # a CoNLL file's or a dataset's tags are checked against the model's label set
-    sentences = text if text is not None else [s.tokens for s in read_source(path, tagger.labels, labels_name=f"the label set of the model in {cfg.model_dir}")]
+    sentences = (
+        text
+        if text is not None
+        else [
+            s.tokens
+            for s in read_source(path, tagger.labels, labels_name=f"the label set of the model in {cfg.model_dir}")
+        ]
+    )
     tags = tagger.tag(sentences)
     output = Path(cfg.output)
-    write_conll(output, [Sentence(tuple(tokens), tuple(t), f"input:{i}", "input") for i, (tokens, t) in enumerate(zip(sentences, tags))])
+    write_conll(
+        output,
+        [
+            Sentence(tuple(tokens), tuple(t), f"input:{i}", "input")
+            for i, (tokens, t) in enumerate(zip(sentences, tags))
+        ],
+    )
     log.info("tagged %d sentences -> %s", len(sentences), output)
     return output
 

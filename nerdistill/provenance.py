@@ -42,7 +42,8 @@ def teacher_summary(source: str | Path) -> dict[str, Any] | None:
 
 
 def teacher_version(source: str | Path) -> str:
-    """A short name for the labels of ``source``: the teacher's model and prompt (SIMULATED if so), else the file name."""
+    """A short name for the labels of ``source``: the teacher's model and prompt (SIMULATED if so), else the
+    file name."""
     summary = teacher_summary(source)
     if summary is None:
         return f"labels:{Path(str(source)).name}" if not is_hf(source) else f"labels:{source}"

@@ -24,7 +24,21 @@ from nerdistill.allocator import keep_freed_memory
 log = logging.getLogger(__name__)
 
 # what Lightning's Trainer accepts, plus ``auto``
-PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "bf16-true", "bf16", "16-mixed", "16-true", "16", "64-true", "64", "transformer-engine", "transformer-engine-float16")
+PRECISIONS = (
+    "auto",
+    "32-true",
+    "32",
+    "bf16-mixed",
+    "bf16-true",
+    "bf16",
+    "16-mixed",
+    "16-true",
+    "16",
+    "64-true",
+    "64",
+    "transformer-engine",
+    "transformer-engine-float16",
+)
 # oneDNN ISA limits (``ONEDNN_MAX_CPU_ISA``) below AVX512_CORE_BF16: bf16 is emulated under them
 NO_BF16_ISAS = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI")
 
@@ -65,7 +79,11 @@ def cpu_bf16() -> tuple[bool, str]:
         return False, f"ONEDNN_MAX_CPU_ISA={limit} keeps oneDNN from this CPU's {', '.join(native)}"
     if native:
         return True, f"this CPU has native bf16 ({', '.join(native)})"
-    return False, "this CPU has no native bf16 (no AMX-BF16 or AVX512-BF16 on x86, no BF16 on Arm): bf16 would be emulated, slower than fp32"
+    return (
+        False,
+        "this CPU has no native bf16 (no AMX-BF16 or AVX512-BF16 on x86, no BF16 on Arm): "
+        "bf16 would be emulated, slower than fp32",
+    )
 
 
 def device_type(accelerator: str | None) -> str:
@@ -107,7 +125,8 @@ def resolve_precision(requested: str | int, device: str, key: str = "precision")
         if not native:
             warnings.warn(
                 f"{key}={requested} on a CPU without native bf16 ({why}): every bf16 matmul is emulated, "
-                f"measured 2.6-5.6x (AVX-512) to 45-64x (AVX2) slower than fp32. Set {key}=auto or {key}=32-true to train in fp32.",
+                "measured 2.6-5.6x (AVX-512) to 45-64x (AVX2) slower than fp32. "
+                f"Set {key}=auto or {key}=32-true to train in fp32.",
                 stacklevel=2,
             )
     return choice

@@ -36,12 +36,22 @@ def check_config(cfg: DictConfig) -> Settings:
     """Every setting, by its key, before anything is read or loaded."""
     settings = Settings.from_config(cfg)
     check_tagger_config(cfg)
-    for key, allowed in (("model_dir", (str, type(None))), ("llm_labels", (str, type(None))), ("exclude_model_gold", (bool,)), ("progress", (bool,))):
+    for key, allowed in (
+        ("model_dir", (str, type(None))),
+        ("llm_labels", (str, type(None))),
+        ("exclude_model_gold", (bool,)),
+        ("progress", (bool,)),
+    ):
         check_value(key, cfg.get(key), allowed)
     if cfg.model_dir is None and settings.needs != "nothing":
-        raise ValueError(f"model_dir=null: strategy={settings.strategy} scores with a model (only strategy=random runs without one)")
+        raise ValueError(
+            f"model_dir=null: strategy={settings.strategy} scores with a model (only strategy=random runs without one)"
+        )
     if settings.needs == "llm" and not cfg.llm_labels:
-        raise ValueError(f"strategy={settings.strategy} compares the student with the LLM's labels of the pool: set llm_labels=<CoNLL file>")
+        raise ValueError(
+            f"strategy={settings.strategy} compares the student with the LLM's labels of the pool: "
+            "set llm_labels=<CoNLL file>"
+        )
     return settings
 
 
@@ -63,13 +73,26 @@ def select(cfg: DictConfig) -> dict:
     labelled = labelled_sentences(cfg, labels)
     pool = leave_out(read_pool(cfg.pool.path, cfg.pool.format, labels), labelled)
     if not pool.candidates:
-        raise ValueError(f"pool.path={cfg.pool.path}: no sentence left to choose from ({pool.read} read, left out: {pool.left_out})")
-    llm = llm_tags(pool.candidates, read_source(cfg.llm_labels, labels, labels_name="labels")) if cfg.llm_labels else None
+        raise ValueError(
+            f"pool.path={cfg.pool.path}: no sentence left to choose from ({pool.read} read, left out: {pool.left_out})"
+        )
+    llm = (
+        llm_tags(pool.candidates, read_source(cfg.llm_labels, labels, labels_name="labels")) if cfg.llm_labels else None
+    )
     tagger = None
     if cfg.model_dir is not None:
-        tagger = Tagger(cfg.model_dir, cfg.batch_size, cfg.max_length, cfg.precision, quantize=cfg.get("quantize"), progress=cfg.progress)
+        tagger = Tagger(
+            cfg.model_dir,
+            cfg.batch_size,
+            cfg.max_length,
+            cfg.precision,
+            quantize=cfg.get("quantize"),
+            progress=cfg.progress,
+        )
         if tagger.labels.types != labels.types:
-            raise ValueError(f"labels={list(labels.types)}: the model in {cfg.model_dir} predicts {list(tagger.labels.types)}")
+            raise ValueError(
+                f"labels={list(labels.types)}: the model in {cfg.model_dir} predicts {list(tagger.labels.types)}"
+            )
     encoder = instantiate(cfg.diversity.encoder) if settings.clusters is not None else None
     context = {
         "model_dir": cfg.model_dir,

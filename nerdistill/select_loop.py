@@ -1,4 +1,5 @@
-"""``python -m nerdistill.select_loop``: an active-learning loop, simulated with the pool's gold tags (:mod:`nerdistill.selection.loop`)."""
+"""``python -m nerdistill.select_loop``: an active-learning loop, simulated with the pool's gold tags
+(:mod:`nerdistill.selection.loop`)."""
 
 from __future__ import annotations
 

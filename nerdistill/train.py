@@ -59,7 +59,16 @@ def read_data(cfg: DictConfig) -> Sources:
     pools where ``denoise`` relabels)."""
     data = cfg.data
     schedule = instantiate(cfg.schedule)
-    return read_sources(data.original, data.distilled, data.validation, data.test, LabelSet(tuple(cfg.labels)), schedule, data.gold_overlap, every_pool=relabel.enabled(cfg))
+    return read_sources(
+        data.original,
+        data.distilled,
+        data.validation,
+        data.test,
+        LabelSet(tuple(cfg.labels)),
+        schedule,
+        data.gold_overlap,
+        every_pool=relabel.enabled(cfg),
+    )
 
 
 def pools(cfg: DictConfig, sources: Sources) -> Pools:
@@ -76,7 +85,8 @@ def denoise(cfg: DictConfig, sources: Sources, precision: str) -> tuple[Sources,
     last relabelled pool as the distilled one, and what happened, for metrics.json."""
     started = time.perf_counter()
     out = Path(cfg.paths.output_dir)
-    relabelling = relabel.Relabelling(cfg, pools(cfg, sources), sources.original or [])  # the rule checked before any model trains
+    # the rule checked before any model trains
+    relabelling = relabel.Relabelling(cfg, pools(cfg, sources), sources.original or [])
     with relabel.gold_model(cfg) as gold:
         if gold.config is not None:
             gold.trained(fit(gold.config, sources, precision, time.perf_counter()))
@@ -86,7 +96,12 @@ def denoise(cfg: DictConfig, sources: Sources, precision: str) -> tuple[Sources,
         relabelled = replace(sources, distilled=pool)
         if round_ < relabelling.rounds:  # self-training: the student of this round relabels the next
             folder = out / f"round_{round_}"
-            metrics = fit(relabel.sub_run(cfg, folder, **{"data.distilled": [entry["pool"]]}), relabelled, precision, time.perf_counter())
+            metrics = fit(
+                relabel.sub_run(cfg, folder, **{"data.distilled": [entry["pool"]]}),
+                relabelled,
+                precision,
+                time.perf_counter(),
+            )
             shutil.rmtree(folder / "checkpoints", ignore_errors=True)
             entry |= {"student_test_f1": metrics["test"]["micro"]["f1"], "student_val_f1_best": metrics["val_f1_best"]}
             model_dir = folder / "model"
@@ -111,14 +126,18 @@ def fit(cfg: DictConfig, sources: Sources, precision: str, started: float, denoi
     run = build(cfg, sources, precision, callbacks=callbacks, logger=loggers)
     datamodule, module, trainer = run.datamodule, run.module, run.trainer
     plan = datamodule.plan
-    if trainer.world_size > 1:  # every rank evaluates the whole dev and test sets: its metrics are already the global ones
-        warnings.filterwarnings("ignore", message=r".*sync_dist=True.*when logging on epoch level", category=PossibleUserWarning)
+    # every rank evaluates the whole dev and test sets: its metrics are already the global ones
+    if trainer.world_size > 1:
+        warnings.filterwarnings(
+            "ignore", message=r".*sync_dist=True.*when logging on epoch level", category=PossibleUserWarning
+        )
     if rank_zero_only.rank == 0:  # under DDP every rank runs this function; set from the launcher's environment
         write_json(out / "plan.json", plan.as_dict())
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True) | {"precision": precision})
     try:
-        # weights_only: a checkpoint is unpickled with torch's allow-list of tensors and plain types, never arbitrary objects
+        # weights_only: a checkpoint is unpickled with torch's allow-list of tensors and plain types, never
+        # arbitrary objects
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
         fit_s = timer.time_elapsed("train")  # read before the test, which loads the best checkpoint's timer state
         best = getattr(trainer.checkpoint_callback, "best_model_path", "")  # "" without a ModelCheckpoint
@@ -133,7 +152,11 @@ def fit(cfg: DictConfig, sources: Sources, precision: str, started: float, denoi
             "precision": precision,
             # Lightning's Timer: fit includes the validation rounds (and, resumed, the time before the
             # resume); test is one pass over the test split; total includes reading data and relabelling
-            "timing": {"fit_s": round(fit_s, 1), "test_s": round(timer.time_elapsed("test"), 1), "total_s": round(time.perf_counter() - started, 1)},
+            "timing": {
+                "fit_s": round(fit_s, 1),
+                "test_s": round(timer.time_elapsed("test"), 1),
+                "total_s": round(time.perf_counter() - started, 1),
+            },
         }
         if denoised is not None:
             metrics["denoise"] = denoised
@@ -146,7 +169,12 @@ def fit(cfg: DictConfig, sources: Sources, precision: str, started: float, denoi
             if card is not None:
                 (export / "README.md").write_text(card, encoding="utf-8")
         write_json(out / "metrics.json", metrics)  # last: a run dir with metrics.json is a finished run
-        log.info("test micro F1 %.4f (best val F1 %.4f); outputs in %s", module.test_metrics["micro"]["f1"], metrics["val_f1_best"], out)
+        log.info(
+            "test micro F1 %.4f (best val F1 %.4f); outputs in %s",
+            module.test_metrics["micro"]["f1"],
+            metrics["val_f1_best"],
+            out,
+        )
         return metrics
     finally:
         if any(isinstance(logger, WandbLogger) for logger in trainer.loggers):
@@ -206,9 +234,13 @@ def check_resume(ckpt_path: str | None, labels: list[str]) -> None:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
         saved = list(checkpoint["hyper_parameters"]["labels"])
     except Exception as err:
-        raise ValueError(f"ckpt_path={ckpt_path}: not a nerdistill training checkpoint ({type(err).__name__}: {err})") from None
+        raise ValueError(
+            f"ckpt_path={ckpt_path}: not a nerdistill training checkpoint ({type(err).__name__}: {err})"
+        ) from None
     if saved != labels:
-        raise ValueError(f"ckpt_path={ckpt_path}: the checkpoint was trained on labels {saved}, this run has labels {labels}")
+        raise ValueError(
+            f"ckpt_path={ckpt_path}: the checkpoint was trained on labels {saved}, this run has labels {labels}"
+        )
 
 
 def build(cfg: DictConfig, sources: Sources, precision: str | None = None, **trainer_kwargs) -> Run:
@@ -232,7 +264,13 @@ def build(cfg: DictConfig, sources: Sources, precision: str | None = None, **tra
         max_steps=trainer.max_steps,
         steps_per_epoch=cfg.data.steps_per_epoch,
     )
-    log.info("run plan: %d optimiser steps in %d epochs of %d; phases start at steps %s", plan.total_steps, plan.epochs, plan.steps_per_epoch, list(plan.phase_steps()) or "-")
+    log.info(
+        "run plan: %d optimiser steps in %d epochs of %d; phases start at steps %s",
+        plan.total_steps,
+        plan.epochs,
+        plan.steps_per_epoch,
+        list(plan.phase_steps()) or "-",
+    )
     data = cfg.data
     datamodule = BlendDataModule(
         blended.pools,
@@ -254,7 +292,9 @@ def build(cfg: DictConfig, sources: Sources, precision: str | None = None, **tra
 
 def trainer_precision(cfg: DictConfig) -> str:
     """``trainer.precision`` resolved for the trainer's device (``auto``: by hardware), logged."""
-    return resolve_precision(cfg.trainer.precision, device_type(cfg.trainer.get("accelerator")), "trainer.precision").precision
+    return resolve_precision(
+        cfg.trainer.precision, device_type(cfg.trainer.get("accelerator")), "trainer.precision"
+    ).precision
 
 
 def build_trainer(cfg: DictConfig, precision: str | None = None, **kwargs) -> pl.Trainer:
@@ -272,7 +312,8 @@ def refuse_silent_resume(callbacks: list[pl.Callback], ckpt_path: str | None) ->
         found = sorted(p.name for p in folder.glob("*.ckpt"))
         if found:
             raise FileExistsError(
-                f"{folder} already holds checkpoints of an earlier run ({', '.join(found)}): pass ckpt_path={folder / 'last.ckpt'} to resume it, or choose a new output dir (hydra.run.dir=...)"
+                f"{folder} already holds checkpoints of an earlier run ({', '.join(found)}): "
+                f"pass ckpt_path={folder / 'last.ckpt'} to resume it, or choose a new output dir (hydra.run.dir=...)"
             )
 
 
@@ -280,7 +321,8 @@ def refuse_limit_train_batches(trainer: pl.Trainer) -> None:
     """``trainer.limit_train_batches`` would cut epochs short behind the run plan's back."""
     if not trainer.fast_dev_run and trainer.limit_train_batches != 1.0:
         raise ValueError(
-            f"trainer.limit_train_batches={trainer.limit_train_batches} would cut epochs short behind the blending schedule's back: set data.steps_per_epoch (optimiser steps per epoch) instead"
+            f"trainer.limit_train_batches={trainer.limit_train_batches} would cut epochs short behind the "
+            "blending schedule's back: set data.steps_per_epoch (optimiser steps per epoch) instead"
         )
 
 

@@ -43,7 +43,9 @@ def compose_config(config_name: str, overrides: list[str], output_dir: Path) -> 
     """Compose a config as ``python -m nerdistill.<verb>`` would, with outputs in ``output_dir``."""
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name=config_name, overrides=[f"paths.data_dir={DATA_DIR}", *overrides], return_hydra_config=True)
+        cfg = compose(
+            config_name=config_name, overrides=[f"paths.data_dir={DATA_DIR}", *overrides], return_hydra_config=True
+        )
     HydraConfig().set_config(cfg)
     with open_dict(cfg):
         cfg.paths.output_dir = str(output_dir)

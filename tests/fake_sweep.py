@@ -9,7 +9,10 @@ from pathlib import Path
 import yaml
 
 TYPES = ("PER", "ORG", "LOC", "MISC")
-SCHEDULES = {"original": "nerdistill.student.schedules.Original", "sequential": "nerdistill.student.schedules.Sequential"}
+SCHEDULES = {
+    "original": "nerdistill.student.schedules.Original",
+    "sequential": "nerdistill.student.schedules.Sequential",
+}
 
 
 def scores(f1: float) -> dict:
@@ -45,7 +48,11 @@ def write_run(
     distilled_used = 0 if schedule == "original" else 4887
     result = {
         "val_f1_best": f1 + 0.02,
-        "test": {"micro": scores(f1), "macro": scores(f1 - 0.1), "per_type": {t: scores(f1 + 0.01 * i) for i, t in enumerate(TYPES)}},
+        "test": {
+            "micro": scores(f1),
+            "macro": scores(f1 - 0.1),
+            "per_type": {t: scores(f1 + 0.01 * i) for i, t in enumerate(TYPES)},
+        },
         "best_checkpoint": "",
         "global_step": 10,
         "schedule": f"{schedule.title()}()",
@@ -83,17 +90,33 @@ def gold_budget_sweep(root: Path) -> None:
     """original at 100 and 1,000 gold (F1 0.6, 0.8), sequential at 100 gold (F1 0.7), one seed each."""
     runs = [("original", 100, 0.6), ("original", 1000, 0.8), ("sequential", 100, 0.7)]
     for job, (schedule, budget, f1) in enumerate(runs):
-        write_run(root / str(job), schedule=schedule, seed=1, f1=f1, gold_budget=budget, extra_overrides=(f"data.gold_budget={budget}",))
+        write_run(
+            root / str(job),
+            schedule=schedule,
+            seed=1,
+            f1=f1,
+            gold_budget=budget,
+            extra_overrides=(f"data.gold_budget={budget}",),
+        )
 
 
-def write_annotate_run(path: Path, *, prompt: str, f1: float | None, model: str = "gpt-4o", report: bool = True) -> Path:
-    """One ``python -m nerdistill.annotate`` job dir (a real teacher): micro and per-type F1 ``f1``, or no gold when None."""
+def write_annotate_run(
+    path: Path, *, prompt: str, f1: float | None, model: str = "gpt-4o", report: bool = True
+) -> Path:
+    """One ``python -m nerdistill.annotate`` job dir (a real teacher): micro and per-type F1 ``f1``, or no gold
+    when None."""
     (path / ".hydra").mkdir(parents=True)
-    (path / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"task_name": "phase1_annotation", "prompt": {"id": prompt}}))
+    (path / ".hydra" / "config.yaml").write_text(
+        yaml.safe_dump({"task_name": "phase1_annotation", "prompt": {"id": prompt}})
+    )
     (path / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"prompt={prompt}", f"teacher.model={model}"]))
     if not report:
         return path
-    quality = {"micro": scores(f1), "macro": scores(f1), "per_type": {t: scores(f1) for t in TYPES}} if f1 is not None else None
+    quality = (
+        {"micro": scores(f1), "macro": scores(f1), "per_type": {t: scores(f1) for t in TYPES}}
+        if f1 is not None
+        else None
+    )
     result = {
         "schema": "nerdistill.annotate.report/1",
         "simulated": False,
@@ -105,7 +128,12 @@ def write_annotate_run(path: Path, *, prompt: str, f1: float | None, model: str 
         "parse": {"responses": 1040, "status": {"ok": 1000, "unparseable": 40}, "hallucinated": 7, "truncated": 2},
         "calls": {"made": 1040, "cached": 0, "failed": 0, "reasked": 40},
         "tokens": {"made": {"prompt": 400000, "completion": 30000}, "cached": {"prompt": 1000, "completion": 100}},
-        "cost": {"currency": "USD", "price_per_1m_tokens": {"input": 2.5, "output": 10.0}, "this_run": 1.3, "all_responses": 1.3035},
+        "cost": {
+            "currency": "USD",
+            "price_per_1m_tokens": {"input": 2.5, "output": 10.0},
+            "this_run": 1.3,
+            "all_responses": 1.3035,
+        },
         "time": {"wall_s": 312.5, "annotate_s": 300.0, "annotate_cpu_s": 150.0, "sentences_per_s": 3.33},
         "simulator": None,
     }

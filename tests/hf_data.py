@@ -16,7 +16,13 @@ def renamed(sentence: Sentence) -> list[str]:
     return [f"{t[:2]}{RENAME[t[2:]]}" if t != "O" and t[2:] in RENAME else "O" for t in sentence.tags]
 
 
-def save_dataset(folder: Path, splits: dict[str, list[Sentence]], names: list[str] | None = None, tags_column: str = "ner_tags", strings: bool = False) -> Path:
+def save_dataset(
+    folder: Path,
+    splits: dict[str, list[Sentence]],
+    names: list[str] | None = None,
+    tags_column: str = "ner_tags",
+    strings: bool = False,
+) -> Path:
     """A ``DatasetDict`` of ``splits`` (or a single ``Dataset`` for the split ``""``) saved to ``folder``:
     ``tokens`` and ``tags_column``, a sequence of ``ClassLabel(names)`` (or of strings)."""
     from datasets import ClassLabel, Dataset, DatasetDict, Features, List, Value
@@ -27,9 +33,17 @@ def save_dataset(folder: Path, splits: dict[str, list[Sentence]], names: list[st
 
     def dataset(sentences: list[Sentence]) -> Dataset:
         tags = [renamed(s) for s in sentences]
-        return Dataset.from_dict({"tokens": [list(s.tokens) for s in sentences], tags_column: tags if strings else [[names.index(t) for t in row] for row in tags]}, features=features)
+        return Dataset.from_dict(
+            {
+                "tokens": [list(s.tokens) for s in sentences],
+                tags_column: tags if strings else [[names.index(t) for t in row] for row in tags],
+            },
+            features=features,
+        )
 
-    saved = dataset(splits[""]) if list(splits) == [""] else DatasetDict({name: dataset(s) for name, s in splits.items()})
+    saved = (
+        dataset(splits[""]) if list(splits) == [""] else DatasetDict({name: dataset(s) for name, s in splits.items()})
+    )
     saved.save_to_disk(str(folder))
     return folder
 
@@ -37,5 +51,8 @@ def save_dataset(folder: Path, splits: dict[str, list[Sentence]], names: list[st
 def people_places(folder: Path, data_dir: Path, sizes: tuple[int, int, int] = (160, 40, 40)) -> Path:
     """train/validation/test splits of CoNLL-2003 train/valid/test's first sentences, types renamed."""
     files = ("train.txt", "valid.txt", "test.txt")
-    splits = {name: read_conll(data_dir / "conll2003" / file)[:n] for name, file, n in zip(("train", "validation", "test"), files, sizes)}
+    splits = {
+        name: read_conll(data_dir / "conll2003" / file)[:n]
+        for name, file, n in zip(("train", "validation", "test"), files, sizes)
+    }
     return save_dataset(folder, splits)

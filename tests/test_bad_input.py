@@ -27,7 +27,16 @@ from tests.conftest import DATA_DIR, ROOT, TINY_TRAIN, compose_config
 
 FIXTURES = ROOT / "tests" / "fixtures" / "bad_input"
 # what a finished (or half finished) run leaves; none of it may exist after a failed one
-RESULTS = ("metrics.json", "model", "checkpoints", "plan.json", "predictions.conll", "distilled.conll", "distilled.jsonl", "report.json")
+RESULTS = (
+    "metrics.json",
+    "model",
+    "checkpoints",
+    "plan.json",
+    "predictions.conll",
+    "distilled.conll",
+    "distilled.jsonl",
+    "report.json",
+)
 
 
 def assert_no_result(out: Path) -> None:
@@ -109,7 +118,12 @@ def test_unusual_but_valid_conll_loads(tmp_path, content, tags):
 BAD_CONFIG = [
     ("batch-size-not-a-number", ["data.batch_size=abc"], ValueError, "data.batch_size='abc': expected an integer"),
     ("lr-not-a-number", ["model.module.lr=fast"], ValueError, "model.module.lr='fast': expected a number"),
-    ("max-epochs-not-a-number", ["trainer.max_epochs=many"], ValueError, "trainer.max_epochs='many': expected an integer or null"),
+    (
+        "max-epochs-not-a-number",
+        ["trainer.max_epochs=many"],
+        ValueError,
+        "trainer.max_epochs='many': expected an integer or null",
+    ),
     ("budget-a-bool", ["data.gold_budget=true"], ValueError, "data.gold_budget=True: expected an integer or null"),
     ("seed-not-a-number", ["seed=abc"], ValueError, "seed='abc': expected an integer"),
     ("batch-size-zero", ["data.batch_size=0"], ValueError, "data.batch_size and data.eval_batch_size must be positive"),
@@ -125,8 +139,18 @@ BAD_CONFIG = [
     ("unknown-lr-schedule", ["model.module.lr_schedule=cyclic"], Exception, "lr_schedule"),
     ("labels-empty", ["labels=[]"], ValueError, "labels: at least one entity type is required"),
     # the configured label set does not match the data: the first foreign tag, with file and line
-    ("labels-do-not-match-data", ["labels=[DATE]"], CoNLLFormatError, "train_gpt35.txt:1: tag 'B-ORG' is not in the label set"),
-    ("ckpt-path-missing", ["ckpt_path=/nonexistent/last.ckpt"], FileNotFoundError, "ckpt_path=/nonexistent/last.ckpt: no such checkpoint file"),
+    (
+        "labels-do-not-match-data",
+        ["labels=[DATE]"],
+        CoNLLFormatError,
+        "train_gpt35.txt:1: tag 'B-ORG' is not in the label set",
+    ),
+    (
+        "ckpt-path-missing",
+        ["ckpt_path=/nonexistent/last.ckpt"],
+        FileNotFoundError,
+        "ckpt_path=/nonexistent/last.ckpt: no such checkpoint file",
+    ),
 ]
 
 
@@ -142,7 +166,12 @@ def test_bad_training_config_names_the_key(tmp_path, overrides, kind, message):
 
 @pytest.mark.parametrize(
     ("config", "override", "group"),
-    [("train", "schedule=exponential", "schedule"), ("train", "model=gpt2", "model"), ("annotate", "prompt=fancy", "prompt"), ("annotate", "teacher=claude", "teacher")],
+    [
+        ("train", "schedule=exponential", "schedule"),
+        ("train", "model=gpt2", "model"),
+        ("annotate", "prompt=fancy", "prompt"),
+        ("annotate", "teacher=claude", "teacher"),
+    ],
     ids=["unknown-schedule", "unknown-model", "unknown-prompt", "unknown-teacher"],
 )
 def test_unknown_option_is_a_composition_error_naming_the_group(tmp_path, config, override, group):
@@ -154,7 +183,13 @@ def test_checkpoint_of_another_label_set_is_refused_before_training(tmp_path):
     ckpt = tmp_path / "other.ckpt"
     torch.save({"hyper_parameters": {"labels": ["PER", "LOC"]}, "state_dict": {}}, ckpt)
     out = tmp_path / "run"
-    with pytest.raises(ValueError, match=r"other.ckpt: the checkpoint was trained on labels \['PER', 'LOC'\], this run has labels \['PER', 'ORG', 'LOC', 'MISC'\]"):
+    with pytest.raises(
+        ValueError,
+        match=(
+            r"other.ckpt: the checkpoint was trained on labels \['PER', 'LOC'\], "
+            r"this run has labels \['PER', 'ORG', 'LOC', 'MISC'\]"
+        ),
+    ):
         train(compose_config("train", [*TINY_TRAIN, f"ckpt_path={ckpt}"], out))
     assert_no_result(out)
 
@@ -184,14 +219,20 @@ def foreign_checkpoint(tmp_path_factory) -> Path:
 
 def test_model_of_another_label_set_given_to_evaluate_names_file_line_and_model(tmp_path, per_loc_model, data_dir):
     out = tmp_path / "eval"
-    with pytest.raises(CoNLLFormatError, match=rf"test.txt:\d+: tag '[BI]-(ORG|MISC)' is not in the label set of the model in {per_loc_model}"):
+    with pytest.raises(
+        CoNLLFormatError,
+        match=rf"test.txt:\d+: tag '[BI]-(ORG|MISC)' is not in the label set of the model in {per_loc_model}",
+    ):
         evaluate(compose_config("evaluate", [f"model_dir={per_loc_model}"], out))
     assert_no_result(out)
 
 
 def test_checkpoint_that_does_not_fit_its_run_config_is_one_clear_error(tmp_path, foreign_checkpoint):
     out = tmp_path / "eval"
-    with pytest.raises(ValueError, match=r"best.ckpt: does not fit the model its run config .*config.yaml describes \(labels \['PER', 'LOC'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"best.ckpt: does not fit the model its run config .*config.yaml describes \(labels \['PER', 'LOC'\]",
+    ):
         evaluate(compose_config("evaluate", [f"model_dir={foreign_checkpoint}"], out))
     assert_no_result(out)
 
@@ -209,18 +250,56 @@ def blank_text(tmp_path: Path) -> Path:
 BAD_PREDICT = [
     ("empty-text", empty_text, [], ValueError, "no text to tag (the file is empty or blank)"),
     ("blank-text", blank_text, [], ValueError, "no text to tag"),
-    ("text-not-utf8", written(b"Peter \xff visited Paris.\n", "latin.txt"), [], ValueError, "cannot read as UTF-8 text"),
+    (
+        "text-not-utf8",
+        written(b"Peter \xff visited Paris.\n", "latin.txt"),
+        [],
+        ValueError,
+        "cannot read as UTF-8 text",
+    ),
     ("input-missing", lambda tmp_path: tmp_path / "missing.txt", [], FileNotFoundError, "missing.txt: not a file"),
     ("input-is-a-directory", lambda tmp_path: tmp_path, [], FileNotFoundError, ": not a file"),
-    ("unknown-format", fixture("wrong_columns.conll"), ["format=xml"], ValueError, "format must be 'text' or 'conll', got 'xml'"),
-    ("conll-bad-columns", written(b"Peter B-PER\nParis NNP B-LOC\n"), ["format=conll"], CoNLLFormatError, "bad.conll:2: expected 2 columns"),
-    ("conll-tag-the-model-lacks", fixture("wrong_columns.conll"), ["format=conll"], CoNLLFormatError, "wrong_columns.conll:1: tag 'B-ORG' is not in the label set of the model in"),
-    ("batch-size-not-a-number", fixture("wrong_columns.conll"), ["batch_size=big"], ValueError, "batch_size='big': expected an integer"),
-    ("batch-size-zero", written(b"Peter visited Paris.\n", "ok.txt"), ["batch_size=0"], ValueError, "batch_size must be positive"),
+    (
+        "unknown-format",
+        fixture("wrong_columns.conll"),
+        ["format=xml"],
+        ValueError,
+        "format must be 'text' or 'conll', got 'xml'",
+    ),
+    (
+        "conll-bad-columns",
+        written(b"Peter B-PER\nParis NNP B-LOC\n"),
+        ["format=conll"],
+        CoNLLFormatError,
+        "bad.conll:2: expected 2 columns",
+    ),
+    (
+        "conll-tag-the-model-lacks",
+        fixture("wrong_columns.conll"),
+        ["format=conll"],
+        CoNLLFormatError,
+        "wrong_columns.conll:1: tag 'B-ORG' is not in the label set of the model in",
+    ),
+    (
+        "batch-size-not-a-number",
+        fixture("wrong_columns.conll"),
+        ["batch_size=big"],
+        ValueError,
+        "batch_size='big': expected an integer",
+    ),
+    (
+        "batch-size-zero",
+        written(b"Peter visited Paris.\n", "ok.txt"),
+        ["batch_size=0"],
+        ValueError,
+        "batch_size must be positive",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("make", "overrides", "kind", "message"), [c[1:] for c in BAD_PREDICT], ids=[c[0] for c in BAD_PREDICT])
+@pytest.mark.parametrize(
+    ("make", "overrides", "kind", "message"), [c[1:] for c in BAD_PREDICT], ids=[c[0] for c in BAD_PREDICT]
+)
 def test_bad_predict_input_names_the_file_or_key(tmp_path, per_loc_model, make, overrides, kind, message):
     path = make(tmp_path)
     out = tmp_path / "predict"
@@ -231,15 +310,32 @@ def test_bad_predict_input_names_the_file_or_key(tmp_path, per_loc_model, make, 
 
 
 BAD_EVALUATE = [
-    ("split-missing", ["split=/nonexistent/test.txt"], FileNotFoundError, "split=/nonexistent/test.txt: /nonexistent/test.txt is not a file"),
-    ("unknown-split-name", ["split=train"], FileNotFoundError, "split=train: train is not a file (expected val, test, a CoNLL file or hf:"),
-    ("model-dir-missing", ["model_dir=/nonexistent/run"], FileNotFoundError, "/nonexistent/run: no Hugging Face model here"),
+    (
+        "split-missing",
+        ["split=/nonexistent/test.txt"],
+        FileNotFoundError,
+        "split=/nonexistent/test.txt: /nonexistent/test.txt is not a file",
+    ),
+    (
+        "unknown-split-name",
+        ["split=train"],
+        FileNotFoundError,
+        "split=train: train is not a file (expected val, test, a CoNLL file or hf:",
+    ),
+    (
+        "model-dir-missing",
+        ["model_dir=/nonexistent/run"],
+        FileNotFoundError,
+        "/nonexistent/run: no Hugging Face model here",
+    ),
     ("quantize-unknown", ["quantize=int4"], ValueError, "quantize='int4': expected null or 'int8'"),
     ("max-length-not-a-number", ["max_length=long"], ValueError, "max_length='long': expected an integer"),
 ]
 
 
-@pytest.mark.parametrize(("overrides", "kind", "message"), [c[1:] for c in BAD_EVALUATE], ids=[c[0] for c in BAD_EVALUATE])
+@pytest.mark.parametrize(
+    ("overrides", "kind", "message"), [c[1:] for c in BAD_EVALUATE], ids=[c[0] for c in BAD_EVALUATE]
+)
 def test_bad_evaluate_input_names_the_file_or_key(tmp_path, per_loc_model, data_dir, overrides, kind, message):
     out = tmp_path / "eval"
     with pytest.raises(kind) as err:
@@ -249,16 +345,38 @@ def test_bad_evaluate_input_names_the_file_or_key(tmp_path, per_loc_model, data_
 
 
 BAD_ANNOTATE = [
-    ("input-missing", ["input.path=/nonexistent/train.txt"], CoNLLFormatError, "/nonexistent/train.txt: cannot read file"),
-    ("input-bad-columns", [f"input.path={FIXTURES / 'wrong_columns.conll'}", "input.n=null"], CoNLLFormatError, "wrong_columns.conll:2:"),
+    (
+        "input-missing",
+        ["input.path=/nonexistent/train.txt"],
+        CoNLLFormatError,
+        "/nonexistent/train.txt: cannot read file",
+    ),
+    (
+        "input-bad-columns",
+        [f"input.path={FIXTURES / 'wrong_columns.conll'}", "input.n=null"],
+        CoNLLFormatError,
+        "wrong_columns.conll:2:",
+    ),
     ("samples-zero", ["self_consistency.n=0"], ValueError, "self_consistency: n must be >= 1"),
     ("agreement-out-of-range", ["self_consistency.min_agreement=2"], ValueError, "min_agreement in (0, 1]"),
-    ("concurrency-zero", ["teacher.client.concurrency=0"], ValueError, "teacher.client.concurrency must be >= 1, got 0"),
-    ("timeout-not-a-number", ["teacher.client.timeout=soon"], ValueError, "teacher.client.timeout='soon': expected a number"),
+    (
+        "concurrency-zero",
+        ["teacher.client.concurrency=0"],
+        ValueError,
+        "teacher.client.concurrency must be >= 1, got 0",
+    ),
+    (
+        "timeout-not-a-number",
+        ["teacher.client.timeout=soon"],
+        ValueError,
+        "teacher.client.timeout='soon': expected a number",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("overrides", "kind", "message"), [c[1:] for c in BAD_ANNOTATE], ids=[c[0] for c in BAD_ANNOTATE])
+@pytest.mark.parametrize(
+    ("overrides", "kind", "message"), [c[1:] for c in BAD_ANNOTATE], ids=[c[0] for c in BAD_ANNOTATE]
+)
 def test_bad_annotate_input_names_the_file_or_key(tmp_path, data_dir, overrides, kind, message):
     out = tmp_path / "annotate"
     with pytest.raises(kind) as err:
@@ -269,10 +387,30 @@ def test_bad_annotate_input_names_the_file_or_key(tmp_path, data_dir, overrides,
 
 # --- the command line: exit status 1, the one message on stderr, no traceback, no result ---------
 CLI = [
-    ("train-bad-conll", "train", lambda tmp_path: [f"data.original=[{FIXTURES / 'wrong_columns.conll'}]"], "wrong_columns.conll:2: expected 2 columns"),
-    ("train-wrong-type", "train", lambda tmp_path: ["data.batch_size=abc"], "data.batch_size='abc': expected an integer"),
-    ("train-unknown-schedule", "train", lambda tmp_path: ["schedule=exponential"], "Could not find 'schedule/exponential'"),
-    ("predict-empty-text", "predict", lambda tmp_path: ["model_dir=/nonexistent", f"input_file={empty_text(tmp_path)}"], "empty.txt: no text to tag"),
+    (
+        "train-bad-conll",
+        "train",
+        lambda tmp_path: [f"data.original=[{FIXTURES / 'wrong_columns.conll'}]"],
+        "wrong_columns.conll:2: expected 2 columns",
+    ),
+    (
+        "train-wrong-type",
+        "train",
+        lambda tmp_path: ["data.batch_size=abc"],
+        "data.batch_size='abc': expected an integer",
+    ),
+    (
+        "train-unknown-schedule",
+        "train",
+        lambda tmp_path: ["schedule=exponential"],
+        "Could not find 'schedule/exponential'",
+    ),
+    (
+        "predict-empty-text",
+        "predict",
+        lambda tmp_path: ["model_dir=/nonexistent", f"input_file={empty_text(tmp_path)}"],
+        "empty.txt: no text to tag",
+    ),
 ]
 
 
@@ -280,8 +418,18 @@ CLI = [
 def test_command_line_exits_1_with_one_message(tmp_path, verb, arguments, message):
     out = tmp_path / "run"
     tiny = TINY_TRAIN if verb == "train" else []  # first: the case's own overrides win
-    command = [sys.executable, "-m", f"nerdistill.{verb}", *tiny, *arguments(tmp_path), f"hydra.run.dir={out}", f"paths.data_dir={DATA_DIR}"]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "HYDRA_FULL_ERROR": ""})
+    command = [
+        sys.executable,
+        "-m",
+        f"nerdistill.{verb}",
+        *tiny,
+        *arguments(tmp_path),
+        f"hydra.run.dir={out}",
+        f"paths.data_dir={DATA_DIR}",
+    ]
+    done = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "HYDRA_FULL_ERROR": ""}
+    )
     said = done.stdout + done.stderr  # Hydra logs to stdout; its own composition errors go to stderr
     assert done.returncode == 1, said
     assert said.count(message) == 1, said
@@ -294,7 +442,16 @@ def test_annotate_sweep_runs_the_other_jobs_when_one_has_bad_input(tmp_path):
     """Under -m a bad job is the launcher's to record as failed: the jobs after it still run."""
     sweep = tmp_path / "sweep"
     bad = FIXTURES / "wrong_columns.conll"
-    command = [sys.executable, "-m", "nerdistill.annotate", "-m", "teacher=sim", "progress=false", "input.n=3", f"input.path={bad},{DATA_DIR / 'conll2003' / 'train.txt'}"]
+    command = [
+        sys.executable,
+        "-m",
+        "nerdistill.annotate",
+        "-m",
+        "teacher=sim",
+        "progress=false",
+        "input.n=3",
+        f"input.path={bad},{DATA_DIR / 'conll2003' / 'train.txt'}",
+    ]
     command += [f"hydra.sweep.dir={sweep}", f"paths.data_dir={DATA_DIR}", f"cache={tmp_path / 'cache.sqlite'}"]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode != 0, done.stdout + done.stderr

@@ -54,12 +54,22 @@ def make_blend(data_dir, schedule, **kwargs) -> Blend:
         passes={"original": 20, "distilled": 3},
     )
     settings.update(kwargs)
-    sources = read_sources(settings["original"], settings["distilled"], conll / "valid.txt", conll / "test.txt", LABELS, schedule, settings["gold_overlap"])
+    sources = read_sources(
+        settings["original"],
+        settings["distilled"],
+        conll / "valid.txt",
+        conll / "test.txt",
+        LABELS,
+        schedule,
+        settings["gold_overlap"],
+    )
     return blend(sources.pools(settings["gold_budget"], None, settings["gold_overlap"]), schedule, settings["passes"])
 
 
 def one_epoch_plan(blended: Blend) -> RunPlan:
-    return make_plan(blended.schedule, len(blended.pools.original), len(blended.pools.distilled), blended.examples, 32, max_epochs=1)
+    return make_plan(
+        blended.schedule, len(blended.pools.original), len(blended.pools.distilled), blended.examples, 32, max_epochs=1
+    )
 
 
 def test_step_budget_follows_passes_over_used_pools(data_dir):

@@ -39,7 +39,9 @@ def test_cpu_trainers_instantiate(option, tmp_path):
 
 
 def test_ddp_cpu_trainer_is_two_gloo_ranks(tmp_path):
-    trainer = build_trainer(compose_config("train", ["trainer=ddp_cpu"], tmp_path), logger=False, enable_checkpointing=False)
+    trainer = build_trainer(
+        compose_config("train", ["trainer=ddp_cpu"], tmp_path), logger=False, enable_checkpointing=False
+    )
     assert isinstance(trainer.strategy, DDPStrategy) and trainer.world_size == 2
     assert trainer.strategy._get_process_group_backend() == "gloo"  # Lightning's choice for CPU devices
     assert trainer.strategy.root_device.type == "cpu"
@@ -55,5 +57,7 @@ def test_loggers_and_callbacks_instantiate_offline(tmp_path):
 
 @pytest.mark.parametrize("config_name", ["evaluate", "predict"])
 def test_entry_point_configs_compose(config_name, tmp_path):
-    cfg = compose_config(config_name, ["model_dir=x", "input_file=y"] if config_name == "predict" else ["model_dir=x"], tmp_path)
+    cfg = compose_config(
+        config_name, ["model_dir=x", "input_file=y"] if config_name == "predict" else ["model_dir=x"], tmp_path
+    )
     assert cfg.model_dir == "x"

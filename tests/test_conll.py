@@ -12,7 +12,12 @@ def write(tmp_path: Path, text: str | bytes, name: str = "f.txt") -> Path:
 
 
 def test_reads_four_columns_with_docstart_and_gives_block_ids(tmp_path):
-    path = write(tmp_path, "-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\nrejects VBZ B-VP O\n\nPeter NNP B-NP B-PER\nBlackburn NNP I-NP I-PER\n")
+    path = write(
+        tmp_path,
+        "-DOCSTART- -X- -X- O\n\n"
+        "EU NNP B-NP B-ORG\nrejects VBZ B-VP O\n\n"
+        "Peter NNP B-NP B-PER\nBlackburn NNP I-NP I-PER\n",
+    )
     sentences = read_conll(path)
     assert [s.tokens for s in sentences] == [("EU", "rejects"), ("Peter", "Blackburn")]
     assert [s.tags for s in sentences] == [("B-ORG", "O"), ("B-PER", "I-PER")]
@@ -20,7 +25,14 @@ def test_reads_four_columns_with_docstart_and_gives_block_ids(tmp_path):
 
 
 def test_iob1_is_converted_to_iob2():
-    assert to_iob2(["I-PER", "I-PER", "O", "I-LOC", "B-LOC", "I-ORG"]) == ["B-PER", "I-PER", "O", "B-LOC", "B-LOC", "B-ORG"]
+    assert to_iob2(["I-PER", "I-PER", "O", "I-LOC", "B-LOC", "I-ORG"]) == [
+        "B-PER",
+        "I-PER",
+        "O",
+        "B-LOC",
+        "B-LOC",
+        "B-ORG",
+    ]
     assert to_iob2(["B-PER", "I-PER"]) == ["B-PER", "I-PER"]
 
 

@@ -60,7 +60,9 @@ def test_two_cpu_ranks_train_as_one_process_with_the_same_global_batch(tmp_path,
     # the two ranks' shards of every step together are the single process's batch of that step
     one = json.loads((single_dir / "draws_rank0.json").read_text())
     ranks = [json.loads((ddp_dir / f"draws_rank{r}.json").read_text()) for r in (0, 1)]
-    assert [r["world_size"] for r in ranks] == [2, 2] and one["mismatches"] == ranks[0]["mismatches"] == ranks[1]["mismatches"] == 0
+    assert [r["world_size"] for r in ranks] == [2, 2] and one["mismatches"] == ranks[0]["mismatches"] == ranks[1][
+        "mismatches"
+    ] == 0
     assert all(len(b) == 4 for r in ranks for b in r["batches"]) and len(one["batches"]) == 16
     for step, batch in enumerate(one["batches"]):
         assert sorted(ranks[0]["batches"][step] + ranks[1]["batches"][step]) == sorted(batch)
@@ -77,9 +79,15 @@ def test_two_cpu_ranks_train_as_one_process_with_the_same_global_batch(tmp_path,
     assert ddp["test"]["micro"]["support"] == single["test"]["micro"]["support"] > 0
 
     # the DDP run's best weights, validated in this one process, score its val_f1_best
-    check = compose_config("train", [*TINY_TRAIN, "schedule=sigmoid", "trainer.limit_val_batches=1.0", "data.batch_size=8"], tmp_path / "check")
+    check = compose_config(
+        "train",
+        [*TINY_TRAIN, "schedule=sigmoid", "trainer.limit_val_batches=1.0", "data.batch_size=8"],
+        tmp_path / "check",
+    )
     run = build(check, read_data(check), callbacks=[], logger=False)
-    (validated,) = run.trainer.validate(run.module, datamodule=run.datamodule, ckpt_path=ddp["best_checkpoint"], verbose=False)
+    (validated,) = run.trainer.validate(
+        run.module, datamodule=run.datamodule, ckpt_path=ddp["best_checkpoint"], verbose=False
+    )
     assert validated["val/f1"] == pytest.approx(ddp["val_f1_best"], abs=1e-6)
 
     # rank 0 alone wrote the results: rank 1 ran the same function and returned before writing

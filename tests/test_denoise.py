@@ -67,7 +67,9 @@ def test_thresholds_decide_per_type():
     unsure = [0.6, 0.6, 0.99, 0.99, 0.95, 0.99, 0.99, 0.99]  # the PER span is uncertain
     out, _ = relabel(Relabel(complete=True, correct=True, threshold=0.9), confidence=unsure)
     assert out.tags == ("O", "O", "O", "O", "B-ORG", "O", "B-LOC", "O")
-    out, _ = relabel(Relabel(complete=True, correct=True, threshold={"PER": 0.5, "ORG": 0.99, "default": 0.9}), confidence=unsure)
+    out, _ = relabel(
+        Relabel(complete=True, correct=True, threshold={"PER": 0.5, "ORG": 0.99, "default": 0.9}), confidence=unsure
+    )
     assert out.tags == ("B-PER", "I-PER", "O", "O", "B-LOC", "O", "B-LOC", "O")
 
 
@@ -140,16 +142,27 @@ def test_weights_reach_the_loss(tmp_path):
 
     logits = torch.randn(*batch["labels"].shape, len(TAGS))
     ones = torch.ones_like(batch["weights"])
-    assert token_loss(logits, batch["labels"], ones) == pytest.approx(token_loss(logits, batch["labels"]).item(), rel=1e-6)
-    assert token_loss(logits, batch["labels"], ones * 0.5) == pytest.approx(0.5 * token_loss(logits, batch["labels"]).item(), rel=1e-6)
-    per_token = torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch["labels"].flatten(), ignore_index=IGNORE, reduction="none")
+    assert token_loss(logits, batch["labels"], ones) == pytest.approx(
+        token_loss(logits, batch["labels"]).item(), rel=1e-6
+    )
+    assert token_loss(logits, batch["labels"], ones * 0.5) == pytest.approx(
+        0.5 * token_loss(logits, batch["labels"]).item(), rel=1e-6
+    )
+    per_token = torch.nn.functional.cross_entropy(
+        logits.flatten(0, 1), batch["labels"].flatten(), ignore_index=IGNORE, reduction="none"
+    )
     expected = (per_token * batch["weights"].flatten()).sum() / (batch["labels"] != IGNORE).sum()
     assert token_loss(logits, batch["labels"], batch["weights"]) == pytest.approx(expected.item(), rel=1e-6)
 
 
 def test_the_pipeline_trains_a_gold_model_relabels_and_reuses_it(tmp_path, tiny_train_overrides, data_dir):
     gold_dir = tmp_path / "gold"
-    overrides = [*tiny_train_overrides, "denoise=self_training", "denoise.rule.threshold=0.0", f"denoise.gold_dir={gold_dir}"]
+    overrides = [
+        *tiny_train_overrides,
+        "denoise=self_training",
+        "denoise.rule.threshold=0.0",
+        f"denoise.gold_dir={gold_dir}",
+    ]
     metrics = train(compose_config("train", overrides, tmp_path / "a"))
     record = metrics["denoise"]
     assert len(record["rounds"]) == 2 and "student_test_f1" in record["rounds"][0]
@@ -161,11 +174,16 @@ def test_the_pipeline_trains_a_gold_model_relabels_and_reuses_it(tmp_path, tiny_
     assert len(pool) == 64 and all(list(s.tags) == to_iob2(s.provenance["model_tags"]) for s in pool)
     assert [s.tokens for s in read_conll(tmp_path / "a" / "relabel_1" / "distilled.conll")] == [s.tokens for s in pool]
     summary = json.loads((tmp_path / "a" / "relabel_1" / "summary.json").read_text())
-    assert summary["quality_against_gold"]["teacher"]["sentences"] == 64  # the GPT-3.5 sentences are CoNLL train sentences
+    # the GPT-3.5 sentences are CoNLL train sentences
+    assert summary["quality_against_gold"]["teacher"]["sentences"] == 64
     assert metrics["pools"]["distilled"] == 64
 
     # a second option on the same seed and data reuses the gold model instead of training it again
-    again = train(compose_config("train", [*tiny_train_overrides, "denoise=agree", f"denoise.gold_dir={gold_dir}"], tmp_path / "b"))
+    again = train(
+        compose_config(
+            "train", [*tiny_train_overrides, "denoise=agree", f"denoise.gold_dir={gold_dir}"], tmp_path / "b"
+        )
+    )
     assert again["denoise"]["gold_model"] == str(gold_model) and len([p for p in gold_dir.iterdir() if p.is_dir()]) == 1
     assert again["denoise"]["gold_model_test_f1"] == record["gold_model_test_f1"]
 
@@ -174,7 +192,8 @@ def test_soft_targets_blend_the_tag_with_the_models_distribution(tmp_path):
     out, _ = relabel(Relabel(soft=0.5))
     probs = probabilities(MODEL, 0.95)
     assert len(out.targets) == len(TOKENS) and all(sum(row) == pytest.approx(1) for row in out.targets)
-    assert out.targets[4][TAGS.index("B-LOC")] == pytest.approx(0.5 + 0.5 * probs[4, TAGS.index("B-LOC")])  # the teacher's tag
+    # the teacher's tag
+    assert out.targets[4][TAGS.index("B-LOC")] == pytest.approx(0.5 + 0.5 * probs[4, TAGS.index("B-LOC")])
     assert out.targets[4][TAGS.index("B-ORG")] == pytest.approx(0.5 * 0.95)  # the model's
     path = tmp_path / "soft.jsonl"
     write_weighted(path, [out])
@@ -185,8 +204,13 @@ def test_soft_targets_blend_the_tag_with_the_models_distribution(tmp_path):
     batch = Collator(tokenizer.pad_token_id)(encode([back, SENTENCE], tokenizer, LABELS, 64))
     first = batch["labels"] != IGNORE
     assert torch.allclose(batch["targets"][0][first[0]], torch.tensor(back.targets, dtype=torch.float32), atol=1e-6)
-    assert (batch["targets"][1][first[1]].argmax(-1) == batch["labels"][1][first[1]]).all()  # one-hot for the unsoftened sentence
+    # one-hot for the unsoftened sentence
+    assert (batch["targets"][1][first[1]].argmax(-1) == batch["labels"][1][first[1]]).all()
     logits = torch.randn(*batch["labels"].shape, len(TAGS))
     one_hot = torch.nn.functional.one_hot(batch["labels"].clamp(min=0), len(TAGS)).float()
-    assert token_loss(logits, batch["labels"], targets=one_hot) == pytest.approx(token_loss(logits, batch["labels"]).item(), rel=1e-5)
-    assert token_loss(logits, batch["labels"], targets=batch["targets"]) != pytest.approx(token_loss(logits, batch["labels"]).item(), rel=1e-3)
+    assert token_loss(logits, batch["labels"], targets=one_hot) == pytest.approx(
+        token_loss(logits, batch["labels"]).item(), rel=1e-5
+    )
+    assert token_loss(logits, batch["labels"], targets=batch["targets"]) != pytest.approx(
+        token_loss(logits, batch["labels"]).item(), rel=1e-3
+    )

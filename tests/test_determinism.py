@@ -46,6 +46,13 @@ def test_tiny_runs_are_reproducible(tmp_path, tiny_train_overrides):
 @pytest.mark.slow
 def test_minilm_runs_are_reproducible(tmp_path, tiny_train_overrides):
     short = [o for o in tiny_train_overrides if not o.startswith(("model=", "trainer.max_epochs", "trainer.limit_"))]
-    budget = ["model=minilm", "trainer.max_epochs=1", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1", "data.passes.original=0.5", "data.passes.distilled=0.5"]
+    budget = [
+        "model=minilm",
+        "trainer.max_epochs=1",
+        "trainer.limit_val_batches=1",
+        "trainer.limit_test_batches=1",
+        "data.passes.original=0.5",
+        "data.passes.distilled=0.5",
+    ]
     # 8 steps: MiniLM tags everything O on any seed (F1 0), so the seeds differ in their weights only
     assert_same_seed_same_run_other_seed_other_run(tmp_path, [*short, *budget, "schedule=sigmoid"], learns=False)

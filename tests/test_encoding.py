@@ -37,7 +37,20 @@ def test_labels_go_on_first_subtoken_only(tokenizer):
     # hand-checked: [CLS] nad ##im lad ##ki al - ain , kazakhstan ##is [SEP]
     [item] = encode(SENTENCES[:1], tokenizer, LABELS, max_length=128)
     l2i = LABELS.label2id
-    assert item.labels.tolist() == [IGNORE, l2i["B-PER"], IGNORE, l2i["I-PER"], IGNORE, l2i["B-LOC"], IGNORE, IGNORE, l2i["O"], l2i["B-MISC"], IGNORE, IGNORE]
+    assert item.labels.tolist() == [
+        IGNORE,
+        l2i["B-PER"],
+        IGNORE,
+        l2i["I-PER"],
+        IGNORE,
+        l2i["B-LOC"],
+        IGNORE,
+        IGNORE,
+        l2i["O"],
+        l2i["B-MISC"],
+        IGNORE,
+        IGNORE,
+    ]
     assert tokenizer.convert_ids_to_tokens(item.input_ids.tolist())[5:8] == ["al", "-", "ain"]
 
 
@@ -75,18 +88,29 @@ def test_second_read_comes_from_disk_and_matches_fresh_encoding(tmp_path, tokeni
     fresh = encode(SENTENCES, tokenizer, LABELS, 128, distilled=True)
     TokenCache(tmp_path, tokenizer, LABELS, 128).encode(SENTENCES, distilled=True)
     assert len(list(tmp_path.glob("*.npz"))) == 1
-    monkeypatch.setattr(encoding, "encode", lambda *a, **k: pytest.fail("tokenised again instead of read from the cache"))
+    monkeypatch.setattr(
+        encoding, "encode", lambda *a, **k: pytest.fail("tokenised again instead of read from the cache")
+    )
     assert_same(TokenCache(tmp_path, tokenizer, LABELS, 128).encode(SENTENCES, distilled=True), fresh)
 
 
 def test_weights_and_soft_targets_are_cached_and_part_of_the_key(tmp_path, tokenizer, monkeypatch):
     uniform = tuple((1 / len(LABELS.tags),) * len(LABELS.tags) for _ in SENTENCES[1].tokens)
-    weighted = [SENTENCES[0], Sentence(*[getattr(SENTENCES[1], k) for k in ("tokens", "tags", "id", "source")], weights=(1.0, 0.0, 0.5, 1.0), targets=uniform)]
+    weighted = [
+        SENTENCES[0],
+        Sentence(
+            *[getattr(SENTENCES[1], k) for k in ("tokens", "tags", "id", "source")],
+            weights=(1.0, 0.0, 0.5, 1.0),
+            targets=uniform,
+        ),
+    ]
     fresh = encode(weighted, tokenizer, LABELS, 128)
     TokenCache(tmp_path, tokenizer, LABELS, 128).encode(SENTENCES)
     TokenCache(tmp_path, tokenizer, LABELS, 128).encode(weighted)
     assert len(list(tmp_path.glob("*.npz"))) == 2  # the same words and tags with weights: another entry
-    monkeypatch.setattr(encoding, "encode", lambda *a, **k: pytest.fail("tokenised again instead of read from the cache"))
+    monkeypatch.setattr(
+        encoding, "encode", lambda *a, **k: pytest.fail("tokenised again instead of read from the cache")
+    )
     cached = TokenCache(tmp_path, tokenizer, LABELS, 128).encode(weighted)
     assert_same(cached, fresh)
     assert cached[0].weights is None and cached[0].targets is None

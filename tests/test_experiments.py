@@ -31,7 +31,9 @@ def compose_job(config_name: str, overrides: list[str]) -> DictConfig:
     """A config with its ``hydra`` node, as a job of ``python -m nerdistill.<config_name>`` sees it."""
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name=config_name, overrides=[f"paths.data_dir={DATA_DIR}", *overrides], return_hydra_config=True)
+        return compose(
+            config_name=config_name, overrides=[f"paths.data_dir={DATA_DIR}", *overrides], return_hydra_config=True
+        )
 
 
 def compose_train(overrides: list[str]) -> DictConfig:
@@ -41,7 +43,12 @@ def compose_train(overrides: list[str]) -> DictConfig:
 def sweep_grid(params: dict) -> list[list[str]]:
     """Every job's overrides for a sweeper ``params`` node, seed left out (as BasicSweeper expands them)."""
     parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items() if k != "seed"])
-    axes = [[f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] if o.is_sweep_override() else [f"{o.get_key_element()}={o.get_value_element_as_str()}"] for o in parsed]
+    axes = [
+        [f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()]
+        if o.is_sweep_override()
+        else [f"{o.get_key_element()}={o.get_value_element_as_str()}"]
+        for o in parsed
+    ]
     return [list(job) for job in itertools.product(*axes)]
 
 
@@ -62,7 +69,9 @@ def test_every_job_of_every_experiment_composes_and_builds_its_schedule(name):
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_each_experiment_gets_its_own_sweep_folder_and_wandb_group(name):
-    cfg = compose_train([f"experiment={name}", "logger=[csv,wandb]", "logger.wandb.job_type=${hydra:job.override_dirname}"])
+    cfg = compose_train(
+        [f"experiment={name}", "logger=[csv,wandb]", "logger.wandb.job_type=${hydra:job.override_dirname}"]
+    )
     assert f"multirun/{name}/" in cfg.hydra.sweep.dir
     assert cfg.logger.wandb.group == name and list(cfg.logger.wandb.tags) == list(cfg.tags)
     assert set(cfg.logger) == {"csv", "wandb"}  # the dashboard recipe in docs/experiments.md
@@ -70,11 +79,15 @@ def test_each_experiment_gets_its_own_sweep_folder_and_wandb_group(name):
 
 def test_phase2_distilled_sets():
     conll = compose_train(["experiment=phase2_regimens"]).data.distilled
-    both = compose_train(["experiment=phase2_regimens", "distilled_set=conll_bbc", "bbc_distilled=/x/bbc.conll"]).data.distilled
+    both = compose_train(
+        ["experiment=phase2_regimens", "distilled_set=conll_bbc", "bbc_distilled=/x/bbc.conll"]
+    ).data.distilled
     assert list(both) == [*conll, "/x/bbc.conll"] and conll[0].endswith("noisebench_gpt35/train_gpt35.txt")
 
 
-@pytest.mark.parametrize(("budget", "passes", "lr"), [("100", 100, 2e-4), ("1000", 20, 2e-4), ("null", 3, 1e-4), ("3000", 20, 2e-4)])
+@pytest.mark.parametrize(
+    ("budget", "passes", "lr"), [("100", 100, 2e-4), ("1000", 20, 2e-4), ("null", 3, 1e-4), ("3000", 20, 2e-4)]
+)
 def test_gold_budget_recipe(budget, passes, lr):
     cfg = compose_train(["experiment=gold_budget", f"data.gold_budget={budget}"])
     assert (cfg.data.passes.original, cfg.data.passes.distilled, cfg.model.module.lr) == (passes, 3, lr)
@@ -99,7 +112,11 @@ def test_all_draws_every_sentence_equally_often_at_the_blends_budget():
     ("launcher", "target", "settings"),
     [
         ("local_parallel", "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher", {"n_jobs": 2}),
-        ("slurm", "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher", {"gpus_per_node": 1, "timeout_min": 240, "tasks_per_node": 1}),
+        (
+            "slurm",
+            "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher",
+            {"gpus_per_node": 1, "timeout_min": 240, "tasks_per_node": 1},
+        ),
     ],
 )
 def test_launchers_compose_over_the_plugins(launcher, target, settings):
@@ -135,7 +152,11 @@ def test_tiny_sweep_keeps_finished_jobs_when_one_fails(tmp_path):
     assert json.loads((sweep / "2" / "metrics.json").read_text())["pools"] == {"original": 64, "distilled": 64}
 
     report = build_report([sweep])
-    labels = ["schedule=original, distilled_set=conll", "schedule=original, distilled_set=conll_bbc", "schedule=sequential, distilled_set=conll"]
+    labels = [
+        "schedule=original, distilled_set=conll",
+        "schedule=original, distilled_set=conll_bbc",
+        "schedule=sequential, distilled_set=conll",
+    ]
     assert [g.label for g in report.groups] == labels
     assert [s.path.name for s in report.skipped] == ["3"]
     report.write(tmp_path / "report")
@@ -152,7 +173,13 @@ def test_phase1_annotation_composes_for_both_prompts_on_the_same_sentences():
     assert [instantiate(c.prompt).id for c in configs] == ["standard", "cot"]
     for c in configs:
         assert c.teacher.name == "sim" and c.input == configs[0].input and c.cache == configs[0].cache
-    assert instantiate(configs[0].input).describe() == {"kind": "conll", "path": f"{DATA_DIR}/conll2003/train.txt", "split": "train", "n": 1000, "seed": 0}
+    assert instantiate(configs[0].input).describe() == {
+        "kind": "conll",
+        "path": f"{DATA_DIR}/conll2003/train.txt",
+        "split": "train",
+        "n": 1000,
+        "seed": 0,
+    }
 
 
 @pytest.mark.parametrize("name", ANNOTATE_EXPERIMENTS)

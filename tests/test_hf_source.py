@@ -38,17 +38,22 @@ def test_a_split_reads_as_the_sentences_saved(dataset, data_dir):
 
 def test_iob1_class_label_names_become_iob2_and_strings_hold_the_names_themselves(tmp_path, data_dir):
     names = ["O", "I-person", "B-person", "I-location", "B-location", "I-organisation", "B-organisation"]
-    iob1 = Sentence(("John", "Smith", "met", "Ann", "in", "Paris"), ("B-PER", "I-PER", "O", "B-PER", "O", "B-LOC"), "x:0", "x")
+    iob1 = Sentence(
+        ("John", "Smith", "met", "Ann", "in", "Paris"), ("B-PER", "I-PER", "O", "B-PER", "O", "B-LOC"), "x:0", "x"
+    )
     from datasets import ClassLabel, Dataset, Features, List, Value
 
     ids = [[1, 1, 0, 1, 0, 3]]  # IOB1: I- starts an entity
-    Dataset.from_dict({"tokens": [list(iob1.tokens)], "ner_tags": ids}, features=Features({"tokens": List(Value("string")), "ner_tags": List(ClassLabel(names=names))})).save_to_disk(
-        str(tmp_path / "iob1")
-    )
+    Dataset.from_dict(
+        {"tokens": [list(iob1.tokens)], "ner_tags": ids},
+        features=Features({"tokens": List(Value("string")), "ner_tags": List(ClassLabel(names=names))}),
+    ).save_to_disk(str(tmp_path / "iob1"))
     (read,) = read_hf(f"hf:{tmp_path / 'iob1'}", LABELS)
     assert read.tags == ("B-person", "I-person", "O", "B-person", "O", "B-location")
     save_dataset(tmp_path / "strings", {"": sentences(5, data_dir)}, strings=True, tags_column="labels")
-    assert [list(s.tags) for s in read_hf(f"hf:{tmp_path / 'strings'}", LABELS)] == [renamed(s) for s in sentences(5, data_dir)]
+    assert [list(s.tags) for s in read_hf(f"hf:{tmp_path / 'strings'}", LABELS)] == [
+        renamed(s) for s in sentences(5, data_dir)
+    ]
 
 
 def test_source_strings_parse_and_read_source_dispatches(dataset, data_dir):
@@ -56,14 +61,20 @@ def test_source_strings_parse_and_read_source_dispatches(dataset, data_dir):
     assert HFSource.parse("hf:conll2003") == HFSource("conll2003", None)
     assert HFSource.parse("hf:org/name:validation").is_local is False
     assert HFSource.parse("hf:./not/here").is_local is True  # a path's shape: never looked up on the hub
-    assert read_source(f"hf:{dataset}:test", LABELS)[0].tokens == read_conll(data_dir / "conll2003" / "test.txt")[0].tokens
+    assert (
+        read_source(f"hf:{dataset}:test", LABELS)[0].tokens == read_conll(data_dir / "conll2003" / "test.txt")[0].tokens
+    )
     assert read_source(data_dir / "conll2003" / "valid.txt")[0].id == "valid.txt:1"
 
 
 BAD = [
     ("missing-folder", lambda d, t: f"hf:{t / 'nowhere'}:train", "no dataset folder"),
     ("not-a-dataset", lambda d, t: f"hf:{t}:train", "is not a dataset written by save_to_disk"),
-    ("missing-split", lambda d, t: f"hf:{d}:dev", "no split 'dev'; the dataset has splits ['train', 'validation', 'test']"),
+    (
+        "missing-split",
+        lambda d, t: f"hf:{d}:dev",
+        "no split 'dev'; the dataset has splits ['train', 'validation', 'test']",
+    ),
     ("no-split-named", lambda d, t: f"hf:{d}", "the dataset has splits ['train', 'validation', 'test']: name one"),
 ]
 
@@ -84,15 +95,23 @@ def test_bad_columns_and_tags_name_the_column_or_row(tmp_path, data_dir):
     with pytest.raises(DatasetSourceError, match="no 'tokens' column"):
         read_hf(f"hf:{tmp_path / 'no_tokens'}", LABELS)
     ints = Features({"tokens": List(Value("string")), "ner_tags": List(Value("int64"))})
-    Dataset.from_dict({"tokens": [list(s.tokens) for s in few], "ner_tags": [[0] * len(s) for s in (s.tokens for s in few)]}, features=ints).save_to_disk(str(tmp_path / "no_names"))
+    Dataset.from_dict(
+        {"tokens": [list(s.tokens) for s in few], "ner_tags": [[0] * len(s) for s in (s.tokens for s in few)]},
+        features=ints,
+    ).save_to_disk(str(tmp_path / "no_names"))
     with pytest.raises(DatasetSourceError, match="column 'ner_tags' has no tag names"):
         read_hf(f"hf:{tmp_path / 'no_names'}", LABELS)
-    Dataset.from_dict({"tokens": [list(s.tokens) for s in few]}, features=Features({"tokens": List(Value("string"))})).save_to_disk(str(tmp_path / "no_tags"))
+    Dataset.from_dict(
+        {"tokens": [list(s.tokens) for s in few]}, features=Features({"tokens": List(Value("string"))})
+    ).save_to_disk(str(tmp_path / "no_tags"))
     with pytest.raises(DatasetSourceError, match="no tags column"):
         read_hf(f"hf:{tmp_path / 'no_tags'}", LABELS)
     # CoNLL's own types against the dataset's: the row, the tag and the types the dataset would need
     save_dataset(tmp_path / "people", {"train": sentences(40, data_dir)})
-    with pytest.raises(DatasetSourceError, match=r"row \d+: tag 'B-\w+' is not in the label set .*give labels=\[person,location,organisation\]"):
+    with pytest.raises(
+        DatasetSourceError,
+        match=r"row \d+: tag 'B-\w+' is not in the label set .*give labels=\[person,location,organisation\]",
+    ):
         read_hf(f"hf:{tmp_path / 'people'}:train", LabelSet())
     with pytest.raises(DatasetSourceError, match="hf:x/y/z: input_file: no dataset folder"):
         check_source("input_file", "hf:x/y/z")
@@ -110,7 +129,13 @@ def test_a_hub_id_is_loaded_with_load_dataset_and_its_failure_is_one_message(mon
         raise ConnectionError("the hub cannot be reached")
 
     monkeypatch.setattr(datasets, "load_dataset", offline)
-    with pytest.raises(DatasetSourceError, match=r"^hf:someone/ner:train: 'someone/ner' is not a folder here and could not be loaded from the Hugging Face hub \(ConnectionError"):
+    with pytest.raises(
+        DatasetSourceError,
+        match=(
+            r"^hf:someone/ner:train: 'someone/ner' is not a folder here "
+            r"and could not be loaded from the Hugging Face hub \(ConnectionError"
+        ),
+    ):
         read_hf("hf:someone/ner:train", LABELS)
     assert calls == [("someone/ner", "train")]
 
@@ -119,7 +144,9 @@ def test_pools_budgets_and_overlap_match_a_dataset_with_a_conll_file_by_tokens(d
     gold = read_hf(f"hf:{dataset}:train", LABELS)
     write_conll(tmp_path / "teacher.conll", gold[100:130])
     keys = {s.text_key for s in gold[100:130]}
-    same = build_pools([f"hf:{dataset}:train"], [tmp_path / "teacher.conll"], LABELS, gold_budget=20, gold_overlap="same", seed=0)
+    same = build_pools(
+        [f"hf:{dataset}:train"], [tmp_path / "teacher.conll"], LABELS, gold_budget=20, gold_overlap="same", seed=0
+    )
     assert len(same.original) == 20 and {s.text_key for s in same.original} <= keys
     disjoint = build_pools([f"hf:{dataset}:train"], [tmp_path / "teacher.conll"], LABELS, gold_overlap="disjoint")
     assert [s.id for s in disjoint.original] == [s.id for s in gold if s.text_key not in keys]
@@ -152,6 +179,11 @@ def test_annotate_reads_its_input_and_prompt_examples_from_a_dataset(dataset, tm
         f"cache={tmp_path / 'cache.sqlite'}",
     ]
     report = annotate(compose_config("annotate", overrides, tmp_path / "out"))
-    assert report["input"]["kind"] == "hf" and report["input"]["split"] == "train" and report["sentences"]["annotated"] == 30
-    assert report["quality"]["micro"]["f1"] > 0.9  # the simulator without noise (hallucinations aside) against the dataset's own gold
+    assert (
+        report["input"]["kind"] == "hf"
+        and report["input"]["split"] == "train"
+        and report["sentences"]["annotated"] == 30
+    )
+    # the simulator without noise (hallucinations aside) against the dataset's own gold
+    assert report["quality"]["micro"]["f1"] > 0.9
     assert len(read_conll(tmp_path / "out" / "distilled.conll", LABELS)) == 30

@@ -37,7 +37,11 @@ def import_statements(node: ast.AST, module_level: bool) -> list[ast.Import | as
     for child in ast.iter_child_nodes(node):
         if module_level and isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
             continue
-        if module_level and isinstance(child, ast.If) and ast.unparse(child.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING"):
+        if (
+            module_level
+            and isinstance(child, ast.If)
+            and ast.unparse(child.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING")
+        ):
             continue
         if isinstance(child, (ast.Import, ast.ImportFrom)):
             found.append(child)
@@ -116,9 +120,24 @@ def test_a_cycle_is_found(tmp_path):
 def test_layers_import_one_way():
     """Any import, function-level ones too: ``data`` uses no other subpackage, the student not the teacher."""
     graph = import_graph(ROOT / "nerdistill", module_level=False)
-    entry_points = {"nerdistill." + p.stem for p in (ROOT / "nerdistill").glob("*.py") if "@hydra.main" in p.read_text(encoding="utf-8")}
+    entry_points = {
+        "nerdistill." + p.stem
+        for p in (ROOT / "nerdistill").glob("*.py")
+        if "@hydra.main" in p.read_text(encoding="utf-8")
+    }
     for module, targets in graph.items():
         if module.startswith("nerdistill.data."):
-            assert not {t for t in targets if t.startswith(("nerdistill.student", "nerdistill.teacher", "nerdistill.selection", "nerdistill.reporting"))}, module
+            assert not {
+                t
+                for t in targets
+                if t.startswith(
+                    ("nerdistill.student", "nerdistill.teacher", "nerdistill.selection", "nerdistill.reporting")
+                )
+            }, module
         if module.startswith("nerdistill.student."):
-            assert not {t for t in targets if t.startswith(("nerdistill.teacher", "nerdistill.selection", "nerdistill.reporting")) or t in entry_points}, module
+            assert not {
+                t
+                for t in targets
+                if t.startswith(("nerdistill.teacher", "nerdistill.selection", "nerdistill.reporting"))
+                or t in entry_points
+            }, module

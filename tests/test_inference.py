@@ -70,7 +70,11 @@ def test_evaluate_names_a_missing_model(tmp_path):
 def test_predict_tags_a_conll_file(run_dir, data_dir, tmp_path):
     source = tmp_path / "in.txt"
     write_conll(source, read_conll(data_dir / "conll2003" / "test.txt")[:20])
-    cfg = compose_config("predict", [f"model_dir={run_dir}", f"input_file={source}", "format=conll", f"output={tmp_path / 'out.conll'}"], tmp_path)
+    cfg = compose_config(
+        "predict",
+        [f"model_dir={run_dir}", f"input_file={source}", "format=conll", f"output={tmp_path / 'out.conll'}"],
+        tmp_path,
+    )
     output = predict(cfg)
     tagged = read_conll(output)
     assert [s.tokens for s in tagged] == [s.tokens for s in read_conll(source)]
@@ -78,8 +82,12 @@ def test_predict_tags_a_conll_file(run_dir, data_dir, tmp_path):
 
 def test_predict_tags_raw_text(run_dir, tmp_path):
     source = tmp_path / "article.txt"
-    source.write_text("Peter Blackburn visited Paris on Monday. He met officials of the European Union.\n", encoding="utf-8")
-    cfg = compose_config("predict", [f"model_dir={run_dir}", f"input_file={source}", f"output={tmp_path / 'out.conll'}"], tmp_path)
+    source.write_text(
+        "Peter Blackburn visited Paris on Monday. He met officials of the European Union.\n", encoding="utf-8"
+    )
+    cfg = compose_config(
+        "predict", [f"model_dir={run_dir}", f"input_file={source}", f"output={tmp_path / 'out.conll'}"], tmp_path
+    )
     tagged = read_conll(predict(cfg))
     assert [s.tokens[:3] for s in tagged] == [("Peter", "Blackburn", "visited"), ("He", "met", "officials")]
     assert tagged[0].tokens[-1] == "."

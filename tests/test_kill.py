@@ -28,7 +28,9 @@ from nerdistill.teacher.sim import SimServer, SimSettings
 from tests.conftest import ROOT, TINY_TRAIN, compose_config
 
 KEY = "sk-nerdistill-kill-test-2c81"
-DEADLINE_S = 600  # for any one wait or job: far above what each takes, even on a loaded 2-core machine (a job there took 4 min)
+DEADLINE_S = (
+    600  # for any one wait or job: far above what each takes, even on a loaded 2-core machine (a job there took 4 min)
+)
 
 
 def wait_for(condition, what: str, proc: subprocess.Popen | None = None, timeout: float = DEADLINE_S) -> None:
@@ -36,7 +38,10 @@ def wait_for(condition, what: str, proc: subprocess.Popen | None = None, timeout
     deadline = time.monotonic() + timeout
     while not condition():
         if proc is not None and proc.poll() is not None:
-            pytest.fail(f"the process ended (rc {proc.returncode}) before {what}:\n{proc.stderr.read().decode()[-4000:] if proc.stderr else ''}")
+            pytest.fail(
+                f"the process ended (rc {proc.returncode}) before {what}:\n"
+                f"{proc.stderr.read().decode()[-4000:] if proc.stderr else ''}"
+            )
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.05)
@@ -160,10 +165,16 @@ def test_kill_9_midway_through_annotation_then_resume_gives_the_uninterrupted_re
     run_dir, cache = tmp_path / "killed", tmp_path / "cache" / "teacher.sqlite"
     command = [sys.executable, "-m", "nerdistill.annotate", *overrides, f"hydra.run.dir={run_dir}", f"cache={cache}"]
     with GatedSim(settings, gate=gate) as killed:
-        proc = subprocess.Popen(command, cwd=ROOT, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+        proc = subprocess.Popen(
+            command, cwd=ROOT, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+        )
         try:
             # every request it will get served, served, and every answer given received and committed
-            wait_for(lambda: killed.served == gate and cache_rows(cache) == killed.teacher.stats["answered"], f"{gate} requests served and cached", proc)
+            wait_for(
+                lambda: killed.served == gate and cache_rows(cache) == killed.teacher.stats["answered"],
+                f"{gate} requests served and cached",
+                proc,
+            )
         finally:
             kill_group(proc)
     before = cache_rows(cache)
@@ -201,17 +212,37 @@ def test_kill_9_midway_through_training_then_resume_gives_the_uninterrupted_run(
     batches, dropout masks and learning rates: the same per-step losses and learning rates, the
     same validation scores, the same best checkpoint tested, the same metrics.json (timings and
     the best checkpoint's folder aside) and byte-identical exported weights."""
-    overrides = [*(o for o in TINY_TRAIN if o != "logger=none"), "logger=csv", "trainer.log_every_n_steps=1", "schedule=linear", "trainer.max_epochs=3", f"paths.data_dir={data_dir}"]
+    overrides = [
+        *(o for o in TINY_TRAIN if o != "logger=none"),
+        "logger=csv",
+        "trainer.log_every_n_steps=1",
+        "schedule=linear",
+        "trainer.max_epochs=3",
+        f"paths.data_dir={data_dir}",
+    ]
     command = [sys.executable, "-m", "nerdistill.train", *overrides]
 
     def run(name: str, *extra: str) -> None:
-        done = subprocess.run([*command, f"hydra.run.dir={tmp_path / name}", *extra], cwd=ROOT, env=env(), capture_output=True, timeout=DEADLINE_S)
+        done = subprocess.run(
+            [*command, f"hydra.run.dir={tmp_path / name}", *extra],
+            cwd=ROOT,
+            env=env(),
+            capture_output=True,
+            timeout=DEADLINE_S,
+        )
         assert done.returncode == 0, done.stderr.decode()[-4000:]
 
     run("reference")
     killed, marker = tmp_path / "killed", tmp_path / "paused"
     pause = ["+callbacks.pause._target_=tests.kill_pause.PauseMidSecondEpoch", f"+callbacks.pause.marker={marker}"]
-    proc = subprocess.Popen([*command, f"hydra.run.dir={killed}", *pause], cwd=ROOT, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    proc = subprocess.Popen(
+        [*command, f"hydra.run.dir={killed}", *pause],
+        cwd=ROOT,
+        env=env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     try:
         wait_for(marker.exists, "three steps into the second epoch", proc)
     finally:
@@ -227,8 +258,12 @@ def test_kill_9_midway_through_training_then_resume_gives_the_uninterrupted_run(
     assert expected["global_step"] == plan["total_steps"] == got["global_step"]
     # the same epoch's checkpoint tested: in the killed run's folder when it came before the kill
     assert Path(got["best_checkpoint"]).name == Path(expected["best_checkpoint"]).name
-    assert {k: v for k, v in got.items() if k not in ("timing", "best_checkpoint")} == {k: v for k, v in expected.items() if k not in ("timing", "best_checkpoint")}
-    assert (resumed / "model" / "model.safetensors").read_bytes() == (reference / "model" / "model.safetensors").read_bytes()
+    assert {k: v for k, v in got.items() if k not in ("timing", "best_checkpoint")} == {
+        k: v for k, v in expected.items() if k not in ("timing", "best_checkpoint")
+    }
+    assert (resumed / "model" / "model.safetensors").read_bytes() == (
+        reference / "model" / "model.safetensors"
+    ).read_bytes()
 
     # step by step: the resumed run logs the uninterrupted run's rows from the step it resumed at
     # (train loss and LR every step, every validation score, the test scores)
@@ -236,7 +271,12 @@ def test_kill_9_midway_through_training_then_resume_gives_the_uninterrupted_run(
     first = int(relogged[0]["step"])
     assert 0 < first < plan["steps_per_epoch"] * 2  # resumed from the first epoch's checkpoint, before the steps lost
     assert [row for row in logged if int(row["step"]) >= first] == relogged
-    assert sum(bool(row["train/loss"]) for row in relogged) == plan["total_steps"] - first and sum(bool(row["val/f1"]) for row in relogged) == 2
+    assert (
+        sum(bool(row["train/loss"]) for row in relogged) == plan["total_steps"] - first
+        and sum(bool(row["val/f1"]) for row in relogged) == 2
+    )
     # the share log: the killed run's rows before the resume, then the resumed run's
     share = read_csv(reference / "distilled_share.csv")
-    assert [row for row in read_csv(killed / "distilled_share.csv") if int(row["step"]) < first] + read_csv(resumed / "distilled_share.csv") == share
+    assert [row for row in read_csv(killed / "distilled_share.csv") if int(row["step"]) < first] + read_csv(
+        resumed / "distilled_share.csv"
+    ) == share

@@ -61,10 +61,25 @@ def label_studio_export(tasks: list[dict], truth: list[Sentence]) -> list[dict]:
     exported = []
     for i, (item, sentence) in enumerate(zip(tasks, truth)):
         task_id = 101 + i
-        result = [r | {"id": f"h{task_id}-{n}", "origin": "manual"} for n, r in enumerate(span_results(sentence.tokens, sentence.tags, "x"))]
+        result = [
+            r | {"id": f"h{task_id}-{n}", "origin": "manual"}
+            for n, r in enumerate(span_results(sentence.tokens, sentence.tags, "x"))
+        ]
         if i == 3 and result:  # selected with the space after it, as a drag often does
-            result[0]["value"] = result[0]["value"] | {"end": result[0]["value"]["end"] + 1, "text": result[0]["value"]["text"] + " "}
-        result.append({"id": f"c{task_id}", "from_name": "quality", "to_name": "text", "type": "choices", "value": {"choices": ["ok"]}, "origin": "manual"})
+            result[0]["value"] = result[0]["value"] | {
+                "end": result[0]["value"]["end"] + 1,
+                "text": result[0]["value"]["text"] + " ",
+            }
+        result.append(
+            {
+                "id": f"c{task_id}",
+                "from_name": "quality",
+                "to_name": "text",
+                "type": "choices",
+                "value": {"choices": ["ok"]},
+                "origin": "manual",
+            }
+        )
         annotation = {
             "id": 900 + i,
             "completed_by": 1,
@@ -90,9 +105,17 @@ def label_studio_export(tasks: list[dict], truth: list[Sentence]) -> list[dict]:
         }
         annotations = [annotation]
         if i == 6:
-            annotations.insert(0, annotation | {"id": 800, "result": [], "was_cancelled": True, "updated_at": "2026-12-01T11:00:00.000000Z"})
+            annotations.insert(
+                0,
+                annotation
+                | {"id": 800, "result": [], "was_cancelled": True, "updated_at": "2026-12-01T11:00:00.000000Z"},
+            )
         if i == 9:
-            annotations.insert(0, annotation | {"id": 801, "result": result[:1] if result else [], "updated_at": "2026-11-30T09:00:00.000000Z"})
+            annotations.insert(
+                0,
+                annotation
+                | {"id": 801, "result": result[:1] if result else [], "updated_at": "2026-11-30T09:00:00.000000Z"},
+            )
         exported.append(
             {
                 "id": task_id,
@@ -100,7 +123,17 @@ def label_studio_export(tasks: list[dict], truth: list[Sentence]) -> list[dict]:
                 "file_upload": "3f2a-tasks.json",
                 "drafts": [],
                 "predictions": [
-                    p | {"id": 500 + 10 * i + k, "score": None, "cluster": None, "neighbors": None, "mislabeling": 0.0, "task": task_id, "project": 3} for k, p in enumerate(item["predictions"])
+                    p
+                    | {
+                        "id": 500 + 10 * i + k,
+                        "score": None,
+                        "cluster": None,
+                        "neighbors": None,
+                        "mislabeling": 0.0,
+                        "task": task_id,
+                        "project": 3,
+                    }
+                    for k, p in enumerate(item["predictions"])
                 ],
                 "data": item["data"],
                 "meta": {},
@@ -129,10 +162,19 @@ def exported(chosen, tmp_path_factory):
     annotate_dir = root / "annotate"
     write_conll(annotate_dir / "distilled.conll", [replace(s, tags=noisy(s, rng)) for s in chosen[:18]])
     (annotate_dir / "report.json").write_text(
-        json.dumps({"schema": "nerdistill.annotate.report/1", "simulated": True, "teacher": {"name": "sim", "model": "sim"}, "prompt": {"id": "standard", "version": 1}})
+        json.dumps(
+            {
+                "schema": "nerdistill.annotate.report/1",
+                "simulated": True,
+                "teacher": {"name": "sim", "model": "sim"},
+                "prompt": {"id": "standard", "version": 1},
+            }
+        )
     )
     write_conll(root / "selected.conll", chosen)
-    cfg = compose_config("export", [f"source={root / 'selected.conll'}", f"llm_labels={annotate_dir / 'distilled.conll'}"], root / "out")
+    cfg = compose_config(
+        "export", [f"source={root / 'selected.conll'}", f"llm_labels={annotate_dir / 'distilled.conll'}"], root / "out"
+    )
     report = export(cfg)
     return root / "out", report
 
@@ -148,7 +190,9 @@ def test_tasks_hold_the_text_and_each_prediction_with_its_model_version(exported
     for result in prediction["result"]:
         value = result["value"]
         assert {result["from_name"], result["to_name"], result["type"]} == {"label", "text", "labels"}
-        assert first["data"]["text"][value["start"] : value["end"]] == value["text"] and value["labels"][0] in LABELS.types
+        assert (
+            first["data"]["text"][value["start"] : value["end"]] == value["text"] and value["labels"][0] in LABELS.types
+        )
     assert tasks[19]["predictions"] == []  # the LLM did not label it
     config = ElementTree.fromstring((out / "label_config.xml").read_text())
     assert [label.get("value") for label in config.iter("Label")] == list(LABELS.types)
@@ -159,7 +203,9 @@ def test_twenty_hand_corrected_sentences_come_back_as_conll_that_scores_one(expo
     out, _ = exported
     truth = corrected(chosen)
     export_file = tmp_path / "project-3-at-2026-12-01-10-30.json"
-    export_file.write_text(json.dumps(label_studio_export(json.loads((out / "tasks.json").read_text()), truth), indent=1))
+    export_file.write_text(
+        json.dumps(label_studio_export(json.loads((out / "tasks.json").read_text()), truth), indent=1)
+    )
     report = import_labels(compose_config("import_labels", [f"export_file={export_file}"], tmp_path / "gold"))
     gold = read_conll(tmp_path / "gold" / "gold.conll")
     assert [s.tokens for s in gold] == [s.tokens for s in truth]
@@ -167,25 +213,66 @@ def test_twenty_hand_corrected_sentences_come_back_as_conll_that_scores_one(expo
     assert ner_metrics([s.tags for s in truth], [s.tags for s in gold])["micro"]["f1"] == 1.0
     assert truth != chosen and report["sentences"] == 20 and report["trimmed_spans"] == 1
     assert report["several_annotations"]["tasks"] == [110] and report["other_results"] == {"choices": 20}
-    assert json.loads((tmp_path / "gold" / "report.json").read_text())["entities"] == sum(len(spans(s.tags)) for s in truth)
+    assert json.loads((tmp_path / "gold" / "report.json").read_text())["entities"] == sum(
+        len(spans(s.tags)) for s in truth
+    )
 
 
 def one_task(text_tokens: list[str], result: list[dict], task_id: int = 7) -> list[dict]:
-    return [{"id": task_id, "data": {"text": " ".join(text_tokens), "tokens": text_tokens}, "annotations": [{"id": 1, "result": result, "was_cancelled": False}], "predictions": []}]
+    return [
+        {
+            "id": task_id,
+            "data": {"text": " ".join(text_tokens), "tokens": text_tokens},
+            "annotations": [{"id": 1, "result": result, "was_cancelled": False}],
+            "predictions": [],
+        }
+    ]
 
 
 def span(start: int, end: int, text: str, label: str = "PER") -> dict:
-    return {"id": f"r{start}", "from_name": "label", "to_name": "text", "type": "labels", "value": {"start": start, "end": end, "text": text, "labels": [label]}}
+    return {
+        "id": f"r{start}",
+        "from_name": "label",
+        "to_name": "text",
+        "type": "labels",
+        "value": {"start": start, "end": end, "text": text, "labels": [label]},
+    }
 
 
 TOKENS = ["Angela", "Merkel", "visited", "New", "York", "."]  # offsets: Angela 0-6, Merkel 7-13, New 22-25, York 26-30
 BAD_EXPORTS = [
-    ("overlapping", [span(0, 13, "Angela Merkel"), span(7, 13, "Merkel")], "task 7: span 'Merkel' at 7-13 (PER) overlaps span 'Angela Merkel' at 0-13"),
-    ("same-span-two-types", [span(22, 30, "New York", "LOC"), span(22, 30, "New York", "ORG")], "task 7: span 'New York' at 22-30 is labelled both LOC and ORG"),
-    ("off-token-edges", [span(0, 9, "Angela Me")], "task 7: span 'Angela Me' at 0-9 (PER) does not start and end on token edges (it cuts into tokens ['Angela', 'Merkel'])"),
-    ("unknown-type", [span(22, 30, "New York", "CITY")], "task 7: span {'start': 22, 'end': 30, 'text': 'New York', 'labels': ['CITY']}: label 'CITY' is not one of labels"),
-    ("two-labels", [span(22, 30, "New York") | {"value": {"start": 22, "end": 30, "text": "New York", "labels": ["LOC", "ORG"]}}], "expected exactly one label"),
-    ("text-mismatch", [span(0, 6, "Merkel")], "task 7: span at 0-6: its text 'Merkel' is not the task text there ('Angela')"),
+    (
+        "overlapping",
+        [span(0, 13, "Angela Merkel"), span(7, 13, "Merkel")],
+        "task 7: span 'Merkel' at 7-13 (PER) overlaps span 'Angela Merkel' at 0-13",
+    ),
+    (
+        "same-span-two-types",
+        [span(22, 30, "New York", "LOC"), span(22, 30, "New York", "ORG")],
+        "task 7: span 'New York' at 22-30 is labelled both LOC and ORG",
+    ),
+    (
+        "off-token-edges",
+        [span(0, 9, "Angela Me")],
+        "task 7: span 'Angela Me' at 0-9 (PER) does not start and end on token edges "
+        "(it cuts into tokens ['Angela', 'Merkel'])",
+    ),
+    (
+        "unknown-type",
+        [span(22, 30, "New York", "CITY")],
+        "task 7: span {'start': 22, 'end': 30, 'text': 'New York', 'labels': ['CITY']}: "
+        "label 'CITY' is not one of labels",
+    ),
+    (
+        "two-labels",
+        [span(22, 30, "New York") | {"value": {"start": 22, "end": 30, "text": "New York", "labels": ["LOC", "ORG"]}}],
+        "expected exactly one label",
+    ),
+    (
+        "text-mismatch",
+        [span(0, 6, "Merkel")],
+        "task 7: span at 0-6: its text 'Merkel' is not the task text there ('Angela')",
+    ),
     ("past-the-end", [span(26, 40, "York .")], "start and end must be offsets into the text"),
 ]
 
@@ -193,7 +280,9 @@ BAD_EXPORTS = [
 @pytest.mark.parametrize(("case", "result", "message"), BAD_EXPORTS, ids=[b[0] for b in BAD_EXPORTS])
 def test_a_bad_span_stops_the_import_naming_the_task_and_writes_nothing(case, result, message, tmp_path):
     export_file = tmp_path / "export.json"
-    export_file.write_text(json.dumps(one_task(TOKENS, result) + one_task(TOKENS, [span(22, 30, "New York", "LOC")], task_id=8)))
+    export_file.write_text(
+        json.dumps(one_task(TOKENS, result) + one_task(TOKENS, [span(22, 30, "New York", "LOC")], task_id=8))
+    )
     with pytest.raises(LabelStudioError) as err:
         import_labels(compose_config("import_labels", [f"export_file={export_file}"], tmp_path / "out"))
     assert str(err.value).startswith(f"{export_file}: ") and message in str(err.value)
@@ -202,20 +291,46 @@ def test_a_bad_span_stops_the_import_naming_the_task_and_writes_nothing(case, re
 
 def test_with_bad_spans_skip_the_task_is_left_out_counted_and_named(tmp_path, caplog):
     export_file = tmp_path / "export.json"
-    export_file.write_text(json.dumps(one_task(TOKENS, [span(0, 9, "Angela Me")]) + one_task(TOKENS, [span(22, 30, "New York", "LOC")], task_id=8) + one_task(TOKENS, [], task_id=9)))
-    report = import_labels(compose_config("import_labels", [f"export_file={export_file}", "bad_spans=skip"], tmp_path / "out"))
+    export_file.write_text(
+        json.dumps(
+            one_task(TOKENS, [span(0, 9, "Angela Me")])
+            + one_task(TOKENS, [span(22, 30, "New York", "LOC")], task_id=8)
+            + one_task(TOKENS, [], task_id=9)
+        )
+    )
+    report = import_labels(
+        compose_config("import_labels", [f"export_file={export_file}", "bad_spans=skip"], tmp_path / "out")
+    )
     assert report["left_out"]["bad_spans"] == {"count": 1, "tasks": [7]} and report["sentences"] == 2
-    assert "task 7: span 'Angela Me' at 0-9 (PER) does not start and end on token edges" in caplog.text and "1 task(s) left out (bad spans): [7]" in caplog.text
-    assert [s.tags for s in read_conll(tmp_path / "out" / "gold.conll")] == [("O", "O", "O", "B-LOC", "I-LOC", "O"), ("O",) * 6]
+    assert (
+        "task 7: span 'Angela Me' at 0-9 (PER) does not start and end on token edges" in caplog.text
+        and "1 task(s) left out (bad spans): [7]" in caplog.text
+    )
+    assert [s.tags for s in read_conll(tmp_path / "out" / "gold.conll")] == [
+        ("O", "O", "O", "B-LOC", "I-LOC", "O"),
+        ("O",) * 6,
+    ]
 
 
 def test_tasks_without_a_usable_annotation_are_counted_and_a_wrong_format_is_named(tmp_path):
     export_file = tmp_path / "export.json"
-    tasks = one_task(TOKENS, [span(0, 13, "Angela Merkel")]) + [{"id": 8, "data": {"text": "Hello there"}, "annotations": [{"id": 2, "result": [], "was_cancelled": True}]}]
+    tasks = one_task(TOKENS, [span(0, 13, "Angela Merkel")]) + [
+        {"id": 8, "data": {"text": "Hello there"}, "annotations": [{"id": 2, "result": [], "was_cancelled": True}]}
+    ]
     export_file.write_text(json.dumps(tasks))
     sentences, report = read_export(export_file, LABELS)
     assert len(sentences) == 1 and report.left_out["no_annotation"] == [8]
-    export_file.write_text(json.dumps([{"text": "Angela Merkel", "id": 1, "label": [{"start": 0, "end": 13, "text": "Angela Merkel", "labels": ["PER"]}]}]))
+    export_file.write_text(
+        json.dumps(
+            [
+                {
+                    "text": "Angela Merkel",
+                    "id": 1,
+                    "label": [{"start": 0, "end": 13, "text": "Angela Merkel", "labels": ["PER"]}],
+                }
+            ]
+        )
+    )
     with pytest.raises(LabelStudioError, match="export with the JSON format \\(not JSON_MIN or CSV\\)"):
         read_export(export_file, LABELS)
     export_file.write_text('[{"id": 1, "data": ')
@@ -227,10 +342,13 @@ def test_tasks_without_a_usable_annotation_are_counted_and_a_wrong_format_is_nam
 
 
 def test_utf16_offsets_of_text_beyond_the_bmp_are_converted(tmp_path):
-    tokens = ["I", "❤️", "😀", "Paris", "!"]  # 😀 is two UTF-16 code units: Paris is at 7-12 in code points, 8-13 in UTF-16
+    # 😀 is two UTF-16 code units: Paris is at 7-12 in code points, 8-13 in UTF-16
+    tokens = ["I", "❤️", "😀", "Paris", "!"]
     assert token_offsets(tokens)[3] == (7, 12)
     export_file = tmp_path / "export.json"
-    export_file.write_text(json.dumps(one_task(tokens, [span(8, 13, "Paris", "LOC")]), ensure_ascii=False), encoding="utf-8")
+    export_file.write_text(
+        json.dumps(one_task(tokens, [span(8, 13, "Paris", "LOC")]), ensure_ascii=False), encoding="utf-8"
+    )
     (sentence,), report = read_export(export_file, LABELS)
     assert sentence.tags == ("O", "O", "O", "B-LOC", "O") and report.utf16_offsets == 1
 
@@ -242,9 +360,16 @@ def test_export_takes_the_students_predictions_from_a_model(tmp_path, data_dir):
     train(compose_config("train", TINY_GOLD_RUN, tmp_path / "run"))
     source = tmp_path / "selected.conll"
     write_conll(source, read_conll(data_dir / "conll2003" / "test.txt")[:5])
-    report = export(compose_config("export", [f"source={source}", f"model_dir={tmp_path / 'run'}", "student_version=tiny"], tmp_path / "out"))
+    report = export(
+        compose_config(
+            "export", [f"source={source}", f"model_dir={tmp_path / 'run'}", "student_version=tiny"], tmp_path / "out"
+        )
+    )
     tasks = json.loads((tmp_path / "out" / "tasks.json").read_text())
-    assert report["predictions"]["student"]["tasks"] == 5 and [t["predictions"][0]["model_version"] for t in tasks] == ["tiny"] * 5
+    assert (
+        report["predictions"]["student"]["tasks"] == 5
+        and [t["predictions"][0]["model_version"] for t in tasks] == ["tiny"] * 5
+    )
 
 
 def test_export_settings_fail_by_key(tmp_path):

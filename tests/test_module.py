@@ -51,7 +51,15 @@ def test_frozen_word_embeddings_stay_as_loaded_while_the_rest_trains(tmp_path, f
     module = TokenClassifier(backbone=tiny_backbone, labels=LABELS, lr=1e-2, freeze_word_embeddings=freeze)
     words = module.model.get_input_embeddings().weight
     before_words, before_head = words.detach().clone(), module.model.classifier.weight.detach().clone()
-    trainer = pl.Trainer(max_steps=3, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    trainer = pl.Trainer(
+        max_steps=3,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
     trainer.fit(module, datamodule=Batches(batches(3)))
 
     optimised = {id(p) for group in trainer.optimizers[0].param_groups for p in group["params"]}
@@ -66,11 +74,21 @@ def test_load_from_checkpoint_rebuilds_the_trained_model(tmp_path):
     gives the trained weights and settings back without the run's Hydra config."""
     pl.seed_everything(0)
     module = TokenClassifier(backbone=tiny_backbone, labels=list(LABELS.types), lr=1e-2, cheap_dropout=True)
-    trainer = pl.Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    trainer = pl.Trainer(
+        max_steps=2,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
     trainer.fit(module, datamodule=Batches(batches(2)))
     trainer.save_checkpoint(tmp_path / "trained.ckpt")
 
-    loaded = TokenClassifier.load_from_checkpoint(tmp_path / "trained.ckpt", map_location="cpu", weights_only=True).eval()
+    loaded = TokenClassifier.load_from_checkpoint(
+        tmp_path / "trained.ckpt", map_location="cpu", weights_only=True
+    ).eval()
     assert loaded.label_set.types == LABELS.types and loaded.hparams.lr == 1e-2
     assert loaded.model.config.hidden_size == 32 and loaded.model.config.id2label == module.model.config.id2label
     trained = module.state_dict()

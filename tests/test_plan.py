@@ -67,12 +67,27 @@ class StepRecorder(pl.Callback):
         ["trainer.accumulate_grad_batches=2"],
         # beyond the budget's one epoch, by steps; the switch (2/3 x 41 = 27.3) would fall between
         # the two batches of step 27 if the sampler counted batches, not optimiser steps
-        ["trainer.accumulate_grad_batches=2", "trainer.max_epochs=-1", "trainer.max_steps=41", "data.passes.distilled=2"],
+        [
+            "trainer.accumulate_grad_batches=2",
+            "trainer.max_epochs=-1",
+            "trainer.max_steps=41",
+            "data.passes.distilled=2",
+        ],
         ["trainer.max_steps=11"],  # before the budget's end
     ],
 )
 def test_lr_restart_and_data_switch_land_on_the_same_step(tmp_path, tiny_train_overrides, overrides):
-    cfg = compose_config("train", [*tiny_train_overrides, "schedule=sequential", "trainer.max_epochs=1", *overrides, "trainer.limit_val_batches=0"], tmp_path)
+    cfg = compose_config(
+        "train",
+        [
+            *tiny_train_overrides,
+            "schedule=sequential",
+            "trainer.max_epochs=1",
+            *overrides,
+            "trainer.limit_val_batches=0",
+        ],
+        tmp_path,
+    )
     recorder = StepRecorder()
     run = build(cfg, read_data(cfg), callbacks=[recorder], logger=False, enable_checkpointing=False)
     run.trainer.fit(run.module, datamodule=run.datamodule)
@@ -82,7 +97,11 @@ def test_lr_restart_and_data_switch_land_on_the_same_step(tmp_path, tiny_train_o
     assert len(recorder.shares) == plan.total_steps * accumulate
     # the first optimiser step all of whose batches are gold, and the first step of the LR's second
     # warmup: after the first phase's decay began, where the LR stops decaying
-    switch = next(step for step in range(plan.total_steps) if all(s == 0.0 for s in recorder.shares[step * accumulate : (step + 1) * accumulate]))
+    switch = next(
+        step
+        for step in range(plan.total_steps)
+        if all(s == 0.0 for s in recorder.shares[step * accumulate : (step + 1) * accumulate])
+    )
     lrs = recorder.lrs
     decaying = next(step for step in range(1, plan.total_steps) if lrs[step] < lrs[step - 1])
     restart = next(step for step in range(decaying, plan.total_steps) if lrs[step] == 0.0 or lrs[step] > lrs[step - 1])
@@ -97,7 +116,9 @@ def test_limit_train_batches_is_refused_with_the_key_to_use(tmp_path, tiny_train
 
 
 def test_share_log_counts_optimiser_steps_with_accumulation(tmp_path, tiny_train_overrides):
-    cfg = compose_config("train", [*tiny_train_overrides, "schedule=sequential", "trainer.accumulate_grad_batches=2"], tmp_path)
+    cfg = compose_config(
+        "train", [*tiny_train_overrides, "schedule=sequential", "trainer.accumulate_grad_batches=2"], tmp_path
+    )
     metrics = train(cfg)
     with (tmp_path / "distilled_share.csv").open() as handle:
         rows = list(csv.DictReader(handle))
@@ -109,7 +130,9 @@ def test_share_log_counts_optimiser_steps_with_accumulation(tmp_path, tiny_train
 # --- data.draws: a step budget that does not depend on the gold set's size ---------------------
 def gold_plan(tmp_path, *overrides):
     """The blend and the plan of one epoch of a gold-only run (a sequential one with ``schedule=sequential``)."""
-    cfg = compose_config("train", ["model=tiny", "schedule=original", "data.batch_size=32", "trainer.max_epochs=1", *overrides], tmp_path)
+    cfg = compose_config(
+        "train", ["model=tiny", "schedule=original", "data.batch_size=32", "trainer.max_epochs=1", *overrides], tmp_path
+    )
     sources = read_data(cfg)
     plan = build(cfg, sources, logger=False, enable_checkpointing=False).datamodule.plan
     return blend(pools(cfg, sources), instantiate(cfg.schedule), cfg.data.passes, cfg.data.get("draws")), plan
@@ -154,7 +177,12 @@ def test_without_draws_the_plan_and_the_gold_model_key_are_those_of_before(tmp_p
 
 
 @pytest.mark.parametrize(
-    ("override", "message"), [("data.draws.unit=words", "data.draws.unit='words'"), ("data.draws.original=-5", "data.draws.original=-5"), ("+data.draws.gold=5", "data.draws takes")]
+    ("override", "message"),
+    [
+        ("data.draws.unit=words", "data.draws.unit='words'"),
+        ("data.draws.original=-5", "data.draws.original=-5"),
+        ("+data.draws.gold=5", "data.draws takes"),
+    ],
 )
 def test_bad_draws_name_their_key(tmp_path, override, message):
     with pytest.raises(ValueError, match=re.escape(message)):

@@ -75,8 +75,15 @@ def test_gold_budget_sweep_reports_gold_saved(tmp_path):
     sweep, out = tmp_path / "sweep", tmp_path / "out"
     gold_budget_sweep(sweep)
     report = build_report([sweep])
-    assert [g.label for g in report.groups] == ["schedule=original, gold_budget=100", "schedule=original, gold_budget=1000", "schedule=sequential, gold_budget=100"]
-    assert report.gold_series() == {"schedule=original": [(100, 0.6, None), (1000, 0.8, None)], "schedule=sequential": [(100, 0.7, None)]}
+    assert [g.label for g in report.groups] == [
+        "schedule=original, gold_budget=100",
+        "schedule=original, gold_budget=1000",
+        "schedule=sequential, gold_budget=100",
+    ]
+    assert report.gold_series() == {
+        "schedule=original": [(100, 0.6, None), (1000, 0.8, None)],
+        "schedule=sequential": [(100, 0.7, None)],
+    }
     sequential = next(p for p in report.gold_points() if p.series == "schedule=sequential")
     assert sequential.gold_equivalent == pytest.approx(math.sqrt(100 * 1000))  # halfway in log(gold)
     assert sequential.saved == pytest.approx(math.sqrt(100 * 1000) - 100)
@@ -120,7 +127,13 @@ def test_teacher_of_a_sweep_run_without_report_json(tmp_path):
 
 def test_positional_command_line(tmp_path):
     regimen_sweep(tmp_path / "sweep")
-    done = subprocess.run([sys.executable, "-m", "nerdistill.report", str(tmp_path / "sweep"), "--out", str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "nerdistill.report", str(tmp_path / "sweep"), "--out", str(tmp_path / "out")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert "5 runs in 2 groups (2 skipped)" in done.stdout
     assert (tmp_path / "out" / "report.md").exists()
@@ -154,16 +167,33 @@ def test_an_annotate_job_without_gold_has_no_quality(tmp_path):
 
 
 def test_schedule_legends_round_long_floats():
-    assert short_floats("Sequential(order='distilled_first', switch=0.4229826029254782)") == "Sequential(order='distilled_first', switch=0.423)"
+    assert (
+        short_floats("Sequential(order='distilled_first', switch=0.4229826029254782)")
+        == "Sequential(order='distilled_first', switch=0.423)"
+    )
     assert short_floats("Sigmoid(steepness=10.0, midpoint=0.5)") == "Sigmoid(steepness=10.0, midpoint=0.5)"
 
 
 def test_group_by_joins_a_baseline_launched_from_another_sweep(tmp_path):
     # seed 1's sequential run came from another sweep without a denoise override; seeds 2 and 3 set it
-    write_run(tmp_path / "baseline" / "0", schedule="sequential", seed=1, f1=0.80, distilled="/elsewhere/noisebench_gpt35/train_gpt35.txt")
+    write_run(
+        tmp_path / "baseline" / "0",
+        schedule="sequential",
+        seed=1,
+        f1=0.80,
+        distilled="/elsewhere/noisebench_gpt35/train_gpt35.txt",
+    )
     for job, seed in enumerate((2, 3)):
-        write_run(tmp_path / "sweep" / str(job), schedule="sequential", seed=seed, f1=0.82, extra_overrides=("denoise=none",))
-        write_run(tmp_path / "sweep" / str(job + 2), schedule="sequential", seed=seed, f1=0.83, extra_overrides=("denoise=agree",))
+        write_run(
+            tmp_path / "sweep" / str(job), schedule="sequential", seed=seed, f1=0.82, extra_overrides=("denoise=none",)
+        )
+        write_run(
+            tmp_path / "sweep" / str(job + 2),
+            schedule="sequential",
+            seed=seed,
+            f1=0.83,
+            extra_overrides=("denoise=agree",),
+        )
     roots = [tmp_path / "baseline", tmp_path / "sweep"]
     assert len(build_report(roots).groups) == 3  # by the overrides that differ: the baseline stands apart
     groups = {g.label: sorted(r.seed for r in g.runs) for g in build_report(roots, ["schedule", "denoise=none"]).groups}
@@ -175,16 +205,35 @@ def test_group_by_joins_a_baseline_launched_from_another_sweep(tmp_path):
 def test_group_by_the_distilled_data_names_none_for_gold_only_runs(tmp_path):
     # gold-only runs inherit the experiment's default teacher_labels=gpt35 but use no distilled data
     for seed in (1, 2):
-        write_run(tmp_path / "sweep" / str(seed), schedule="original", seed=seed, f1=0.80, extra_overrides=("denoise=none",))
-        write_run(tmp_path / "sweep" / str(seed + 2), schedule="sequential", seed=seed, f1=0.82, extra_overrides=("teacher_labels=gpt35",))
-    labels = {g.label: g.teacher for g in build_report([tmp_path / "sweep"], ["schedule", "teacher_labels=gpt35"]).groups}
-    assert labels == {"schedule=original, teacher_labels=none": GOLD_ONLY, "schedule=sequential, teacher_labels=gpt35": NOISEBENCH}
+        write_run(
+            tmp_path / "sweep" / str(seed), schedule="original", seed=seed, f1=0.80, extra_overrides=("denoise=none",)
+        )
+        write_run(
+            tmp_path / "sweep" / str(seed + 2),
+            schedule="sequential",
+            seed=seed,
+            f1=0.82,
+            extra_overrides=("teacher_labels=gpt35",),
+        )
+    labels = {
+        g.label: g.teacher for g in build_report([tmp_path / "sweep"], ["schedule", "teacher_labels=gpt35"]).groups
+    }
+    assert labels == {
+        "schedule=original, teacher_labels=none": GOLD_ONLY,
+        "schedule=sequential, teacher_labels=gpt35": NOISEBENCH,
+    }
 
 
 def test_test_f1_plot_gives_long_group_labels_room_and_spans_the_scores(tmp_path):
     # four grouping keys make labels of ~90 characters (docs/results/noise_aware_amx); the bars must not be squeezed
     for job, (denoise, f1) in enumerate([("none", 0.82), ("trust", 0.827), ("none", 0.821), ("trust", 0.826)]):
-        write_run(tmp_path / "sweep" / str(job), schedule="sequential", seed=job // 2 + 1, f1=f1, extra_overrides=(f"denoise={denoise}",))
+        write_run(
+            tmp_path / "sweep" / str(job),
+            schedule="sequential",
+            seed=job // 2 + 1,
+            f1=f1,
+            extra_overrides=(f"denoise={denoise}",),
+        )
     report = build_report([tmp_path / "sweep"], ["data.gold_budget", "schedule", "teacher_labels", "denoise=none"])
     longest = max(len(g.label) for g in report.groups)
     fig = plots.test_f1(report.groups)

@@ -15,7 +15,14 @@ from nerdistill.teacher.sim import SimSettings, SimTeacher
 from nerdistill.train import train
 from tests.conftest import TINY_GOLD_RUN, compose_config
 
-XEON_AMX = {"architecture": "x86_64", "avx2": True, "avx512_f": True, "amx_bf16": True, "amx_tile": True, "avx512_bf16": True}
+XEON_AMX = {
+    "architecture": "x86_64",
+    "avx2": True,
+    "avx512_f": True,
+    "amx_bf16": True,
+    "amx_tile": True,
+    "avx512_bf16": True,
+}
 EPYC_AVX2 = {"architecture": "x86_64", "avx2": True, "avx512_f": False, "amx_bf16": False, "avx512_bf16": False}
 ARM_BF16 = {"architecture": "aarch64", "neon": True, "bf16": True}
 
@@ -31,7 +38,9 @@ def cpu(monkeypatch):
     return use
 
 
-@pytest.mark.parametrize(("capabilities", "expected"), [(XEON_AMX, "bf16-mixed"), (ARM_BF16, "bf16-mixed"), (EPYC_AVX2, "32-true")])
+@pytest.mark.parametrize(
+    ("capabilities", "expected"), [(XEON_AMX, "bf16-mixed"), (ARM_BF16, "bf16-mixed"), (EPYC_AVX2, "32-true")]
+)
 def test_auto_follows_the_cpu(cpu, capabilities, expected):
     cpu(capabilities)
     choice = runtime.choose_precision("auto", "cpu")
@@ -51,9 +60,12 @@ def test_an_isa_limit_in_the_environment_counts_as_no_native_bf16(cpu, monkeypat
 def test_auto_follows_the_gpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "A100")
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: not including_emulation or True)
+    monkeypatch.setattr(
+        torch.cuda, "is_bf16_supported", lambda including_emulation=True: not including_emulation or True
+    )
     assert runtime.choose_precision("auto", "cuda").precision == "bf16-mixed"
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)  # a V100: emulated only
+    # a V100: emulated only
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
     assert runtime.choose_precision("auto", "cuda").precision == "32-true"
     assert runtime.device_type("gpu") == "cuda" and runtime.device_type("cpu") == "cpu"
 
@@ -106,7 +118,10 @@ def test_evaluate_predict_and_the_teacher_resolve_auto(cpu, model_dir, data_dir,
     assert Tagger(model_dir, device="cpu").precision == expected
     subset = tmp_path / "dev.txt"
     write_conll(subset, read_conll(data_dir / "conll2003" / "valid.txt")[:50])
-    assert evaluate(compose_config("evaluate", [f"model_dir={model_dir}", f"split={subset}"], tmp_path))["precision"] == expected
+    assert (
+        evaluate(compose_config("evaluate", [f"model_dir={model_dir}", f"split={subset}"], tmp_path))["precision"]
+        == expected
+    )
     teacher = SimTeacher(SimSettings(oracle=[], model_dir=str(model_dir)))
     assert teacher.tagger.precision == expected
 

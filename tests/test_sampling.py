@@ -8,11 +8,17 @@ from nerdistill.student.schedules import Distilled, Linear, Original, Sequential
 N_ORIGINAL, N_DISTILLED = 300, 700
 
 
-def plan(schedule, steps_per_epoch=50, epochs=4, batch_size=16, world_size=1, n_original=N_ORIGINAL, n_distilled=N_DISTILLED) -> RunPlan:
-    return RunPlan(schedule, n_original, n_distilled, batch_size, steps_per_epoch, epochs, steps_per_epoch * epochs, world_size)
+def plan(
+    schedule, steps_per_epoch=50, epochs=4, batch_size=16, world_size=1, n_original=N_ORIGINAL, n_distilled=N_DISTILLED
+) -> RunPlan:
+    return RunPlan(
+        schedule, n_original, n_distilled, batch_size, steps_per_epoch, epochs, steps_per_epoch * epochs, world_size
+    )
 
 
-def make(schedule, steps_per_epoch=50, epochs=4, batch_size=16, world_size=1, seed=7, **kwargs) -> ScheduledBatchSampler:
+def make(
+    schedule, steps_per_epoch=50, epochs=4, batch_size=16, world_size=1, seed=7, **kwargs
+) -> ScheduledBatchSampler:
     return ScheduledBatchSampler(plan(schedule, steps_per_epoch, epochs, batch_size, world_size), seed=seed, **kwargs)
 
 
@@ -32,7 +38,9 @@ LENGTHS = np.random.default_rng(0).integers(4, 80, N_ORIGINAL + N_DISTILLED)
 
 
 @pytest.mark.parametrize("sort_window", [0, 25])
-@pytest.mark.parametrize("schedule", [Sigmoid(), Linear(), SimpleMix(mix=0.3), Sequential(switch=0.5), Linear(order="original_first")])
+@pytest.mark.parametrize(
+    "schedule", [Sigmoid(), Linear(), SimpleMix(mix=0.3), Sequential(switch=0.5), Linear(order="original_first")]
+)
 def test_realised_share_follows_schedule_over_windows(schedule, sort_window):
     sampler = make(schedule, lengths=LENGTHS, sort_window=sort_window)
     shares = realised(all_batches(sampler, 4))
@@ -83,7 +91,9 @@ def test_every_example_is_drawn_once_before_any_repeats(sort_window):
 
 def test_ranks_share_one_plan_and_split_it():
     world = [make(Sigmoid(), batch_size=8, rank=r, world_size=2, lengths=LENGTHS, sort_window=25) for r in range(2)]
-    single_global = make(Sigmoid(), batch_size=8, rank=0, world_size=2, lengths=LENGTHS, sort_window=25).global_batches(0)
+    single_global = make(Sigmoid(), batch_size=8, rank=0, world_size=2, lengths=LENGTHS, sort_window=25).global_batches(
+        0
+    )
     shards = [list(s) for s in world]
     for step, batch in enumerate(single_global):
         together = sorted(shards[0][step] + shards[1][step])

@@ -73,7 +73,16 @@ def test_out_of_range_parameters_are_errors(build):
 
 def test_every_schedule_config_instantiates():
     configs = sorted((CONF / "schedule").glob("*.yaml"))
-    assert {c.stem for c in configs} >= {"original", "distilled", "sequential", "simple_mix", "sigmoid", "cosine", "power", "linear"}
+    assert {c.stem for c in configs} >= {
+        "original",
+        "distilled",
+        "sequential",
+        "simple_mix",
+        "sigmoid",
+        "cosine",
+        "power",
+        "linear",
+    }
     grid = [k / 20 for k in range(21)]
     for config in configs:
         schedule = instantiate(OmegaConf.load(config)).resolve(1000, 4887)

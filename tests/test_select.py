@@ -68,7 +68,9 @@ def test_bald_scores_disagreement_between_dropout_passes_not_doubt_within_them()
     doubtful_in_every_pass = np.stack([SHORT_DOUBT, SHORT_DOUBT])  # (passes, words, tags)
     passes_disagree = np.stack([words([1.0, 0.0, 0.0]), words([0.0, 1.0, 0.0])])
     agree_and_sure = np.stack([CERTAIN, CERTAIN, CERTAIN])
-    assert s.bald([doubtful_in_every_pass, passes_disagree, agree_and_sure]) == pytest.approx([0.0, math.log(2), 0.0], abs=1e-9)
+    assert s.bald([doubtful_in_every_pass, passes_disagree, agree_and_sure]) == pytest.approx(
+        [0.0, math.log(2), 0.0], abs=1e-9
+    )
 
 
 def test_disagreement_counts_spans_found_by_one_side_only():
@@ -172,12 +174,18 @@ def pool_file(tmp_path_factory) -> Path:
 
 def run_select(tmp_path: Path, model_dir, pool_file, *overrides: str) -> tuple[dict, Path]:
     out = tmp_path / "out"
-    cfg = compose_config("select", [f"model_dir={model_dir}", f"pool.path={pool_file}", "progress=false", "precision=32-true", *overrides], out)
+    cfg = compose_config(
+        "select",
+        [f"model_dir={model_dir}", f"pool.path={pool_file}", "progress=false", "precision=32-true", *overrides],
+        out,
+    )
     return select(cfg), out
 
 
 def test_select_writes_the_picks_the_rest_and_a_report(tmp_path, model_dir, pool_file):
-    report, out = run_select(tmp_path, model_dir, pool_file, "strategy=expected_errors", "budget.unit=tokens", "budget.size=400")
+    report, out = run_select(
+        tmp_path, model_dir, pool_file, "strategy=expected_errors", "budget.unit=tokens", "budget.size=400"
+    )
     candidates = leave_out(read_conll(pool_file), {}).candidates
     chosen = read_conll(out / "selected.conll")
     selected = [int(x) for x in (out / "selected.index").read_text().split()]
@@ -186,7 +194,9 @@ def test_select_writes_the_picks_the_rest_and_a_report(tmp_path, model_dir, pool
     assert sorted(selected + rest) == sorted(int(c.id.rsplit(":", 1)[1]) for c in candidates)
     assert 0 < sum(len(c.tokens) for c in chosen) <= 400 == report["budget"]["size"]
     assert report["selected"]["tokens"] == report["budget"]["spent"] == sum(len(c.tokens) for c in chosen)
-    assert report["selected"]["sentences"] + report["rest"]["sentences"] == report["pool"]["candidates"] == len(candidates)
+    assert (
+        report["selected"]["sentences"] + report["rest"]["sentences"] == report["pool"]["candidates"] == len(candidates)
+    )
     assert report["pool"]["left_out"]["repeats"] == report["pool"]["sentences"] - len(candidates) > 0
     # block numbers of the pool file, as annotate's input.index reads them: the same sentences, gold tags kept
     by_index = ConllInput(str(pool_file), n=None, index=str(out / "selected.index")).load(LabelSet())
@@ -198,14 +208,18 @@ def test_select_writes_the_picks_the_rest_and_a_report(tmp_path, model_dir, pool
     assert scores == sorted(scores, reverse=True)
     assert [row.split("\t")[1] for row in ranking[: len(chosen)]] == [f"{pool_file.name}:{i}" for i in selected]
     assert report["selected"]["pool_entities"] == sum(len(spans(c.tags)) for c in chosen) > 0
-    assert report["timing"]["model_passes"] == 1 and report["scores"]["all"]["max"] == pytest.approx(max(scores), rel=1e-5)
+    assert report["timing"]["model_passes"] == 1 and report["scores"]["all"]["max"] == pytest.approx(
+        max(scores), rel=1e-5
+    )
     assert "expected_errors" in (out / "report.md").read_text()
     assert json.loads((out / "report.json").read_text())["selected"] == report["selected"]
 
 
 @pytest.mark.parametrize("strategy", list(s.STRATEGIES))
 def test_every_strategy_picks_the_budget_from_the_top_of_its_ranking(tmp_path, model_dir, pool_file, strategy):
-    report, out = run_select(tmp_path, model_dir, pool_file, f"strategy={strategy}", "budget.size=12", "bald.passes=2", f"llm_labels={GPT35}")
+    report, out = run_select(
+        tmp_path, model_dir, pool_file, f"strategy={strategy}", "budget.size=12", "bald.passes=2", f"llm_labels={GPT35}"
+    )
     ranking = [row.split("\t") for row in (out / "ranking.tsv").read_text().splitlines()[1:]]
     scores = [float(row[3]) for row in ranking if row[3] != "nan"]
     assert scores == sorted(scores, reverse=True) and len(set(scores)) > 1
@@ -220,7 +234,11 @@ def test_same_seed_same_picks_other_seed_other_random_picks(tmp_path, model_dir,
         return (out / "selected.index").read_text()
 
     assert picks("a", "strategy=bald", "bald.passes=3") == picks("b", "strategy=bald", "bald.passes=3")
-    assert picks("c", "strategy=random", "seed=1") == picks("d", "strategy=random", "seed=1") != picks("e", "strategy=random", "seed=2")
+    assert (
+        picks("c", "strategy=random", "seed=1")
+        == picks("d", "strategy=random", "seed=1")
+        != picks("e", "strategy=random", "seed=2")
+    )
 
 
 def test_bald_samples_are_seeded_and_leave_the_global_generators_alone(model_dir):
@@ -236,13 +254,26 @@ def test_bald_samples_are_seeded_and_leave_the_global_generators_alone(model_dir
 
 
 def test_strategies_rank_the_pool_differently_and_per_word_picks_shorter_sentences(tmp_path, model_dir, pool_file):
-    summed, _ = run_select(tmp_path / "sum", model_dir, pool_file, "strategy=expected_errors", "budget.unit=tokens", "budget.size=300")
-    per_word, _ = run_select(tmp_path / "word", model_dir, pool_file, "strategy=expected_errors", "per_word=true", "budget.unit=tokens", "budget.size=300")
-    assert per_word["selected"]["sentences"] > summed["selected"]["sentences"]  # the same tokens in more, shorter sentences
+    summed, _ = run_select(
+        tmp_path / "sum", model_dir, pool_file, "strategy=expected_errors", "budget.unit=tokens", "budget.size=300"
+    )
+    per_word, _ = run_select(
+        tmp_path / "word",
+        model_dir,
+        pool_file,
+        "strategy=expected_errors",
+        "per_word=true",
+        "budget.unit=tokens",
+        "budget.size=300",
+    )
+    # the same tokens in more, shorter sentences
+    assert per_word["selected"]["sentences"] > summed["selected"]["sentences"]
 
 
 def test_disagreement_needs_and_uses_the_llm_labels(tmp_path, model_dir, pool_file):
-    report, out = run_select(tmp_path, model_dir, pool_file, "strategy=disagreement", f"llm_labels={GPT35}", "budget.size=10")
+    report, out = run_select(
+        tmp_path, model_dir, pool_file, "strategy=disagreement", f"llm_labels={GPT35}", "budget.size=10"
+    )
     assert 0 < report["pool"]["llm_labelled"] < report["pool"]["candidates"]
     assert report["scores"]["unscored"] == report["pool"]["candidates"] - report["pool"]["llm_labelled"]
     ranking = [row.split("\t") for row in (out / "ranking.tsv").read_text().splitlines()[1:]]
@@ -256,11 +287,15 @@ def test_seed_set_and_the_models_own_gold_are_left_out(tmp_path, model_dir, pool
     # a training run's config: its gold draw is recomputed and left out
     run = tmp_path / "run"
     (run / ".hydra").mkdir(parents=True)
-    train_cfg = compose_config("train", ["model=tiny", "schedule=original", f"data.original=[{pool_file}]", "data.gold_budget=30"], run)
+    train_cfg = compose_config(
+        "train", ["model=tiny", "schedule=original", f"data.original=[{pool_file}]", "data.gold_budget=30"], run
+    )
     OmegaConf.save(train_cfg, run / ".hydra" / "config.yaml")
     (run / "model").symlink_to(model_dir, target_is_directory=True)
     gold = model_gold(run, LabelSet())
-    assert [x.id for x in gold] == [x.id for x in build_pools([str(pool_file)], [], LabelSet(), 30, None, "any", 0).original]
+    assert [x.id for x in gold] == [
+        x.id for x in build_pools([str(pool_file)], [], LabelSet(), 30, None, "any", 0).original
+    ]
     report, out = run_select(tmp_path, run, pool_file, f"seed_set=[{seed}]", "budget.size=10")
     assert report["pool"]["left_out"]["seed_set"] >= 5 and report["pool"]["left_out"]["exclude_model_gold"] >= 25
     chosen = {x.text_key for x in read_conll(out / "selected.conll")}
@@ -273,16 +308,28 @@ def test_seed_set_and_the_models_own_gold_are_left_out(tmp_path, model_dir, pool
 
 def test_a_raw_text_pool_is_split_and_numbered_by_sentence(tmp_path, model_dir):
     text = tmp_path / "article.txt"
-    text.write_text("Peter Blackburn met Angela Merkel in Berlin. They spoke about the EU.\n\nThe talks ended on Friday.\n")
+    text.write_text(
+        "Peter Blackburn met Angela Merkel in Berlin. They spoke about the EU.\n\nThe talks ended on Friday.\n"
+    )
     report, out = run_select(tmp_path, model_dir, text, "pool.format=text", "budget.size=2")
     assert report["pool"]["candidates"] == 3 and report["selected"]["pool_entities"] is None
-    assert sorted(int(x) for x in (out / "selected.index").read_text().split() + (out / "rest.index").read_text().split()) == [0, 1, 2]
+    assert sorted(
+        int(x) for x in (out / "selected.index").read_text().split() + (out / "rest.index").read_text().split()
+    ) == [0, 1, 2]
 
 
 def test_diversity_spreads_picks_over_embedding_clusters(tmp_path, model_dir, pool_file):
-    report, out = run_select(tmp_path, model_dir, pool_file, "diversity.clusters=4", "budget.size=8", f"diversity.encoder.cache_dir={tmp_path / 'emb'}")
+    report, out = run_select(
+        tmp_path,
+        model_dir,
+        pool_file,
+        "diversity.clusters=4",
+        "budget.size=8",
+        f"diversity.encoder.cache_dir={tmp_path / 'emb'}",
+    )
     assert report["clusters"]["k"] == 4 and sum(report["clusters"]["sizes"]) == report["pool"]["candidates"]
-    assert sum(report["clusters"]["selected"]) == 8 and min(report["clusters"]["selected"]) >= 1  # no cluster left out of 8 picks
+    # no cluster left out of 8 picks
+    assert sum(report["clusters"]["selected"]) == 8 and min(report["clusters"]["selected"]) >= 1
     assert {row.split("\t")[4] for row in (out / "ranking.tsv").read_text().splitlines()[1:]} == {"0", "1", "2", "3"}
 
 
@@ -346,8 +393,19 @@ def test_bad_pools_and_a_missing_model_write_nothing(tmp_path, model_dir, pool_f
 
 def test_command_line_exits_1_naming_the_key(tmp_path, pool_file):
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "nerdistill.select", "model_dir=/nonexistent", f"pool.path={pool_file}", "budget.unit=hours", f"hydra.run.dir={out}", f"paths.data_dir={DATA_DIR}"]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "HYDRA_FULL_ERROR": ""})
+    command = [
+        sys.executable,
+        "-m",
+        "nerdistill.select",
+        "model_dir=/nonexistent",
+        f"pool.path={pool_file}",
+        "budget.unit=hours",
+        f"hydra.run.dir={out}",
+        f"paths.data_dir={DATA_DIR}",
+    ]
+    done = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "HYDRA_FULL_ERROR": ""}
+    )
     said = done.stdout + done.stderr
     assert done.returncode == 1 and said.count("budget.unit='hours'") == 1 and "Traceback" not in said, said
     assert not any(p.name.endswith((".conll", ".index", ".json")) for p in out.rglob("*"))

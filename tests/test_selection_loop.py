@@ -42,7 +42,18 @@ def pool_file(tmp_path_factory) -> Path:
 
 def loop_config(out: Path, pool_file: Path, *overrides: str):
     cfg = compose_config(
-        "select_loop", [f"pool.path={pool_file}", "loop.seed_size=20", "budget.size=15", "loop.total=35", "strategy=expected_errors", "progress=false", "precision=32-true", *overrides], out
+        "select_loop",
+        [
+            f"pool.path={pool_file}",
+            "loop.seed_size=20",
+            "budget.size=15",
+            "loop.total=35",
+            "strategy=expected_errors",
+            "progress=false",
+            "precision=32-true",
+            *overrides,
+        ],
+        out,
     )
     with open_dict(cfg):
         cfg.loop.train = TINY_STUDENT
@@ -50,7 +61,8 @@ def loop_config(out: Path, pool_file: Path, *overrides: str):
 
 
 class Counting:
-    """``train``, counting its calls by output folder; ``fail_at`` raises on that call after leaving a half-written run behind."""
+    """``train``, counting its calls by output folder; ``fail_at`` raises on that call after leaving a
+    half-written run behind."""
 
     def __init__(self, fail_at: int | None = None) -> None:
         self.calls: list[str] = []
@@ -89,21 +101,34 @@ def test_rounds_grow_the_gold_set_by_the_selection_to_the_budget(finished, pool_
     assert not (out / "round_2").exists() and report["rounds"][1]["selection"] is None
     first, second = (read_conll(out / f"round_{r}" / "gold.conll") for r in (0, 1))
     chosen = read_conll(out / "round_0" / "selection" / "selected.conll")
-    assert {s.text_key for s in second} == {s.text_key for s in first} | {s.text_key for s in chosen} and len(chosen) == 15
+    assert {s.text_key for s in second} == {s.text_key for s in first} | {s.text_key for s in chosen} and len(
+        chosen
+    ) == 15
     # the revealed tags are the pool's gold
     pool = {s.text_key: s.tags for s in read_conll(pool_file)}
     assert all(pool[s.text_key] == s.tags for s in second)
     # the sequential student's LLM labels: pool sentences the LLM labelled, none of them in gold
     for r, gold in ((0, first), (1, second)):
         distilled = read_conll(out / f"round_{r}" / "distilled.conll")
-        assert distilled and not {s.text_key for s in distilled} & {s.text_key for s in gold} and {s.text_key for s in distilled} <= set(pool)
+        assert (
+            distilled
+            and not {s.text_key for s in distilled} & {s.text_key for s in gold}
+            and {s.text_key for s in distilled} <= set(pool)
+        )
     for record in report["rounds"]:
-        assert set(record["students"]) == {"original", "sequential"} and all(0 <= s["test_f1"] <= 1 for s in record["students"].values())
+        assert set(record["students"]) == {"original", "sequential"} and all(
+            0 <= s["test_f1"] <= 1 for s in record["students"].values()
+        )
     # each student is a run record: its config trains on the round's gold file, all of it
     saved = OmegaConf.load(out / "round_1" / "original" / ".hydra" / "config.yaml")
     assert list(saved.data.original) == [str(out / "round_1" / "gold.conll")] and saved.data.gold_budget is None
-    assert not (out / "round_0" / "original" / "checkpoints").exists() and (out / "round_0" / "original" / "model").is_dir()
-    assert "play the human annotator" in (out / "report.md").read_text() and "play the human annotator" in report["note"]
+    assert (
+        not (out / "round_0" / "original" / "checkpoints").exists()
+        and (out / "round_0" / "original" / "model").is_dir()
+    )
+    assert (
+        "play the human annotator" in (out / "report.md").read_text() and "play the human annotator" in report["note"]
+    )
 
 
 def test_a_rerun_skips_finished_rounds(finished, pool_file):
@@ -160,6 +185,8 @@ def test_a_bad_train_override_fails_before_any_training(tmp_path, pool_file):
 
 def test_the_report_has_a_row_per_round(finished):
     out, report, _ = finished
-    table = [line for line in (out / "report.md").read_text().splitlines() if line.startswith("| ") and line[2].isdigit()]
+    table = [
+        line for line in (out / "report.md").read_text().splitlines() if line.startswith("| ") and line[2].isdigit()
+    ]
     assert len(table) == len(report["rounds"]) == 2
     assert json.loads((out / "round_0" / "round.json").read_text()) == report["rounds"][0]

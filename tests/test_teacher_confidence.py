@@ -27,7 +27,11 @@ KEY = "sk-nerdistill-test-structured-41d2"
 
 
 def run(tmp_path: Path, name: str, overrides: list[str], cache: Path | None = None) -> dict:
-    cfg = compose_config("annotate", ["progress=false", "prompt.k=0", *overrides, *([f"cache={cache}"] if cache else [])], tmp_path / name)
+    cfg = compose_config(
+        "annotate",
+        ["progress=false", "prompt.k=0", *overrides, *([f"cache={cache}"] if cache else [])],
+        tmp_path / name,
+    )
     return annotate(cfg)
 
 
@@ -86,7 +90,14 @@ def test_self_consistency_confidence_is_the_mean_over_samples_else_the_agreement
 
     def call(pieces, logprobs=True):
         text, lp = tokens_with(pieces)
-        return Call("k", False, CachedResponse(text, "stop", 1, 1, lp if logprobs else None), 0, False, parse_response(text, tokens, LABELS))
+        return Call(
+            "k",
+            False,
+            CachedResponse(text, "stop", 1, 1, lp if logprobs else None),
+            0,
+            False,
+            parse_response(text, tokens, LABELS),
+        )
 
     a = call([("EU", math.log(0.8)), (" | ORG\n", 0.0), ("Germany", math.log(0.5)), (" | LOC", 0.0)])
     b = call([("EU", math.log(0.6)), (" | ORG", 0.0)])
@@ -103,8 +114,9 @@ def test_cache_keeps_logprobs_and_opens_files_made_before_them(tmp_path):
     db.execute("CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
     db.execute("INSERT INTO meta VALUES ('schema', 'nerdistill.teacher.cache/1')")
     db.execute(
-        "CREATE TABLE responses (key TEXT PRIMARY KEY, model TEXT NOT NULL, prompt TEXT NOT NULL, text TEXT NOT NULL,"
-        " finish_reason TEXT, prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL, created REAL NOT NULL)"
+        "CREATE TABLE responses (key TEXT PRIMARY KEY, model TEXT NOT NULL, prompt TEXT NOT NULL,"
+        " text TEXT NOT NULL, finish_reason TEXT, prompt_tokens INTEGER NOT NULL,"
+        " completion_tokens INTEGER NOT NULL, created REAL NOT NULL)"
     )
     db.execute("INSERT INTO responses VALUES ('old', 'm', 'p@1', 'EU | ORG', 'stop', 5, 2, 0)")
     db.commit()
@@ -120,7 +132,10 @@ def test_client_reads_the_simulators_logprobs_over_loopback(data_dir):
     import asyncio
 
     sentence = read_conll(data_dir / "conll2003" / "train.txt")[3]
-    messages = [{"role": "system", "content": "Answer with JSON only."}, {"role": "user", "content": "Sentence: " + " ".join(sentence.tokens)}]
+    messages = [
+        {"role": "system", "content": "Answer with JSON only."},
+        {"role": "user", "content": "Sentence: " + " ".join(sentence.tokens)},
+    ]
 
     async def ask(server, params):
         client = TeacherClient(server.url, "sim", max_retries=0)
@@ -133,11 +148,19 @@ def test_client_reads_the_simulators_logprobs_over_loopback(data_dir):
         plain = asyncio.run(ask(server, {"temperature": 0}))
         given = asyncio.run(ask(server, {"temperature": 0, "logprobs": True}))
     assert plain.logprobs is None and given.text == plain.text
-    assert given.logprobs and sum(n for n, _ in given.logprobs) == len(given.text.encode()) and all(lp <= 0 for _, lp in given.logprobs)
+    assert (
+        given.logprobs
+        and sum(n for n, _ in given.logprobs) == len(given.text.encode())
+        and all(lp <= 0 for _, lp in given.logprobs)
+    )
 
 
 def test_simulated_confidence_is_higher_for_right_entities_and_feeds_a_weighted_pool(tmp_path):
-    report = run(tmp_path, "run", ["input.n=200", "teacher.logprobs=true", "confidence_pool.write=true", "confidence_pool.outside=0.9"])
+    report = run(
+        tmp_path,
+        "run",
+        ["input.n=200", "teacher.logprobs=true", "confidence_pool.write=true", "confidence_pool.outside=0.9"],
+    )
     out = tmp_path / "run"
     right, wrong = [], []
     for row in rows(out):
@@ -151,7 +174,9 @@ def test_simulated_confidence_is_higher_for_right_entities_and_feeds_a_weighted_
     assert mean_right > mean_wrong + 0.15  # SIMULATED: the simulator's logprobs know its own errors
     c = report["confidence"]
     assert c["source"] == {"logprobs": len(right) + len(wrong)}
-    assert c["mean_right"] == pytest.approx(mean_right, abs=1e-3) and c["mean_wrong"] == pytest.approx(mean_wrong, abs=1e-3)
+    assert c["mean_right"] == pytest.approx(mean_right, abs=1e-3) and c["mean_wrong"] == pytest.approx(
+        mean_wrong, abs=1e-3
+    )
     # the weighted pool: entity tokens weighted by their confidence, the rest by `outside`
     pool = {s.id: s for s in read_weighted(out / "distilled_weighted.jsonl", LABELS)}
     assert len(pool) == 200
@@ -163,7 +188,11 @@ def test_simulated_confidence_is_higher_for_right_entities_and_feeds_a_weighted_
 
 
 def test_without_logprobs_confidence_is_the_self_consistency_agreement(tmp_path):
-    report = run(tmp_path, "run", ["input.n=12", "self_consistency.n=3", "self_consistency.min_agreement=0.3", "teacher.sim.target_f1=0.5"])
+    report = run(
+        tmp_path,
+        "run",
+        ["input.n=12", "self_consistency.n=3", "self_consistency.min_agreement=0.3", "teacher.sim.target_f1=0.5"],
+    )
     entities = [(r["confidence_source"], e) for r in rows(tmp_path / "run") for e in r["entities"]]
     assert entities and all(source == "agreement" and e["confidence"] == e["agreement"] for source, e in entities)
     assert {e["confidence"] for _, e in entities} == {round(1 / 3, 4), round(2 / 3, 4), 1.0}
@@ -171,7 +200,9 @@ def test_without_logprobs_confidence_is_the_self_consistency_agreement(tmp_path)
 
 
 def test_response_format_is_a_strict_schema_of_the_configured_labels(tmp_path):
-    cfg = compose_config("annotate", ["prompt.structured=true", "prompt=cot", "labels=[PER,ORG]", "prompt.k=0"], tmp_path)
+    cfg = compose_config(
+        "annotate", ["prompt.structured=true", "prompt=cot", "labels=[PER,ORG]", "prompt.k=0"], tmp_path
+    )
     from hydra.utils import instantiate
 
     prompt = instantiate(cfg.prompt).setup(LabelSet(("PER", "ORG")))
@@ -188,20 +219,41 @@ def test_response_format_is_a_strict_schema_of_the_configured_labels(tmp_path):
 @pytest.mark.parametrize("style", ["standard", "cot"])
 def test_simulator_honours_the_schema_even_when_told_to_misbehave(style, data_dir):
     train = read_conll(data_dir / "conll2003" / "train.txt")[:60]
-    teacher = SimTeacher(SimSettings(oracle=[str(data_dir / "conll2003" / "train.txt")], rate_malformed=0.3, rate_empty=0.3, rate_wrong_format=0.3, target_f1=0.5))
+    teacher = SimTeacher(
+        SimSettings(
+            oracle=[str(data_dir / "conll2003" / "train.txt")],
+            rate_malformed=0.3,
+            rate_empty=0.3,
+            rate_wrong_format=0.3,
+            target_f1=0.5,
+        )
+    )
     system = "Think step by step. Answer with JSON." if style == "cot" else "Answer with JSON only."
     schema = {
         "type": "object",
         "properties": {
             **({"reasoning": {"type": "string"}} if style == "cot" else {}),
-            "entities": {"type": "array", "items": {"type": "object", "properties": {"text": {"type": "string"}, "type": {"type": "string", "enum": ["PER", "LOC"]}}}},
+            "entities": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {"text": {"type": "string"}, "type": {"type": "string", "enum": ["PER", "LOC"]}},
+                },
+            },
         },
     }
     fmt = {"type": "json_schema", "json_schema": {"name": "n", "schema": schema, "strict": True}}
     plain_failures = 0
     for s in train:
-        messages = [{"role": "system", "content": system}, {"role": "user", "content": "Sentence: " + " ".join(s.tokens)}]
-        answer = json.loads(teacher.chat({"model": "sim", "messages": messages, "response_format": fmt})[2]["choices"][0]["message"]["content"])
+        messages = [
+            {"role": "system", "content": system},
+            {"role": "user", "content": "Sentence: " + " ".join(s.tokens)},
+        ]
+        answer = json.loads(
+            teacher.chat({"model": "sim", "messages": messages, "response_format": fmt})[2]["choices"][0]["message"][
+                "content"
+            ]
+        )
         assert list(answer) == [*(["reasoning"] if style == "cot" else []), "entities"]
         assert all(set(e) == {"text", "type"} and e["type"] in ("PER", "LOC") for e in answer["entities"])
         plain = teacher.chat({"model": "sim", "messages": messages})[2]["choices"][0]["message"]["content"]
@@ -215,7 +267,11 @@ def test_structured_and_plain_requests_have_their_own_cache_keys(tmp_path):
     structured = run(tmp_path, "structured", ["input.n=20", "prompt.structured=true"], cache)
     again = run(tmp_path, "again", ["input.n=20"], cache)
     with_logprobs = run(tmp_path, "logprobs", ["input.n=20", "teacher.logprobs=true"], cache)
-    assert plain["calls"]["made"] > 0 and structured["calls"]["made"] == plain["calls"]["made"] and structured["structured_output"]["used"] is True
+    assert (
+        plain["calls"]["made"] > 0
+        and structured["calls"]["made"] == plain["calls"]["made"]
+        and structured["structured_output"]["used"] is True
+    )
     assert again["calls"]["made"] == 0 and with_logprobs["calls"]["made"] == plain["calls"]["made"]
     sent = [r["responses"][0]["cache_key"] for r in rows(tmp_path / "structured")]
     assert not set(sent) & {r["responses"][0]["cache_key"] for r in rows(tmp_path / "plain")}
@@ -225,41 +281,93 @@ def test_refused_structured_output_warns_once_and_falls_back(tmp_path, caplog, m
     caplog.set_level(logging.WARNING, logger="nerdistill.teacher.job")
     monkeypatch.setenv("NERDISTILL_TEST_KEY", KEY)
     auth = ["teacher.api_key_env=NERDISTILL_TEST_KEY", "teacher.sim.api_key_env=NERDISTILL_TEST_KEY"]
-    report = run(tmp_path, "run", ["input.n=30", "prompt.structured=true", "teacher.sim.refuse_response_format=true", *auth])
-    assert KEY not in caplog.text and all(KEY.encode() not in f.read_bytes() for f in tmp_path.rglob("*") if f.is_file())
+    report = run(
+        tmp_path, "run", ["input.n=30", "prompt.structured=true", "teacher.sim.refuse_response_format=true", *auth]
+    )
+    assert KEY not in caplog.text and all(
+        KEY.encode() not in f.read_bytes() for f in tmp_path.rglob("*") if f.is_file()
+    )
     warnings = [r for r in caplog.records if "refused structured output" in r.getMessage()]
     assert len(warnings) == 1 and "not supported" in warnings[0].getMessage()
     assert report["sentences"]["annotated"] == 30 and report["calls"]["failed"] == 0
     s = report["structured_output"]
-    assert s["requested"] is True and s["used"] is False and "response_format" in s["refusal"] and s["calls_refused"] >= 1
+    assert (
+        s["requested"] is True and s["used"] is False and "response_format" in s["refusal"] and s["calls_refused"] >= 1
+    )
     assert report["simulator"]["stats"]["refused_response_format"] == s["calls_refused"]
     # the answers came from plain requests: the same keys as a job that never asked for structure
-    plain = run(tmp_path, "plain", ["input.n=30", "teacher.sim.refuse_response_format=true", *auth], tmp_path / "run" / "cache" / "teacher.sqlite")
+    plain = run(
+        tmp_path,
+        "plain",
+        ["input.n=30", "teacher.sim.refuse_response_format=true", *auth],
+        tmp_path / "run" / "cache" / "teacher.sqlite",
+    )
     assert plain["calls"]["made"] == 0
 
 
 def test_refusal_knob_keeps_earlier_simulator_identities():
-    assert SimSettings(refuse_response_format=False).identity() == SimSettings().identity() != SimSettings(refuse_response_format=True).identity()
+    assert (
+        SimSettings(refuse_response_format=False).identity()
+        == SimSettings().identity()
+        != SimSettings(refuse_response_format=True).identity()
+    )
 
 
 def test_only_the_final_answer_counts_after_a_think_block():
-    text, logprobs = tokens_with([("<think>", SURE), ("EU", math.log(0.05)), (" is an ORG</think>", SURE), ("EU", math.log(0.9)), (" | ORG", SURE)])
-    assert entity_confidences(text, logprobs, parse_response(text, ["EU"], LABELS).entities)[(0, 1, "ORG")] == pytest.approx(0.9 * 0.999, rel=1e-6)
+    text, logprobs = tokens_with(
+        [
+            ("<think>", SURE),
+            ("EU", math.log(0.05)),
+            (" is an ORG</think>", SURE),
+            ("EU", math.log(0.9)),
+            (" | ORG", SURE),
+        ]
+    )
+    assert entity_confidences(text, logprobs, parse_response(text, ["EU"], LABELS).entities)[
+        (0, 1, "ORG")
+    ] == pytest.approx(0.9 * 0.999, rel=1e-6)
     # without its mention, the whole final answer's probability: after the thinking
-    assert entity_confidences(text, logprobs, [Entity("EU", "ORG", 0, 1)])[(0, 1, "ORG")] == pytest.approx(0.9 * 0.999, rel=1e-6)
+    assert entity_confidences(text, logprobs, [Entity("EU", "ORG", 0, 1)])[(0, 1, "ORG")] == pytest.approx(
+        0.9 * 0.999, rel=1e-6
+    )
 
 
 def test_each_entity_is_scored_at_the_mention_it_was_read_from():
     """The entry starts where the parser read the mention, not at the first place its text occurs."""
     tokens = "York and New York Times".split()
-    text, logprobs = tokens_with([("New York Times", math.log(0.9)), (" | ", SURE), ("ORG", math.log(0.8)), ("\n", SURE), ("York", math.log(0.5)), (" | LOC", SURE)])
+    text, logprobs = tokens_with(
+        [
+            ("New York Times", math.log(0.9)),
+            (" | ", SURE),
+            ("ORG", math.log(0.8)),
+            ("\n", SURE),
+            ("York", math.log(0.5)),
+            (" | LOC", SURE),
+        ]
+    )
     conf = entity_confidences(text, logprobs, parse_response(text, tokens, LABELS).entities)
-    assert conf == pytest.approx({(2, 5, "ORG"): 0.9 * 0.8 * 0.999, (0, 1, "LOC"): 0.5 * 0.999})  # "York" on its own line
+    # "York" on its own line
+    assert conf == pytest.approx({(2, 5, "ORG"): 0.9 * 0.8 * 0.999, (0, 1, "LOC"): 0.5 * 0.999})
     # a punctuation-only entity: its JSON string, not a comma of the list
-    text, logprobs = tokens_with([('{"entities": [{"text": "KANSAS CITY", "type": "LOC"}', SURE), (", ", math.log(0.1)), ('{"text": "', SURE), (",", math.log(0.6)), ('", "type": "MISC"}]}', SURE)])
+    text, logprobs = tokens_with(
+        [
+            ('{"entities": [{"text": "KANSAS CITY", "type": "LOC"}', SURE),
+            (", ", math.log(0.1)),
+            ('{"text": "', SURE),
+            (",", math.log(0.6)),
+            ('", "type": "MISC"}]}', SURE),
+        ]
+    )
     conf = entity_confidences(text, logprobs, parse_response(text, "KANSAS CITY , Mo".split(), LABELS).entities)
     assert conf[(2, 3, "MISC")] == pytest.approx(0.6 * 0.999, rel=1e-6)
     # a mention not written verbatim (a JSON escape) gets the whole answer's probability, from its "entities" key on
-    text, logprobs = tokens_with([("{", math.log(0.5)), ('"entities": [{"text": "Z\\u00fcrich", "type": "', SURE), ("LOC", math.log(0.6)), ('"}]}', SURE)])
+    text, logprobs = tokens_with(
+        [
+            ("{", math.log(0.5)),
+            ('"entities": [{"text": "Z\\u00fcrich", "type": "', SURE),
+            ("LOC", math.log(0.6)),
+            ('"}]}', SURE),
+        ]
+    )
     conf = entity_confidences(text, logprobs, parse_response(text, ["Zürich"], LABELS).entities)
     assert conf[(0, 1, "LOC")] == pytest.approx(0.6 * 0.999**2, rel=1e-6)

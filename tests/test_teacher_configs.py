@@ -15,7 +15,9 @@ def options(group: str) -> list[str]:
 
 def test_the_default_is_the_offline_simulated_teacher(tmp_path):
     cfg = compose_config("annotate", [], tmp_path)
-    assert cfg.teacher.name == "sim" and cfg.prompt.id == "standard" and cfg.input.n == 1000 and cfg.input.split == "train"
+    assert (
+        cfg.teacher.name == "sim" and cfg.prompt.id == "standard" and cfg.input.n == 1000 and cfg.input.split == "train"
+    )
     assert isinstance(instantiate(cfg.teacher.sim), SimSettings)
 
 
@@ -30,7 +32,11 @@ def test_teachers_build_their_client(option, tmp_path, monkeypatch):
 
 def test_openai_teacher_reads_its_key_from_the_environment_only(tmp_path):
     cfg = compose_config("annotate", ["teacher=openai"], tmp_path)
-    assert cfg.teacher.api_key_env == "OPENAI_API_KEY" and cfg.teacher.base_url == "https://api.openai.com/v1" and cfg.teacher.model == "gpt-4o-mini"
+    assert (
+        cfg.teacher.api_key_env == "OPENAI_API_KEY"
+        and cfg.teacher.base_url == "https://api.openai.com/v1"
+        and cfg.teacher.model == "gpt-4o-mini"
+    )
     assert "sk-" not in str(cfg)
 
 
@@ -61,9 +67,18 @@ def test_local_teacher_dtype_is_checked_and_keys_its_own_cache_entries(tmp_path)
     cfg = compose_config("annotate", ["teacher=local"], tmp_path)
     settings = instantiate(cfg.teacher.local)
     assert settings.dtype == "float32" and "dequantized to fp32" in settings.description
-    assert "dequantized to bf16" in instantiate(compose_config("annotate", ["teacher=local", "teacher.local.dtype=bfloat16"], tmp_path).teacher.local).description
-    with pytest.raises(InstantiationException, match=r"teacher\.local\.dtype must be one of \['bfloat16', 'float32'\], got 'float16'"):
-        instantiate(compose_config("annotate", ["teacher=local", "teacher.local.dtype=float16"], tmp_path).teacher.local)
+    assert (
+        "dequantized to bf16"
+        in instantiate(
+            compose_config("annotate", ["teacher=local", "teacher.local.dtype=bfloat16"], tmp_path).teacher.local
+        ).description
+    )
+    with pytest.raises(
+        InstantiationException, match=r"teacher\.local\.dtype must be one of \['bfloat16', 'float32'\], got 'float16'"
+    ):
+        instantiate(
+            compose_config("annotate", ["teacher=local", "teacher.local.dtype=float16"], tmp_path).teacher.local
+        )
     # the identity results/phase1_local/standard/report.json recorded for the packaged file in fp32
     sha256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
     assert identity(sha256, settings.models, "float32") == "local:baeb3ddbefbe37f8"

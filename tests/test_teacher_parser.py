@@ -13,8 +13,10 @@ GOLD = ["B-ORG", "O", "B-MISC", "O", "O", "O", "B-MISC", "O", "O"]
 @pytest.mark.parametrize(
     "text",
     [
-        '{"entities": [{"text": "EU", "type": "ORG"}, {"text": "German", "type": "MISC"}, {"text": "British", "type": "MISC"}]}',
-        '```json\n[{"entity": "EU", "label": "ORGANIZATION"}, {"entity": "German", "label": "MISCELLANEOUS"}, {"entity": "British", "label": "MISC"}]\n```',
+        '{"entities": [{"text": "EU", "type": "ORG"}, {"text": "German", "type": "MISC"}, '
+        '{"text": "British", "type": "MISC"}]}',
+        '```json\n[{"entity": "EU", "label": "ORGANIZATION"}, {"entity": "German", "label": "MISCELLANEOUS"}, '
+        '{"entity": "British", "label": "MISC"}]\n```',
         '{"ORG": ["EU"], "MISC": ["German", "British"], "PER": [], "LOC": []}',
         '{"EU": "ORG", "German": "MISC", "British": "MISC"}',
         '[["EU", "ORG"], ["German", "MISC"], ["British", "MISC"]]',
@@ -25,7 +27,8 @@ GOLD = ["B-ORG", "O", "B-MISC", "O", "O", "O", "B-MISC", "O", "O"]
         "- **EU**: ORG\n- **German**: MISC\n- **British**: MISC",
         "ORG: EU\nMISC: German, British\nPER: none",
         "| Entity | Type |\n|---|---|\n| EU | ORG |\n| German | MISC |\n| British | MISC |",
-        "1. EU | True | ORG | a political union of states\n2. rejects | False | N/A | a verb\n3. German | True | MISC | nationality adjective\n"
+        "1. EU | True | ORG | a political union of states\n2. rejects | False | N/A | a verb\n"
+        "3. German | True | MISC | nationality adjective\n"
         "4. British | True | MISC | nationality adjective\n5. lamb | False | N/A | a common noun",
         "Here are the entities:\n\n```\nEU | ORG\nGerman | MISC\nBritish | MISC\n```\nLet me know if you need more.",
     ],
@@ -50,14 +53,18 @@ def test_final_answer_after_reasoning_wins_over_candidates_in_the_reasoning():
     text = (
         "Step 1 - Context: a trade dispute.\nStep 2 - Candidate entities: EU, German, British, lamb.\n"
         "Step 3 - EU (ORG): a union. German (LOC)? no, an adjective: MISC. lamb: not an entity.\n"
-        'Answer:\n{"entities": [{"text": "EU", "type": "ORG"}, {"text": "German", "type": "MISC"}, {"text": "British", "type": "MISC"}]}'
+        'Answer:\n{"entities": [{"text": "EU", "type": "ORG"}, {"text": "German", "type": "MISC"}, '
+        '{"text": "British", "type": "MISC"}]}'
     )
     assert parse_response(text, TOKENS).tags == GOLD
     assert final_answer("x\n**Final Answer:** EU | ORG").strip() == "EU | ORG"
 
 
 def test_last_json_is_taken_when_there_is_no_marker():
-    text = 'Draft: {"entities": [{"text": "lamb", "type": "MISC"}]}\nCorrected: {"entities": [{"text": "EU", "type": "ORG"}]}'
+    text = (
+        'Draft: {"entities": [{"text": "lamb", "type": "MISC"}]}\n'
+        'Corrected: {"entities": [{"text": "EU", "type": "ORG"}]}'
+    )
     assert parse_response(text, TOKENS).tags == ["B-ORG"] + ["O"] * 8
 
 
@@ -117,7 +124,10 @@ def test_unknown_type_is_counted_and_dropped():
     assert parsed.counts["unknown_type"] == 1
 
 
-@pytest.mark.parametrize("text", ['{"entities": []}', "[]", "No entities.", "There are no named entities in this sentence.", "None", "ORG: none"])
+@pytest.mark.parametrize(
+    "text",
+    ['{"entities": []}', "[]", "No entities.", "There are no named entities in this sentence.", "None", "ORG: none"],
+)
 def test_no_entity_answers_are_empty_not_failures(text):
     parsed = parse_response(text, TOKENS)
     assert parsed.tags == ["O"] * 9
@@ -154,7 +164,9 @@ def test_tags_always_match_token_count():
         assert len(parse_response(text, TOKENS).tags) == len(TOKENS)
 
 
-@pytest.mark.parametrize("text", ["[" * 100_000, '{"a": ' * 50_000, "Sure: " + "[" * 100_000, '{"ORG": ' + "[" * 100_000 + '"EU"'])
+@pytest.mark.parametrize(
+    "text", ["[" * 100_000, '{"a": ' * 50_000, "Sure: " + "[" * 100_000, '{"ORG": ' + "[" * 100_000 + '"EU"']
+)
 def test_json_nested_deeper_than_the_stack_is_unparseable_not_a_crash(text):
     parsed = parse_response(text, TOKENS)
     assert parsed.status == "unparseable" and parsed.tags == ["O"] * 9
@@ -178,7 +190,8 @@ def test_json_is_searched_in_the_answers_tail_only():
     from nerdistill.teacher.parser import MAX_JSON, json_values
 
     value = '{"ORG": ["EU"]}'
-    assert json_values("x" * (MAX_JSON + 100) + value) == [(MAX_JSON + 100, MAX_JSON + 115, {"ORG": ["EU"]})]  # where it is in the whole text
+    # where it is in the whole text
+    assert json_values("x" * (MAX_JSON + 100) + value) == [(MAX_JSON + 100, MAX_JSON + 115, {"ORG": ["EU"]})]
     assert json_values(value + "x" * MAX_JSON) == []
     assert json_values("Sure: " + "[" * 5000 + " " + value)[0][2] == {"ORG": ["EU"]}  # after brackets nested too deep
 
@@ -201,8 +214,10 @@ def test_hyphenated_types_in_any_spelling():
 @pytest.mark.parametrize(
     "text",
     [
-        "<think>\nIs lamb an entity?\nlamb | MISC\nNo, a common noun.\n</think>\n\nEU | ORG\nGerman | MISC\nBritish | MISC",
-        "<think>\nFirst guess:\nAnswer: EU | LOC\nNo, EU is an organisation.\n</think>\n\nEU | ORG\nGerman | MISC\nBritish | MISC",
+        "<think>\nIs lamb an entity?\nlamb | MISC\nNo, a common noun.\n</think>\n\n"
+        "EU | ORG\nGerman | MISC\nBritish | MISC",
+        "<think>\nFirst guess:\nAnswer: EU | LOC\nNo, EU is an organisation.\n</think>\n\n"
+        "EU | ORG\nGerman | MISC\nBritish | MISC",
         # the opening tag was in the chat template: only the closing one is in the response
         "Okay, the user wants entities. Is lamb one?\nlamb | MISC\n</think>\n\nEU | ORG\nGerman | MISC\nBritish | MISC",
     ],
@@ -232,11 +247,14 @@ def test_without_thinking():
     "text",
     [
         "1. EU | True | as it is a political union, an organization. (ORG)\n2. rejects | False | as it is a verb\n"
-        "3. German | True | as it is a nationality (MISC).\n4. British | True | as it is a nationality (MISC)\n5. lamb | False | as it is a common noun",
+        "3. German | True | as it is a nationality (MISC).\n4. British | True | as it is a nationality (MISC)\n"
+        "5. lamb | False | as it is a common noun",
         # the reason before the flag
-        "1. EU | as it is an organisation (ORG) | True\n2. German | as it is a nationality (MISC) | True\n3. British | as it is a nationality (MISC) | True.\n4. lamb | as it is a common noun | False",
+        "1. EU | as it is an organisation (ORG) | True\n2. German | as it is a nationality (MISC) | True\n"
+        "3. British | as it is a nationality (MISC) | True.\n4. lamb | as it is a common noun | False",
         # reasoning before the list
-        "Let me check each candidate: EU, German, British and lamb.\n1. EU | True | an organisation (ORG)\n2. German | True | a nationality (MISC)\n3. British | True | a nationality (MISC)",
+        "Let me check each candidate: EU, German, British and lamb.\n1. EU | True | an organisation (ORG)\n"
+        "2. German | True | a nationality (MISC)\n3. British | True | a nationality (MISC)",
     ],
 )
 def test_promptner_type_in_the_reason(text):
@@ -247,7 +265,11 @@ def test_promptner_type_in_the_reason(text):
 
 def test_promptner_lines_as_gpt_writes_them():
     tokens = "Bre-X Minerals Ltd opened an office in Canada .".split()
-    text = "1. Canada | True | as it is a place or location (LOC).\n2. Bre-X Minerals Ltd | True | as it is an organization. (ORG)\n3. office | False | as it is a common noun."
+    text = (
+        "1. Canada | True | as it is a place or location (LOC).\n"
+        "2. Bre-X Minerals Ltd | True | as it is an organization. (ORG)\n"
+        "3. office | False | as it is a common noun."
+    )
     parsed = parse_response(text, tokens)
     assert parsed.tags == ["B-ORG", "I-ORG", "I-ORG", "O", "O", "O", "O", "B-LOC", "O"]
     assert parsed.counts["rejected"] == 1
@@ -255,7 +277,11 @@ def test_promptner_lines_as_gpt_writes_them():
 
 def test_promptner_type_named_in_the_reason_but_not_after_not():
     tokens = "Peter Blackburn of the United Nations in Washington".split()
-    text = "1. Peter Blackburn | True | as it is a person's name\n2. United Nations | True | as it is an organization\n3. Washington | True | as it is not a person here but a place"
+    text = (
+        "1. Peter Blackburn | True | as it is a person's name\n"
+        "2. United Nations | True | as it is an organization\n"
+        "3. Washington | True | as it is not a person here but a place"
+    )
     assert parse_response(text, tokens).tags == ["B-PER", "I-PER", "O", "O", "B-ORG", "I-ORG", "O", "B-LOC"]
 
 
@@ -277,10 +303,12 @@ def test_promptner_reason_with_two_types(reason, tag, ambiguous):
     "text",
     [
         # worked before: prose around the JSON, a fence, a remark after it
-        'Here is the JSON:\n\n```json\n{"ORG": ["EU"], "MISC": ["German", "British"]}\n```\n\nNote: "lamb" is a common noun, not an entity.',
+        'Here is the JSON:\n\n```json\n{"ORG": ["EU"], "MISC": ["German", "British"]}\n```\n\n'
+        'Note: "lamb" is a common noun, not an entity.',
         'Sure! Here is the JSON: {"ORG": ["EU"], "MISC": ["German", "British"]} Let me know if you need anything else.',
         # new: the remark after the JSON holds a JSON value in no answer shape
-        'Here is the JSON:\n{"ORG": ["EU"], "MISC": ["German", "British"]}\nThe types follow the CoNLL-2003 guidelines [1].',
+        'Here is the JSON:\n{"ORG": ["EU"], "MISC": ["German", "British"]}\n'
+        "The types follow the CoNLL-2003 guidelines [1].",
         'Here is the JSON:\n{"ORG": ["EU"], "MISC": ["German", "British"]}\nConfidence: {"EU": 0.9, "German": 0.8}',
     ],
 )
@@ -290,7 +318,11 @@ def test_prose_around_json(text):
 
 
 def test_promptner_reason_without_a_known_type_is_an_unknown_type():
-    parsed = parse_response("1. EU | True | as it is an organisation (ORG)\n2. lamb | True | as it is a food (PRODUCT)\n3. German | True | FOOD | why not", TOKENS)
+    parsed = parse_response(
+        "1. EU | True | as it is an organisation (ORG)\n2. lamb | True | as it is a food (PRODUCT)\n"
+        "3. German | True | FOOD | why not",
+        TOKENS,
+    )
     assert parsed.tags == ["B-ORG"] + ["O"] * 8
     assert parsed.counts["unknown_type"] == 2 and parsed.unknown_types == {"PRODUCT": 1, "FOOD": 1}
 
@@ -306,25 +338,38 @@ def test_invented_types_are_counted_by_name_and_dropped():
     assert parsed.tags == ["B-ORG"] + ["O"] * 8
     assert parsed.counts["unknown_type"] == 4
     assert parsed.unknown_types == {"COUNTRY": 2, "PRODUCT": 1, "ACTION": 1}
-    assert parse_response('{"entities": [{"text": "EU", "type": "' + "x" * 500 + '"}]}', TOKENS).unknown_types == {"X" * 40: 1}
+    assert parse_response('{"entities": [{"text": "EU", "type": "' + "x" * 500 + '"}]}', TOKENS).unknown_types == {
+        "X" * 40: 1
+    }
 
 
 def test_each_mention_is_where_the_answer_wrote_it_not_where_its_text_first_occurs():
     """Mention spans are characters of the whole response: in the final answer (after the thinking and
     the marker), on the line or in the JSON string the mention was read from."""
     tokens = "York and New York Times".split()
-    text = "<think>York? New York Times?</think>\nStep 1: York and New York Times.\nAnswer:\nNew York Times | ORG\nYork | LOC"
+    text = (
+        "<think>York? New York Times?</think>\nStep 1: York and New York Times.\n"
+        "Answer:\nNew York Times | ORG\nYork | LOC"
+    )
     spans = {e.text: e.mention.span for e in parse_response(text, tokens).entities}
-    assert spans == {"New York Times": (text.index("New York Times | ORG"), text.index(" | ORG")), "York": (text.index("York | LOC"), text.index(" | LOC"))}
-    text = '[{"text": "Apple", "type": "ORG", "reason": "Apple Inc is a firm"}, {"text": "Apple Inc", "type": "ORG"}, {"text": ",", "type": "MISC"}]'
+    assert spans == {
+        "New York Times": (text.index("New York Times | ORG"), text.index(" | ORG")),
+        "York": (text.index("York | LOC"), text.index(" | LOC")),
+    }
+    text = (
+        '[{"text": "Apple", "type": "ORG", "reason": "Apple Inc is a firm"}, '
+        '{"text": "Apple Inc", "type": "ORG"}, {"text": ",", "type": "MISC"}]'
+    )
     spans = {e.text: e.mention.span for e in parse_response(text, "Apple , Apple Inc".split()).entities}
-    at = {name: text.index(f'"{name}"') + 1 for name in ("Apple", "Apple Inc", ",")}  # the JSON strings, not a word of the reason or the list's commas
+    # the JSON strings, not a word of the reason or the list's commas
+    at = {name: text.index(f'"{name}"') + 1 for name in ("Apple", "Apple Inc", ",")}
     assert spans == {name: (start, start + len(name)) for name, start in at.items()}
 
 
 def test_a_mention_found_twice_and_spans_of_a_long_response():
     parsed = parse_response("Germany | LOC", "Germany beat Italy and Germany lost .".split())
-    assert [(e.start, e.mention.span) for e in parsed.entities] == [(0, (0, 7)), (4, (0, 7))]  # the further occurrence repeats the mention
+    # the further occurrence repeats the mention
+    assert [(e.start, e.mention.span) for e in parsed.entities] == [(0, (0, 7)), (4, (0, 7))]
     text = "x" * MAX_RESPONSE + "\nEU | ORG"  # only the tail is read; spans are still offsets into the whole text
     assert parse_response(text, TOKENS).entities[0].mention.span == (MAX_RESPONSE + 1, MAX_RESPONSE + 3)
     escaped = parse_response('{"entities": [{"text": "Z\\u00fcrich", "type": "LOC"}]}', ["Zürich"]).entities[0]
@@ -338,7 +383,10 @@ def test_a_mention_found_twice_and_spans_of_a_long_response():
         ("Step 1: EU.\nAnswer:\nEU | ORG", len("Step 1: EU.\nAnswer:")),
         ("<think>Answer: EU | LOC</think>\nEU | ORG", len("<think>Answer: EU | LOC</think>")),
         ("<thinking>EU?</THINKING>EU | ORG", len("<thinking>EU?</THINKING>")),
-        ('{"reasoning": "EU is an ORG", "entities": [{"text": "EU", "type": "ORG"}]}', len('{"reasoning": "EU is an ORG", ')),
+        (
+            '{"reasoning": "EU is an ORG", "entities": [{"text": "EU", "type": "ORG"}]}',
+            len('{"reasoning": "EU is an ORG", '),
+        ),
         ('Answer: {"entities": []}\n<think>x</think> EU | ORG', len('Answer: {"entities": []}\n<think>x</think>')),
     ],
 )
@@ -348,8 +396,15 @@ def test_answer_start(text, start):
 
 @pytest.mark.parametrize("fmt", ["json", "lines"])
 def test_the_final_answer_is_where_the_prompts_answers_put_it(fmt):
-    """The parser reads the marker the prompts write (worked examples, the simulator's answers) and starts the answer after it."""
-    text = format_answer(TOKENS, [("EU", "ORG"), ("German", "MISC"), ("British", "MISC")], fmt, True, {"ORG": "an organisation", "MISC": "other names"})
+    """The parser reads the marker the prompts write (worked examples, the simulator's answers) and starts
+    the answer after it."""
+    text = format_answer(
+        TOKENS,
+        [("EU", "ORG"), ("German", "MISC"), ("British", "MISC")],
+        fmt,
+        True,
+        {"ORG": "an organisation", "MISC": "other names"},
+    )
     after = text.index("\nAnswer:\n") + len("\nAnswer:")
     assert answer_start(text) == (text.index('"entities"') if fmt == "json" else after)
     assert final_answer(text) == text[after:] and parse_response(text, TOKENS).tags == GOLD

@@ -20,9 +20,29 @@ LABEL_SETS = [("PER", "ORG", "LOC", "MISC"), ("person", "creative-work"), ("PER"
 CHARS = st.characters(exclude_categories=()) | st.characters(categories=["Cs"])
 TEXT = st.text(CHARS, max_size=40)
 METACHARS = st.text(".^$*+?{}[]()|\\-", min_size=1, max_size=8)
-WORDS = st.sampled_from(["EU", "German", "Bre-X", "Minerals", "Ltd", "U.S.", ",", ".", "'s", "(", "|", "True", "None", "", " ", "Answer:"])
+WORDS = st.sampled_from(
+    ["EU", "German", "Bre-X", "Minerals", "Ltd", "U.S.", ",", ".", "'s", "(", "|", "True", "None", "", " ", "Answer:"]
+)
 TOKENS = st.lists(WORDS | TEXT | METACHARS, max_size=30)
-KINDS = st.sampled_from(["PER", "per", "Person", "ORG", "organisation", "B-LOC", "I-MISC", "creative-work", "Country", "PRODUCT", "N/A", ""]) | TEXT
+KINDS = (
+    st.sampled_from(
+        [
+            "PER",
+            "per",
+            "Person",
+            "ORG",
+            "organisation",
+            "B-LOC",
+            "I-MISC",
+            "creative-work",
+            "Country",
+            "PRODUCT",
+            "N/A",
+            "",
+        ]
+    )
+    | TEXT
+)
 REASONS = (
     st.sampled_from(
         [
@@ -40,7 +60,12 @@ REASONS = (
 )
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | TEXT,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(["entities", "text", "type", "is_entity", "PER", "EU"]) | TEXT, inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(["entities", "text", "type", "is_entity", "PER", "EU"]) | TEXT, inner, max_size=4
+        )
+    ),
     max_leaves=8,
 )
 
@@ -52,14 +77,41 @@ def answers(draw: st.DrawFn, tokens: list[str]) -> str:
     entity = entity | METACHARS | TEXT
     piece = st.one_of(
         TEXT,
-        st.sampled_from(["<think>", "</think>", "<thinking>", "Answer:", "Final answer: ", "\n", "```json\n", "```", "|", "(", ")", "[", "{", '"', "No entities."]),
+        st.sampled_from(
+            [
+                "<think>",
+                "</think>",
+                "<thinking>",
+                "Answer:",
+                "Final answer: ",
+                "\n",
+                "```json\n",
+                "```",
+                "|",
+                "(",
+                ")",
+                "[",
+                "{",
+                '"',
+                "No entities.",
+            ]
+        ),
         st.builds(lambda e, k: f"{e} | {k}\n", entity, KINDS),
-        st.builds(lambda e, flag, r: f"1. {e} | {flag} | {r}\n", entity, st.sampled_from(["True", "False", "yes", "no", "True."]), REASONS),
+        st.builds(
+            lambda e, flag, r: f"1. {e} | {flag} | {r}\n",
+            entity,
+            st.sampled_from(["True", "False", "yes", "no", "True."]),
+            REASONS,
+        ),
         st.builds(lambda e, k: f"{e} ({k}), ", entity, KINDS),
         st.builds(lambda k, e: f"{k}: {e}\n", KINDS, entity),
         st.builds(lambda e, k: json.dumps({"entities": [{"text": e, "type": k}]}, ensure_ascii=False), entity, KINDS),
         JSON.map(lambda v: json.dumps(v, ensure_ascii=False)),
-        st.builds(lambda s, n: s * n, st.sampled_from(["[", '{"a": ', "<think>", "</think>", "(", "EU | "]), st.integers(0, 3000)),
+        st.builds(
+            lambda s, n: s * n,
+            st.sampled_from(["[", '{"a": ', "<think>", "</think>", "(", "EU | "]),
+            st.integers(0, 3000),
+        ),
     )
     return "".join(draw(st.lists(piece, max_size=8)))
 
@@ -86,7 +138,11 @@ def assert_valid(parsed, tokens: list[str], labels: tuple[str, ...], text: str) 
 
 def moved(parsed, by: int):
     """``parsed`` with its mentions' spans ``by`` characters later."""
-    later = {e.mention: replace(e.mention, span=(e.mention.span[0] + by, e.mention.span[1] + by)) for e in parsed.entities if e.mention.span is not None}
+    later = {
+        e.mention: replace(e.mention, span=(e.mention.span[0] + by, e.mention.span[1] + by))
+        for e in parsed.entities
+        if e.mention.span is not None
+    }
     return replace(parsed, entities=[replace(e, mention=later.get(e.mention, e.mention)) for e in parsed.entities])
 
 
@@ -109,9 +165,11 @@ def test_any_text_gives_valid_iob2(text, tokens):
 @given(st.data())
 def test_a_think_block_changes_nothing(data):
     tokens = data.draw(TOKENS)
-    answer, thought = (re.sub("(?i)think", "thin k", data.draw(answers(tokens))) for _ in range(2))  # no think tags of their own
+    # no think tags of their own
+    answer, thought = (re.sub("(?i)think", "thin k", data.draw(answers(tokens))) for _ in range(2))
     thinking = f"<think>{thought}</think>\n"
-    assert parse_response(thinking + answer, tokens) == moved(parse_response(answer, tokens), len(thinking))  # the same mentions, as far on
+    # the same mentions, as far on
+    assert parse_response(thinking + answer, tokens) == moved(parse_response(answer, tokens), len(thinking))
 
 
 @settings(max_examples=20, deadline=None, database=None)

@@ -78,9 +78,13 @@ def test_the_simulator_reads_from_the_rendering_what_the_prompt_declares(name, f
 
 
 def test_the_simulators_target_f1_is_the_declared_styles_not_the_texts(tmp_path, data_dir):
-    prompt = build("standard", tmp_path, ["prompt.k=0", "prompt.reasoning=true"])  # declared reasoning, no "step by step" in its text
+    # declared reasoning, no "step by step" in its text
+    prompt = build("standard", tmp_path, ["prompt.k=0", "prompt.reasoning=true"])
     assert prompt_style(prompt.messages(sentence(["Paris"])))[0] == "standard"
-    assert annotate.simulator_info(SimServer(SimSettings()), prompt)["target_f1"] == SimSettings().target_f1_by_style["cot"]
+    assert (
+        annotate.simulator_info(SimServer(SimSettings()), prompt)["target_f1"]
+        == SimSettings().target_f1_by_style["cot"]
+    )
 
 
 def test_missing_type_definition_is_an_error(tmp_path, data_dir):
@@ -98,7 +102,9 @@ def test_prompt_version_and_every_other_part_change_the_cache_key():
         cache_key("http://y/v1", "m", {"temperature": 0}, messages, "standard@1"),
         cache_key("http://x/v1", "m2", {"temperature": 0}, messages, "standard@1"),
         cache_key("http://x/v1", "m", {"temperature": 0.7}, messages, "standard@1"),
-        cache_key("http://x/v1", "m", {"temperature": 0}, [{"role": "user", "content": "Sentence: Rome"}], "standard@1"),
+        cache_key(
+            "http://x/v1", "m", {"temperature": 0}, [{"role": "user", "content": "Sentence: Rome"}], "standard@1"
+        ),
     ]
     assert len({base, *others}) == 6
 
@@ -118,8 +124,12 @@ for name in ("standard", "cot"):
 
 
 def test_the_default_prompts_render_as_before_examples_could_be_chosen(tmp_path, data_dir):
-    """Caches made before ``prompt.examples`` existed still answer: the default (fixed) examples render the same messages."""
-    before = {"standard": "e351a7cf7478d674e982bed888c7f10ce5ac102fb5bdf547c9e2beceff959e9b", "cot": "8589be68a526ac6454441c6a095beacb679c2464af4d6ad793db7427bfe29009"}
+    """Caches made before ``prompt.examples`` existed still answer: the default (fixed) examples render the
+    same messages."""
+    before = {
+        "standard": "e351a7cf7478d674e982bed888c7f10ce5ac102fb5bdf547c9e2beceff959e9b",
+        "cot": "8589be68a526ac6454441c6a095beacb679c2464af4d6ad793db7427bfe29009",
+    }
     for name, digest in before.items():
         messages = build(name, tmp_path).messages(sentence("EU rejects German call .".split()))
         assert hashlib.sha256(json.dumps(messages).encode()).hexdigest() == digest
@@ -129,7 +139,15 @@ def test_rendering_is_identical_in_every_process(tmp_path, data_dir):
     """Cache keys must not depend on PYTHONHASHSEED (e.g. set iteration order)."""
     env = {**os.environ, "NERDISTILL_DATA_DIR": str(data_dir)}
     digests = {
-        subprocess.run([sys.executable, "-c", RENDER, str(tmp_path)], cwd=ROOT, env={**env, "PYTHONHASHSEED": seed}, capture_output=True, text=True, check=True).stdout for seed in ("1", "2", "3")
+        subprocess.run(
+            [sys.executable, "-c", RENDER, str(tmp_path)],
+            cwd=ROOT,
+            env={**env, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in ("1", "2", "3")
     }
     assert len(digests) == 1
 
@@ -177,7 +195,11 @@ Monday O
 
 def knn_prompt(tmp_path, overrides=()):
     (tmp_path / "gold.txt").write_text(POOL)
-    return build("standard", tmp_path, ["prompt.examples=knn", f"prompt.examples_path={tmp_path / 'gold.txt'}", "prompt.k=2", *overrides])
+    return build(
+        "standard",
+        tmp_path,
+        ["prompt.examples=knn", f"prompt.examples_path={tmp_path / 'gold.txt'}", "prompt.k=2", *overrides],
+    )
 
 
 def test_knn_examples_are_the_nearest_gold_sentences_never_itself_nor_its_article(tmp_path, data_dir):
@@ -190,9 +212,14 @@ def test_knn_examples_are_the_nearest_gold_sentences_never_itself_nor_its_articl
     assert len(shown) == 2 and shown[-1] == pool[2].tokens  # its twin from the other article, the most similar, last
     assert query.tokens not in shown and pool[1].tokens not in shown  # not itself, not its own article
     summary = prompt.examples.summary()
-    assert summary["strategy"] == "knn" and summary["excluded"]["self"] == 1 and summary["excluded"]["same_document"] >= 1
+    assert (
+        summary["strategy"] == "knn" and summary["excluded"]["self"] == 1 and summary["excluded"]["same_document"] >= 1
+    )
     messages = prompt.messages(query)
-    assert messages[-2]["content"] == '{"entities": [{"text": "Germany", "type": "LOC"}, {"text": "Spain", "type": "LOC"}, {"text": "Madrid", "type": "LOC"}]}'
+    assert messages[-2]["content"] == (
+        '{"entities": [{"text": "Germany", "type": "LOC"}, {"text": "Spain", "type": "LOC"}, '
+        '{"text": "Madrid", "type": "LOC"}]}'
+    )
 
 
 def test_knn_may_take_examples_from_the_same_article_when_asked(tmp_path, data_dir):
@@ -222,7 +249,9 @@ def test_the_examples_budget_is_the_students_gold(tmp_path, data_dir):
 
     prompt = build("standard", tmp_path, ["prompt.examples_budget=1000", "prompt.examples_budget_seed=0"])
     data = compose_config("train", [], tmp_path).data
-    student = build_pools(data.original, data.distilled, LabelSet(), data.gold_budget, None, data.gold_overlap, data.budget_seed).original
+    student = build_pools(
+        data.original, data.distilled, LabelSet(), data.gold_budget, None, data.gold_overlap, data.budget_seed
+    ).original
     assert [s.id for s in prompt.gold] == [s.id for s in student] and len(student) == 1000
     assert all(example in student for example in prompt.examples.chosen)
 
@@ -245,8 +274,14 @@ def test_knn_without_a_usable_gold_pool_is_a_clear_error(overrides, message, tmp
 def test_verification_question_names_the_entity_type_and_sentence(tmp_path, data_dir):
     prompt = build("standard", tmp_path, ["prompt.verify=true"])
     messages = prompt.verify_messages(sentence("EU rejects German call .".split()), "German", "MISC")
-    assert [m["role"] for m in messages] == ["system", "user"] and "yes or no" in messages[0]["content"] and "PER: a person" in messages[0]["content"]
-    assert messages[1]["content"].startswith('Sentence: EU rejects German call .\nCandidate: "German" as MISC (a miscellaneous named entity')
+    assert (
+        [m["role"] for m in messages] == ["system", "user"]
+        and "yes or no" in messages[0]["content"]
+        and "PER: a person" in messages[0]["content"]
+    )
+    assert messages[1]["content"].startswith(
+        'Sentence: EU rejects German call .\nCandidate: "German" as MISC (a miscellaneous named entity'
+    )
     assert prompt.verify_format()["json_schema"]["schema"]["properties"]["answer"]["enum"] == ["yes", "no"]
 
 
@@ -255,7 +290,18 @@ def test_span_limited_structured_output_lists_the_sentences_own_word_spans(tmp_p
 
     tokens = ("(", "New", "York", ")", "beat", "New", "York", "2-1")
     # up to 3 words, each text once, none starting or ending with a bare symbol
-    assert candidate_spans(tokens, longest=3) == ["New", "New York", "York", "York ) beat", "beat", "beat New", "beat New York", "New York 2-1", "York 2-1", "2-1"]
+    assert candidate_spans(tokens, longest=3) == [
+        "New",
+        "New York",
+        "York",
+        "York ) beat",
+        "beat",
+        "beat New",
+        "beat New York",
+        "New York 2-1",
+        "York 2-1",
+        "2-1",
+    ]
     prompt = build("standard", tmp_path, ["prompt.structured=true", "prompt.structured_spans=true"])
     schema = prompt.response_format(sentence(tokens))["json_schema"]["schema"]
     assert schema["properties"]["entities"]["items"]["properties"]["text"]["enum"] == candidate_spans(tokens)
@@ -269,8 +315,15 @@ def test_verification_can_show_worked_questions_from_the_sentences_examples(tmp_
     prompt.fit([query])
     messages = prompt.verify_messages(query, "Germany", "LOC")
     demos = [(q["content"].split("\n")[1], a["content"]) for q, a in zip(messages[1:-1:2], messages[2:-1:2])]
-    # the twin sentence's "Germany" as LOC (yes) and its "Madrid" as the type after LOC (no); the other example's entity likewise
-    assert ('Candidate: "Germany" as LOC (a location, such as a country, city, region, continent, river, mountain, street or building, when used as a place)', "yes") in demos
+    # the twin sentence's "Germany" as LOC (yes) and its "Madrid" as the type after LOC (no); the other example's
+    # entity likewise
+    assert (
+        'Candidate: "Germany" as LOC (a location, such as a country, city, region, continent, river, mountain, '
+        "street or building, when used as a place)",
+        "yes",
+    ) in demos
     assert any(d.startswith('Candidate: "Madrid" as MISC') and a == "no" for d, a in demos)
     assert len(demos) == 4 and sorted(a for _, a in demos) == ["no", "no", "yes", "yes"]
-    assert messages[-1]["content"].startswith('Sentence: Germany beat France 2-1 in Paris .\nCandidate: "Germany" as LOC')
+    assert messages[-1]["content"].startswith(
+        'Sentence: Germany beat France 2-1 in Paris .\nCandidate: "Germany" as LOC'
+    )

@@ -26,7 +26,12 @@ def train(data_dir):
 
 
 def body(tokens, system=SYSTEM, **params):
-    return {"model": "sim", "messages": [system, {"role": "user", "content": "Sentence: " + " ".join(tokens)}], "temperature": 0, **params}
+    return {
+        "model": "sim",
+        "messages": [system, {"role": "user", "content": "Sentence: " + " ".join(tokens)}],
+        "temperature": 0,
+        **params,
+    }
 
 
 def settings(data_dir, **kw):
@@ -89,7 +94,11 @@ def test_malformed_and_truncated_answers(data_dir, train):
     s = next(s for s in train if len(spans(s.tags)) >= 2)
     results = [teacher.chat(body(s.tokens))[2]["choices"][0] for _ in range(20)]
     assert any(r["finish_reason"] == "length" for r in results)
-    assert any(parse_response(r["message"]["content"], s.tokens).status == "unparseable" for r in results if r["finish_reason"] == "stop")
+    assert any(
+        parse_response(r["message"]["content"], s.tokens).status == "unparseable"
+        for r in results
+        if r["finish_reason"] == "stop"
+    )
 
 
 def test_empty_and_wrongly_formatted_answers(data_dir, train):
@@ -137,11 +146,19 @@ def test_answers_in_the_format_and_style_asked_for(data_dir, train):
     s = train[0]  # EU rejects German call to boycott British lamb .
     lines = teacher.chat(body(s.tokens, {"role": "system", "content": "One entity per line as <entity> | <TYPE>."}))[2]
     assert lines["choices"][0]["message"]["content"] == "EU | ORG\nGerman | MISC\nBritish | MISC"
-    cot = teacher.chat(body(s.tokens, {"role": "system", "content": "Think step by step. Answer with JSON."}))[2]["choices"][0]["message"]["content"]
+    cot = teacher.chat(body(s.tokens, {"role": "system", "content": "Think step by step. Answer with JSON."}))[2][
+        "choices"
+    ][0]["message"]["content"]
     assert cot.startswith("Step 1 - Context") and "\nAnswer:\n{" in cot
     assert parse_response(cot, s.tokens).tags == list(s.tags)
     assert prompt_style([{"role": "system", "content": "think STEP BY STEP, json"}]) == ("cot", "json")
-    assert find_sentence([{"role": "user", "content": "Sentence: a b"}, {"role": "assistant", "content": "x"}, {"role": "user", "content": "again"}]) == ["a", "b"]
+    assert find_sentence(
+        [
+            {"role": "user", "content": "Sentence: a b"},
+            {"role": "assistant", "content": "x"},
+            {"role": "user", "content": "again"},
+        ]
+    ) == ["a", "b"]
 
 
 def test_http_api_with_the_openai_client_and_key_check(data_dir, monkeypatch):

@@ -14,19 +14,32 @@ def test_first_bbc_article_by_hand(data_dir):
     # counted by reading the article: a title line, then 20 sentences in 5 paragraphs
     assert len(sentences) == 21
     assert sentences[0] == "Ad sales boost Time Warner profit"
-    assert sentences[1] == "Quarterly profits at US media giant TimeWarner jumped 76 % to $ 1.13bn ( £ 600m ) for the three months to December , from $ 639m year-earlier ."
-    assert sentences[4] == "Its profits were buoyed by one-off gains which offset a profit dip at Warner Bros , and less users for AOL ."
-    assert sentences[8] == "However , the company said AOL 's underlying profit before exceptional items rose 8 % on the back of stronger internet advertising revenues ."
-    assert sentences[11] == "Time Warner 's fourth quarter profits were slightly better than analysts ' expectations ."
-    assert (
-        sentences[14]
-        == '" Our financial performance was strong , meeting or exceeding all of our full-year objectives and greatly enhancing our flexibility , " chairman and chief executive Richard Parsons said .'
+    assert sentences[1] == (
+        "Quarterly profits at US media giant TimeWarner jumped 76 % to $ 1.13bn ( £ 600m ) "
+        "for the three months to December , from $ 639m year-earlier ."
     )
-    assert sentences[-1] == "It will now book the sale of its stake in AOL Europe as a loss on the value of that stake ."
+    assert sentences[4] == (
+        "Its profits were buoyed by one-off gains which offset a profit dip at Warner Bros , and less users for AOL ."
+    )
+    assert sentences[8] == (
+        "However , the company said AOL 's underlying profit before exceptional items rose 8 % "
+        "on the back of stronger internet advertising revenues ."
+    )
+    assert sentences[11] == "Time Warner 's fourth quarter profits were slightly better than analysts ' expectations ."
+    assert sentences[14] == (
+        '" Our financial performance was strong , meeting or exceeding all of our full-year objectives '
+        'and greatly enhancing our flexibility , " chairman and chief executive Richard Parsons said .'
+    )
+    assert (
+        sentences[-1] == "It will now book the sale of its stake in AOL Europe as a loss on the value of that stake ."
+    )
 
 
 def test_sentence_splitting_keeps_abbreviations_and_initials():
-    text = 'Mr. Smith met J. K. Rowling in the U.S. on Monday. She said: "Hello!" Then they left.\nA new line is a new sentence'
+    text = (
+        'Mr. Smith met J. K. Rowling in the U.S. on Monday. She said: "Hello!" Then they left.\n'
+        "A new line is a new sentence"
+    )
     assert split_sentences(text) == [
         "Mr. Smith met J. K. Rowling in the U.S. on Monday.",
         'She said: "Hello!"',
@@ -55,7 +68,18 @@ def test_tokenisation_follows_conll_conventions():
         "%",
         "...",
     ]
-    assert tokenize("Calif. and St. Louis, 1,000 a.m. 'quoted'") == ["Calif.", "and", "St.", "Louis", ",", "1,000", "a.m.", "'", "quoted", "'"]
+    assert tokenize("Calif. and St. Louis, 1,000 a.m. 'quoted'") == [
+        "Calif.",
+        "and",
+        "St.",
+        "Louis",
+        ",",
+        "1,000",
+        "a.m.",
+        "'",
+        "quoted",
+        "'",
+    ]
 
 
 def test_whole_bbc_corpus_reads_and_repeats_are_kept_once(data_dir):
@@ -73,12 +97,20 @@ def test_bbc_input_limit_seed_and_dedup(tmp_path):
     path.write_text("category,text\n" + "".join(f'news,"{a}"\n' for a in articles + articles[:5]), encoding="utf-8")
     every = BbcInput(str(path), limit=None).load(LabelSet())
     assert len(every) == 30 + 30 + 1  # a title and a first sentence per article, "He met Ann there ." once
-    assert [" ".join(s.tokens) for s in every[:3]] == ["Title 0", "Mr. Smith went to Rome on day 0 .", "He met Ann there ."]
+    assert [" ".join(s.tokens) for s in every[:3]] == [
+        "Title 0",
+        "Mr. Smith went to Rome on day 0 .",
+        "He met Ann there .",
+    ]
     assert len(BbcInput(str(path), limit=None, dedup=False).load(LabelSet())) == 35 * 3
     sample = BbcInput(str(path), limit=10, seed=0).load(LabelSet())
     assert len(sample) == 10 and sample == BbcInput(str(path), limit=10, seed=0).load(LabelSet())
     assert sample != BbcInput(str(path), limit=10, seed=1).load(LabelSet())
-    assert [s.id for s in BbcInput(str(path), limit=3, seed=None).load(LabelSet())] == ["mini.csv:0:0", "mini.csv:0:1", "mini.csv:0:2"]
+    assert [s.id for s in BbcInput(str(path), limit=3, seed=None).load(LabelSet())] == [
+        "mini.csv:0:0",
+        "mini.csv:0:1",
+        "mini.csv:0:2",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -116,14 +148,20 @@ def test_conll_input_is_a_seeded_subset_in_file_order(data_dir):
 
 def test_conll_input_with_an_index_gives_the_gold_of_the_indexed_sentences(data_dir, tmp_path):
     llm = read_conll(data_dir / "noisebench_gpt35" / "train_gpt35.txt")
-    source = ConllInput(str(data_dir / "conll2003" / "train.txt"), n=None, index=str(data_dir / "noisebench_gpt35" / "train_gpt35.index"))
+    source = ConllInput(
+        str(data_dir / "conll2003" / "train.txt"),
+        n=None,
+        index=str(data_dir / "noisebench_gpt35" / "train_gpt35.index"),
+    )
     gold = source.load(LabelSet())
     assert [s.tokens for s in gold] == [s.tokens for s in llm]  # the same 4,887 sentences, in the index's order
     assert sum(g.tags != s.tags for g, s in zip(gold, llm)) > len(llm) / 2  # with CoNLL's tags, not the LLM's
     assert source.describe()["index"].endswith("train_gpt35.index")
 
 
-@pytest.mark.parametrize(("lines", "message"), [("3\nx\n", ":2: expected a block number"), ("0\n", ":1: .* has no sentence in block 0")])
+@pytest.mark.parametrize(
+    ("lines", "message"), [("3\nx\n", ":2: expected a block number"), ("0\n", ":1: .* has no sentence in block 0")]
+)
 def test_conll_input_names_the_bad_line_of_its_index(data_dir, tmp_path, lines, message):
     index = tmp_path / "bad.index"
     index.write_text(lines)

@@ -41,7 +41,13 @@ def test_train_writes_metrics_plan_share_log_and_hf_model(tmp_path, tiny_train_o
 
 
 def test_csv_log_holds_the_lr_schedule_and_the_best_dev_f1_of_the_tested_checkpoint(tmp_path, tiny_train_overrides):
-    overrides = [*tiny_train_overrides, "logger=csv", "trainer.log_every_n_steps=1", "schedule=sequential", "model.module.lr_restart=true"]
+    overrides = [
+        *tiny_train_overrides,
+        "logger=csv",
+        "trainer.log_every_n_steps=1",
+        "schedule=sequential",
+        "model.module.lr_restart=true",
+    ]
     cfg = compose_config("train", overrides, tmp_path)
     metrics = train(cfg)
 
@@ -53,7 +59,9 @@ def test_csv_log_holds_the_lr_schedule_and_the_best_dev_f1_of_the_tested_checkpo
     restart = [s / plan["total_steps"] for s in plan["phase_steps"]]
     module = cfg.model.module
     for step, lr in logged.items():  # the LR the optimiser used at each step, restarting where the data switches
-        assert lr == pytest.approx(module.lr * lr_factor(step / plan["total_steps"], restart, module.warmup_ratio, module.lr_schedule))
+        assert lr == pytest.approx(
+            module.lr * lr_factor(step / plan["total_steps"], restart, module.warmup_ratio, module.lr_schedule)
+        )
     assert plan["phase_steps"] == [8] and logged[8] == 0.0 < logged[7] < logged[9]
 
     dev = [(float(r["val/f1"]), float(r["val/f1_best"])) for r in rows if r["val/f1"]]
@@ -68,7 +76,9 @@ def test_compiled_model_trains_and_saves_eager_parameter_names(tmp_path, tiny_tr
     # compile keeps checkpoints and exports eager) does not need inductor's code generation, which
     # takes minutes on 2 CPU cores
     compile_module = torch.nn.Module.compile
-    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **kwargs: compile_module(self, backend="eager", **kwargs))
+    monkeypatch.setattr(
+        torch.nn.Module, "compile", lambda self, **kwargs: compile_module(self, backend="eager", **kwargs)
+    )
     cfg = compose_config("train", [*tiny_train_overrides, "model.module.compile=true", "trainer.max_steps=3"], tmp_path)
     metrics = train(cfg)
     assert metrics["global_step"] == 3

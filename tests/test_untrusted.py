@@ -32,7 +32,12 @@ def test_api_key_is_in_no_file_of_annotation_or_training(tmp_path):
     """The key in the environment the teacher config reads ($OPENAI_API_KEY, and the variable a
     run names in teacher.api_key_env): not in the run dirs (.hydra/config.yaml, the logs,
     outputs), the response cache, the W&B offline folder, stdout or stderr."""
-    env = {"OPENAI_API_KEY": KEY, "NERDISTILL_TEST_KEY": KEY, "NERDISTILL_CACHE_DIR": str(tmp_path / "cache"), "WANDB_MODE": "offline"}
+    env = {
+        "OPENAI_API_KEY": KEY,
+        "NERDISTILL_TEST_KEY": KEY,
+        "NERDISTILL_CACHE_DIR": str(tmp_path / "cache"),
+        "WANDB_MODE": "offline",
+    }
     auth = ["teacher.api_key_env=NERDISTILL_TEST_KEY", "teacher.sim.api_key_env=NERDISTILL_TEST_KEY"]
     run_cli("annotate", ["input.n=5", "progress=false", *auth, f"hydra.run.dir={tmp_path / 'annotate'}"], env)
     assert (tmp_path / "annotate" / "distilled.jsonl").exists() and (tmp_path / "cache" / "teacher.sqlite").exists()
@@ -59,12 +64,16 @@ def test_checkpoints_load_weights_only_and_never_run_code(tmp_path):
     marker = tmp_path / "pwned"
     run = tmp_path / "run"
     (run / ".hydra").mkdir(parents=True)
-    (run / ".hydra" / "config.yaml").write_text("labels: [PER]\nmodel: {module: {_target_: builtins.dict}, tokenizer: x}\n")
+    (run / ".hydra" / "config.yaml").write_text(
+        "labels: [PER]\nmodel: {module: {_target_: builtins.dict}, tokenizer: x}\n"
+    )
     (run / "checkpoints").mkdir()
     hostile = run / "checkpoints" / "best.ckpt"
     with hostile.open("wb") as handle:
         pickle.dump({"state_dict": {}, "hyper_parameters": {"labels": ["PER"]}, "x": Boom(marker)}, handle)
-    with pytest.raises(ValueError, match="best.ckpt: not a checkpoint that loads with weights_only=True .*Weights only load failed"):
+    with pytest.raises(
+        ValueError, match="best.ckpt: not a checkpoint that loads with weights_only=True .*Weights only load failed"
+    ):
         load_model(hostile)  # evaluate/predict model_dir=<.ckpt>
     with pytest.raises(ValueError, match="not a nerdistill training checkpoint .*Weights only load failed"):
         check_resume(str(hostile), ["PER"])  # train ckpt_path=..., before Lightning's own weights_only=True load
@@ -79,14 +88,23 @@ def test_lightning_resume_and_test_load_weights_only():
     from nerdistill import train
 
     source = inspect.getsource(train.fit)
-    assert 'ckpt_path=cfg.get("ckpt_path"), weights_only=True' in source and "ckpt_path=best or None, weights_only=True" in source
+    assert (
+        'ckpt_path=cfg.get("ckpt_path"), weights_only=True' in source
+        and "ckpt_path=best or None, weights_only=True" in source
+    )
 
 
 def test_response_cache_holds_text_and_numbers_only(tmp_path, data_dir):
     from tests.test_teacher_annotate import run
 
     run(tmp_path, "run", ["input.n=5", "prompt=cot"], tmp_path / "teacher.sqlite")
-    run(tmp_path, "batch", ["input.n=5", "teacher.mode=batch", "teacher.batch.poll_interval=0.01"], tmp_path / "teacher.sqlite")  # rows in the batch tables too
+    # rows in the batch tables too
+    run(
+        tmp_path,
+        "batch",
+        ["input.n=5", "teacher.mode=batch", "teacher.batch.poll_interval=0.01"],
+        tmp_path / "teacher.sqlite",
+    )
     db = sqlite3.connect(tmp_path / "teacher.sqlite")
     try:
         tables = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
@@ -101,7 +119,9 @@ def test_response_cache_holds_text_and_numbers_only(tmp_path, data_dir):
                 rows += 1
                 for value in row:
                     assert not isinstance(value, bytes)
-                    assert not (isinstance(value, str) and value.startswith(("\x80", "(dp", "cos\n"))), "pickle-like value"
+                    assert not (isinstance(value, str) and value.startswith(("\x80", "(dp", "cos\n"))), (
+                        "pickle-like value"
+                    )
         assert rows > 5
     finally:
         db.close()

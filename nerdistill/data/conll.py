@@ -88,7 +88,9 @@ def read_conll(
     def close_block() -> None:
         nonlocal block, in_block, tokens, tags
         if tokens:
-            sentences.append(Sentence(tuple(tokens), tuple(to_iob2(tags)), f"{source}:{block}", source, document=document))
+            sentences.append(
+                Sentence(tuple(tokens), tuple(to_iob2(tags)), f"{source}:{block}", source, document=document)
+            )
         if in_block:
             block += 1
         tokens, tags, in_block = [], [], False
@@ -103,11 +105,17 @@ def read_conll(
             document = f"{source}:{block}"
             continue
         if len(fields) < 2:
-            raise CoNLLFormatError(path, lineno, f"expected at least 2 columns (token ... NER tag), got {len(fields)}: {line!r}")
+            raise CoNLLFormatError(
+                path, lineno, f"expected at least 2 columns (token ... NER tag), got {len(fields)}: {line!r}"
+            )
         if columns is None:
             columns = len(fields)
         elif len(fields) != columns:
-            raise CoNLLFormatError(path, lineno, f"expected {columns} columns like the file's first token line, got {len(fields)}: {line!r}")
+            raise CoNLLFormatError(
+                path,
+                lineno,
+                f"expected {columns} columns like the file's first token line, got {len(fields)}: {line!r}",
+            )
         tag = fields[-1]
         if tag not in label_set:
             raise CoNLLFormatError(path, lineno, unknown_tag(tag, label_set, labels_name))

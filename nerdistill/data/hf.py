@@ -3,9 +3,9 @@
 A ``save_to_disk`` folder is read with ``datasets.load_from_disk``; a name that is not a folder here
 and looks like a hub id (``name`` or ``owner/name``) with ``datasets.load_dataset`` (the hub must
 be reachable, or the dataset in the local cache). The tokens come from the ``tokens`` column, the
-tags from ``ner_tags`` (else ``tags``, ``labels``, or the one column that is a sequence of ``ClassLabel``): the tag names are
-the ``ClassLabel`` names (IOB1 or IOB2; a column of strings holds the names itself). Tags are
-converted to IOB2 and checked against the label set as CoNLL files are
+tags from ``ner_tags`` (else ``tags``, ``labels``, or the one column that is a sequence of
+``ClassLabel``): the tag names are the ``ClassLabel`` names (IOB1 or IOB2; a column of strings holds
+the names itself). Tags are converted to IOB2 and checked against the label set as CoNLL files are
 (:func:`nerdistill.data.conll.read_conll`). Sentence ids are ``<name>:<split>:<row>`` (row 0-based),
 so the number after the last ``:`` is the row, as it is a CoNLL file's block.
 """
@@ -69,7 +69,9 @@ def load_split(source: HFSource) -> Any:
     try:
         import datasets  # imported here: a second or two, paid only by runs that read a dataset
     except ImportError:
-        raise DatasetSourceError(str(source), "reading a datasets dataset needs the datasets package: pip install -e '.[hf]'") from None
+        raise DatasetSourceError(
+            str(source), "reading a datasets dataset needs the datasets package: pip install -e '.[hf]'"
+        ) from None
 
     where = str(source)
     if source.is_local:
@@ -84,7 +86,11 @@ def load_split(source: HFSource) -> Any:
         try:
             loaded = datasets.load_dataset(source.name, split=source.split)
         except Exception as err:  # offline, unknown id, unknown split: the hub's many error types, one message
-            raise DatasetSourceError(where, f"{source.name!r} is not a folder here and could not be loaded from the Hugging Face hub ({type(err).__name__}: {err})") from None
+            raise DatasetSourceError(
+                where,
+                f"{source.name!r} is not a folder here and could not be loaded from the Hugging Face hub "
+                f"({type(err).__name__}: {err})",
+            ) from None
     if isinstance(loaded, datasets.DatasetDict):
         splits = list(loaded)
         if source.split is None:
@@ -104,14 +110,27 @@ def tag_column(dataset: Any, where: str) -> tuple[str, list[str] | None]:
     features = dataset.features
     if TOKENS not in features:
         raise DatasetSourceError(where, f"no {TOKENS!r} column (columns: {list(features)})")
-    names = [c for c in TAGS if c in features][:1] or [c for c, f in features.items() if class_label_names(f) is not None]
+    names = [c for c in TAGS if c in features][:1] or [
+        c for c, f in features.items() if class_label_names(f) is not None
+    ]
     if len(names) != 1:
         found = "none" if not names else f"several: {names}"
-        raise DatasetSourceError(where, f"no tags column: expected one of {list(TAGS)} or one sequence of ClassLabel tags ({found}; columns: {list(features)})")
+        raise DatasetSourceError(
+            where,
+            f"no tags column: expected one of {list(TAGS)} or one sequence of ClassLabel tags "
+            f"({found}; columns: {list(features)})",
+        )
     column = names[0]
     tag_names = class_label_names(features[column])
-    if tag_names is None and getattr(getattr(features[column], "feature", None), "dtype", None) not in ("string", "large_string"):
-        raise DatasetSourceError(where, f"column {column!r} has no tag names: expected a sequence of ClassLabel (its names are the tags) or of strings, got {features[column]}")
+    if tag_names is None and getattr(getattr(features[column], "feature", None), "dtype", None) not in (
+        "string",
+        "large_string",
+    ):
+        raise DatasetSourceError(
+            where,
+            f"column {column!r} has no tag names: expected a sequence of ClassLabel (its names are the tags) "
+            f"or of strings, got {features[column]}",
+        )
     return column, tag_names
 
 
@@ -122,7 +141,9 @@ def class_label_names(feature: Any) -> list[str] | None:
     return list(names) if names else None
 
 
-def read_hf(source: str, labels: LabelSet | Sequence[str] | None = None, labels_name: str = "the label set") -> list[Sentence]:
+def read_hf(
+    source: str, labels: LabelSet | Sequence[str] | None = None, labels_name: str = "the label set"
+) -> list[Sentence]:
     """The sentences of an ``hf:`` source as IOB2 ``Sentence`` s; errors name the source, column or row."""
     parsed = HFSource.parse(source)
     label_set, where = as_label_set(labels), str(parsed)
@@ -142,7 +163,9 @@ def read_hf(source: str, labels: LabelSet | Sequence[str] | None = None, labels_
             if bad := next((t for t in tags if not isinstance(t, str) or t not in label_set), None):
                 raise DatasetSourceError(where, unknown_tag(bad, label_set, labels_name) + types_hint(names), row)
             if bad := next((t for t in tokens if not t or any(c.isspace() for c in t)), None) if tokens else None:
-                raise DatasetSourceError(where, f"token {bad!r} is empty or holds whitespace (a token is one CoNLL column)", row)
+                raise DatasetSourceError(
+                    where, f"token {bad!r} is empty or holds whitespace (a token is one CoNLL column)", row
+                )
             if tokens:
                 sentences.append(Sentence(tuple(tokens), tuple(to_iob2(tags)), f"{origin}:{row}", origin))
             row += 1
@@ -156,4 +179,8 @@ def types_hint(names: list[str] | None) -> str:
     if not names:
         return ""
     types = list(dict.fromkeys(n.split("-", 1)[1] for n in names if n[:2] in ("B-", "I-")))
-    return f"; the dataset's tag names {names} give labels=[{','.join(types)}]" if types else f"; the dataset's tag names are {names}"
+    return (
+        f"; the dataset's tag names {names} give labels=[{','.join(types)}]"
+        if types
+        else f"; the dataset's tag names are {names}"
+    )

@@ -22,9 +22,16 @@ class LabelSet:
             raise ValueError("labels: at least one entity type is required")
         # tags split at their first '-' (B-creative-work is B + creative-work), so a type may hold
         # one inside, as WNUT-17's do, but not start or end with one, nor be a tag itself
-        bad = [t for t in types if not t or t == "O" or t != t.strip() or t.startswith("-") or t.endswith("-") or t[:2] in ("B-", "I-")]
+        bad = [
+            t
+            for t in types
+            if not t or t == "O" or t != t.strip() or t.startswith("-") or t.endswith("-") or t[:2] in ("B-", "I-")
+        ]
         if bad or len(set(types)) != len(types):
-            raise ValueError(f"labels: entity types must be unique, non-empty, not a tag (B-X, I-X) and not start or end with '-': {list(types)}" + (f" ({bad})" if bad else " (duplicates)"))
+            raise ValueError(
+                "labels: entity types must be unique, non-empty, not a tag (B-X, I-X) and not start or end "
+                f"with '-': {list(types)}" + (f" ({bad})" if bad else " (duplicates)")
+            )
         object.__setattr__(self, "types", types)
         object.__setattr__(self, "tags", ("O",) + tuple(f"{p}-{t}" for t in types for p in ("B", "I")))
 

@@ -56,7 +56,9 @@ def span_results(tokens: Sequence[str], tags: Sequence[str], prefix: str) -> lis
     for n, (first, last, kind) in enumerate(spans(tags)):
         start, end = offsets[first][0], offsets[last - 1][1]
         value = {"start": start, "end": end, "text": text[start:end], "labels": [kind]}
-        results.append({"id": f"{prefix}-{n}", "from_name": FROM_NAME, "to_name": TO_NAME, "type": "labels", "value": value})
+        results.append(
+            {"id": f"{prefix}-{n}", "from_name": FROM_NAME, "to_name": TO_NAME, "type": "labels", "value": value}
+        )
     return results
 
 
@@ -65,7 +67,11 @@ def task(sentence: Sentence, number: int, predictions: Mapping[str, Sequence[str
     version with tags for it (``None`` tags: that model has none for this sentence)."""
     return {
         "data": {"text": " ".join(sentence.tokens), "tokens": list(sentence.tokens), "sentence_id": sentence.id},
-        "predictions": [{"model_version": version, "result": span_results(sentence.tokens, tags, f"s{number}-p{k}")} for k, (version, tags) in enumerate(predictions.items()) if tags is not None],
+        "predictions": [
+            {"model_version": version, "result": span_results(sentence.tokens, tags, f"s{number}-p{k}")}
+            for k, (version, tags) in enumerate(predictions.items())
+            if tags is not None
+        ],
     }
 
 
@@ -74,9 +80,17 @@ def label_config(labels: LabelSet, granularity: str | None = "word") -> str:
     ``granularity="word"`` snaps a selection to whole words."""
     if granularity not in GRANULARITIES:
         raise ValueError(f"granularity={granularity!r}: expected word, symbol or null")
-    rows = [f"    <Label value={quoteattr(t)} background={quoteattr(PALETTE[i % len(PALETTE)])}/>" for i, t in enumerate(labels.types)]
+    rows = [
+        f"    <Label value={quoteattr(t)} background={quoteattr(PALETTE[i % len(PALETTE)])}/>"
+        for i, t in enumerate(labels.types)
+    ]
     text = f'  <Text name="{TO_NAME}" value="$text"' + (f' granularity="{granularity}"' if granularity else "") + "/>"
-    return "\n".join(["<View>", f'  <Labels name="{FROM_NAME}" toName="{TO_NAME}">', *rows, "  </Labels>", text, "</View>"]) + "\n"
+    return (
+        "\n".join(
+            ["<View>", f'  <Labels name="{FROM_NAME}" toName="{TO_NAME}">', *rows, "  </Labels>", text, "</View>"]
+        )
+        + "\n"
+    )
 
 
 @dataclass
@@ -101,7 +115,11 @@ class ImportReport:
             "entities": self.entities,
             "left_out": {reason: {"count": len(ids), "tasks": ids} for reason, ids in self.left_out.items()},
             "bad_spans": self.bad_spans,
-            "several_annotations": {"count": len(self.several_annotations), "tasks": self.several_annotations, "used": "the latest (updated_at, else created_at) not cancelled"},
+            "several_annotations": {
+                "count": len(self.several_annotations),
+                "tasks": self.several_annotations,
+                "used": "the latest (updated_at, else created_at) not cancelled",
+            },
             "trimmed_spans": self.trimmed_spans,
             "duplicate_spans": self.duplicate_spans,
             "utf16_offsets": self.utf16_offsets,
@@ -124,7 +142,9 @@ def read_export(path: str | Path, labels: LabelSet, bad_spans: str = "error") ->
     if not isinstance(tasks, list) or not all(isinstance(t, dict) for t in tasks):
         raise LabelStudioError(path, None, "expected Label Studio's JSON export: a list of tasks")
     if tasks and all("annotations" not in t and "data" not in t for t in tasks):
-        raise LabelStudioError(path, None, "tasks have no 'data' and 'annotations': export with the JSON format (not JSON_MIN or CSV)")
+        raise LabelStudioError(
+            path, None, "tasks have no 'data' and 'annotations': export with the JSON format (not JSON_MIN or CSV)"
+        )
     report = ImportReport(tasks=len(tasks))
     sentences = []
     for number, item in enumerate(tasks):
@@ -153,29 +173,46 @@ def task_tokens(path: Path, task_id: object, item: Mapping[str, Any]) -> tuple[l
     data = item.get("data")
     text = data.get("text") if isinstance(data, Mapping) else None
     if not isinstance(text, str) or not text.strip():
-        raise LabelStudioError(path, task_id, "no data.text (the tasks must be the ones python -m nerdistill.export wrote)")
+        raise LabelStudioError(
+            path, task_id, "no data.text (the tasks must be the ones python -m nerdistill.export wrote)"
+        )
     tokens = data.get("tokens")
     if tokens is None:
         if text != " ".join(text.split()):
-            raise LabelStudioError(path, task_id, "data.text is not tokens joined by single spaces, and there is no data.tokens")
+            raise LabelStudioError(
+                path, task_id, "data.text is not tokens joined by single spaces, and there is no data.tokens"
+            )
         return text.split(" "), text
-    if not isinstance(tokens, list) or not all(isinstance(t, str) and t and not any(c.isspace() for c in t) for t in tokens) or " ".join(tokens) != text:
+    if (
+        not isinstance(tokens, list)
+        or not all(isinstance(t, str) and t and not any(c.isspace() for c in t) for t in tokens)
+        or " ".join(tokens) != text
+    ):
         raise LabelStudioError(path, task_id, "data.tokens joined by single spaces is not data.text")
     return tokens, text
 
 
 def latest_annotation(item: Mapping[str, Any], task_id: object, report: ImportReport) -> Mapping[str, Any] | None:
     """The task's latest annotation that was not cancelled (skipped); ``None`` (counted) when it has none."""
-    annotations = [a for a in item.get("annotations") or [] if isinstance(a, Mapping) and not a.get("was_cancelled") and not a.get("skipped")]
+    annotations = [
+        a
+        for a in item.get("annotations") or []
+        if isinstance(a, Mapping) and not a.get("was_cancelled") and not a.get("skipped")
+    ]
     if not annotations:
         report.left_out["no_annotation"].append(task_id)
         return None
     if len(annotations) > 1:
         report.several_annotations.append(task_id)
-    return max(enumerate(annotations), key=lambda pair: (str(pair[1].get("updated_at") or pair[1].get("created_at") or ""), pair[0]))[1]
+    return max(
+        enumerate(annotations),
+        key=lambda pair: (str(pair[1].get("updated_at") or pair[1].get("created_at") or ""), pair[0]),
+    )[1]
 
 
-def tags_from_results(results: Sequence[Any], tokens: Sequence[str], text: str, labels: LabelSet, report: ImportReport) -> list[str]:
+def tags_from_results(
+    results: Sequence[Any], tokens: Sequence[str], text: str, labels: LabelSet, report: ImportReport
+) -> list[str]:
     """IOB2 tags from an annotation's ``labels`` results; a bad span raises ``ValueError`` saying which."""
     offsets = token_offsets(tokens)
     starts, ends = {s: i for i, (s, _) in enumerate(offsets)}, {e: i for i, (_, e) in enumerate(offsets)}
@@ -186,7 +223,11 @@ def tags_from_results(results: Sequence[Any], tokens: Sequence[str], text: str, 
             continue
         value = result.get("value") or {}
         start, end, kinds = value.get("start"), value.get("end"), value.get("labels")
-        if not isinstance(start, int) or not isinstance(end, int) or not 0 <= start < end <= len(text.encode("utf-16-le")) // 2:
+        if (
+            not isinstance(start, int)
+            or not isinstance(end, int)
+            or not 0 <= start < end <= len(text.encode("utf-16-le")) // 2
+        ):
             raise ValueError(f"span {value!r}: start and end must be offsets into the text, start < end")
         if not isinstance(kinds, list) or len(kinds) != 1:
             raise ValueError(f"span {value!r}: expected exactly one label, got {kinds!r}")
@@ -205,10 +246,16 @@ def tags_from_results(results: Sequence[Any], tokens: Sequence[str], text: str, 
         report.trimmed_spans += (start, end) != original
         if start not in starts or end not in ends:
             touched = [t for t, (s, e) in zip(tokens, offsets) if e > start and s < end]
-            raise ValueError(f"span {text[start:end]!r} at {start}-{end} ({kinds[0]}) does not start and end on token edges (it cuts into tokens {touched})")
+            raise ValueError(
+                f"span {text[start:end]!r} at {start}-{end} ({kinds[0]}) does not start and end on token edges "
+                f"(it cuts into tokens {touched})"
+            )
         if (start, end) in found:
             if found[(start, end)] != kinds[0]:
-                raise ValueError(f"span {text[start:end]!r} at {start}-{end} is labelled both {found[(start, end)]} and {kinds[0]} (overlapping spans)")
+                raise ValueError(
+                    f"span {text[start:end]!r} at {start}-{end} is labelled both {found[(start, end)]} "
+                    f"and {kinds[0]} (overlapping spans)"
+                )
             report.duplicate_spans += 1
             continue
         found[(start, end)] = kinds[0]
@@ -216,7 +263,10 @@ def tags_from_results(results: Sequence[Any], tokens: Sequence[str], text: str, 
     last_end, last = -1, None
     for (start, end), kind in sorted(found.items()):
         if start < last_end:
-            raise ValueError(f"span {text[start:end]!r} at {start}-{end} ({kind}) overlaps span {text[last[0] : last[1]]!r} at {last[0]}-{last[1]}")
+            raise ValueError(
+                f"span {text[start:end]!r} at {start}-{end} ({kind}) "
+                f"overlaps span {text[last[0] : last[1]]!r} at {last[0]}-{last[1]}"
+            )
         first, stop = starts[start], ends[end] + 1
         tags[first:stop] = [f"B-{kind}"] + [f"I-{kind}"] * (stop - first - 1)
         last_end, last = max(last_end, end), (start, end)
@@ -232,5 +282,7 @@ def code_points(text: str, start: int, end: int, expected: object, report: Impor
     units = text.encode("utf-16-le")
     if units[2 * start : 2 * end].decode("utf-16-le", errors="replace") == expected:
         report.utf16_offsets += 1
-        return len(units[: 2 * start].decode("utf-16-le", errors="replace")), len(units[: 2 * end].decode("utf-16-le", errors="replace"))
+        return len(units[: 2 * start].decode("utf-16-le", errors="replace")), len(
+            units[: 2 * end].decode("utf-16-le", errors="replace")
+        )
     raise ValueError(f"span at {start}-{end}: its text {expected!r} is not the task text there ({text[start:end]!r})")

@@ -63,10 +63,19 @@ def build_pools(
     """Read both pools (the distilled one first) and apply budgets: :func:`select_pools` of the files' sentences."""
     check_overlap(gold_overlap)
     distilled_sentences = read_files(distilled, labels)
-    return select_pools(read_files(original, labels), distilled_sentences, gold_budget, distilled_budget, gold_overlap, seed)
+    return select_pools(
+        read_files(original, labels), distilled_sentences, gold_budget, distilled_budget, gold_overlap, seed
+    )
 
 
-def select_pools(gold: list[Sentence], distilled: list[Sentence], gold_budget: int | None = None, distilled_budget: int | None = None, gold_overlap: Overlap = "any", seed: int = 0) -> Pools:
+def select_pools(
+    gold: list[Sentence],
+    distilled: list[Sentence],
+    gold_budget: int | None = None,
+    distilled_budget: int | None = None,
+    gold_overlap: Overlap = "any",
+    seed: int = 0,
+) -> Pools:
     """The pools drawn from the sentences read: budgets and overlap.
 
     ``gold_overlap`` decides which gold sentences the gold budget may draw from: ``any`` (all),

@@ -12,7 +12,9 @@ from nerdistill.data.labels import LabelSet
 from nerdistill.data.weighted import SUFFIX, read_weighted
 
 
-def read_source(source: str | Path, labels: LabelSet | Sequence[str] | None = None, labels_name: str = "the label set") -> list[Sentence]:
+def read_source(
+    source: str | Path, labels: LabelSet | Sequence[str] | None = None, labels_name: str = "the label set"
+) -> list[Sentence]:
     """The sentences of ``source`` (IOB2, validated against ``labels``; errors name the source)."""
     if is_hf(source):
         return read_hf(str(source), labels, labels_name)
@@ -27,6 +29,8 @@ def check_source(key: str, source: str | Path) -> None:
     if is_hf(source):
         parsed = HFSource.parse(str(source))
         if parsed.is_local and not Path(parsed.name).expanduser().is_dir():
-            raise DatasetSourceError(str(source), f"{key}: no dataset folder {parsed.name} (a folder written by datasets' save_to_disk)")
+            raise DatasetSourceError(
+                str(source), f"{key}: no dataset folder {parsed.name} (a folder written by datasets' save_to_disk)"
+            )
     elif not Path(source).is_file():
         raise FileNotFoundError(f"{key}={source}: not a file (a CoNLL file, or hf:<dataset folder or hub id>[:split])")

@@ -33,7 +33,12 @@ def write_weighted(path: str | Path, sentences: Iterable[Sentence]) -> None:
                 "weights": list(s.weights) if s.weights is not None else None,
                 "targets": [[round(p, 5) for p in row] for row in s.targets] if s.targets is not None else None,
             }
-            handle.write(json.dumps(record | {k: v for k, v in (s.provenance or {}).items() if k not in CORE_KEYS}, ensure_ascii=False) + "\n")
+            handle.write(
+                json.dumps(
+                    record | {k: v for k, v in (s.provenance or {}).items() if k not in CORE_KEYS}, ensure_ascii=False
+                )
+                + "\n"
+            )
 
 
 def read_weighted(path: str | Path, labels: LabelSet | None = None, source: str | None = None) -> list[Sentence]:
@@ -49,21 +54,43 @@ def read_weighted(path: str | Path, labels: LabelSet | None = None, source: str 
             continue
         try:
             record = json.loads(line)
-            tokens, tags, weights = tuple(map(str, record["tokens"])), tuple(map(str, record["tags"])), record.get("weights")
+            tokens, tags, weights = (
+                tuple(map(str, record["tokens"])),
+                tuple(map(str, record["tags"])),
+                record.get("weights"),
+            )
         except (json.JSONDecodeError, KeyError, TypeError) as err:
             raise CoNLLFormatError(path, lineno, f"not a sentence record with tokens and tags ({err})") from err
         if not tokens or len(tags) != len(tokens) or (weights is not None and len(weights) != len(tokens)):
-            raise CoNLLFormatError(path, lineno, f"{len(tokens)} tokens, {len(tags)} tags and {len(weights or tokens)} weights must be equal and non-zero")
+            raise CoNLLFormatError(
+                path,
+                lineno,
+                f"{len(tokens)} tokens, {len(tags)} tags and {len(weights or tokens)} weights "
+                "must be equal and non-zero",
+            )
         if bad := [t for t in tags if t not in label_set]:
             raise CoNLLFormatError(path, lineno, unknown_tag(bad[0], label_set))
-        if weights is not None and not all(isinstance(w, (int, float)) and math.isfinite(w) and w >= 0 for w in weights):
+        if weights is not None and not all(
+            isinstance(w, (int, float)) and math.isfinite(w) and w >= 0 for w in weights
+        ):
             raise CoNLLFormatError(path, lineno, "weights must be finite numbers >= 0")
         targets = record.get("targets")
         if targets is not None and not (
             len(targets) == len(tokens)
-            and all(isinstance(row, list) and len(row) == len(label_set.tags) and all(isinstance(p, (int, float)) and p >= 0 for p in row) and abs(sum(row) - 1) < 1e-3 for row in targets)
+            and all(
+                isinstance(row, list)
+                and len(row) == len(label_set.tags)
+                and all(isinstance(p, (int, float)) and p >= 0 for p in row)
+                and abs(sum(row) - 1) < 1e-3
+                for row in targets
+            )
         ):
-            raise CoNLLFormatError(path, lineno, f"targets must give each token a distribution over the {len(label_set.tags)} tags {list(label_set.tags)}")
+            raise CoNLLFormatError(
+                path,
+                lineno,
+                "targets must give each token a distribution over the "
+                f"{len(label_set.tags)} tags {list(label_set.tags)}",
+            )
         provenance = {k: v for k, v in record.items() if k not in CORE_KEYS}
         sentences.append(
             Sentence(

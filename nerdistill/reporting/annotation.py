@@ -53,7 +53,8 @@ def teacher(report: dict) -> str:
     """Who produced the labels: the simulated teacher and its target F1, or the model and endpoint."""
     if report["simulated"]:
         simulator = report.get("simulator") or {}
-        target = simulator.get("target_f1", (simulator.get("settings") or {}).get("target_f1"))  # older reports: the fixed target only
+        # older reports: the fixed target only
+        target = simulator.get("target_f1", (simulator.get("settings") or {}).get("target_f1"))
         return "SIMULATED" + (f" (target F1 {target:.2f})" if target is not None else "")
     return f"{report['teacher']['model']} ({report['teacher']['endpoint']})"
 
@@ -117,7 +118,11 @@ def rows(types: Sequence[str], local: bool = False) -> list[Row]:
         Row("verification: asked / dropped", _verification),
         Row(
             "verification: dropped right / wrong",
-            lambda r: f"{r['verification']['dropped_right']} / {r['verification']['dropped_wrong']}" if "dropped_right" in (r.get("verification") or {}) else None,
+            lambda r: (
+                f"{r['verification']['dropped_right']} / {r['verification']['dropped_wrong']}"
+                if "dropped_right" in (r.get("verification") or {})
+                else None
+            ),
         ),
         Row("re-asks", lambda r: r["calls"]["reasked"], "{:,}"),
         Row("calls made", lambda r: r["calls"]["made"], "{:,}"),
@@ -127,7 +132,14 @@ def rows(types: Sequence[str], local: bool = False) -> list[Row]:
         Row("completion tokens", _tokens("completion"), "{:,}"),
         Row("cost USD (all responses)", lambda r: r["cost"]["all_responses"], "{:.4f}"),
         Row("cost USD (this run)", lambda r: r["cost"]["this_run"], "{:.4f}"),
-        *([Row("mean latency per call s", _local("mean_latency_s"), "{:.2f}"), Row("mean CPU s per call", _local("mean_cpu_s"), "{:.2f}")] if local else []),
+        *(
+            [
+                Row("mean latency per call s", _local("mean_latency_s"), "{:.2f}"),
+                Row("mean CPU s per call", _local("mean_cpu_s"), "{:.2f}"),
+            ]
+            if local
+            else []
+        ),
         Row("wall s", lambda r: r["time"]["wall_s"], "{:.1f}"),
         Row("CPU s annotating", lambda r: r["time"].get("annotate_cpu_s"), "{:.1f}"),
         Row("sentences/s", lambda r: r["time"]["sentences_per_s"], "{:.1f}"),
@@ -147,7 +159,10 @@ class AnnotationReport:
         """A column name per run: the overrides that differ across runs (the prompt, in phase 1)."""
         varying = varying_keys([run.overrides for run in self.runs])
         short = short_keys(varying)
-        return [", ".join(f"{short[k]}={run.overrides[k]}" for k in varying if k in run.overrides) or run.path.name for run in self.runs]
+        return [
+            ", ".join(f"{short[k]}={run.overrides[k]}" for k in varying if k in run.overrides) or run.path.name
+            for run in self.runs
+        ]
 
     def rows(self) -> list[Row]:
         types = list(dict.fromkeys(t for run in self.runs for t in (run.report["quality"] or {}).get("per_type", {})))
@@ -166,7 +181,8 @@ class AnnotationReport:
         if any(run.report["simulated"] for run in self.runs):
             lines += [SIMULATED_NOTE, ""]
         lines += [
-            "Quality is entity-level strict IOB2 against gold over all input sentences (a failed sentence counts as no entities); "
+            "Quality is entity-level strict IOB2 against gold over all input sentences "
+            "(a failed sentence counts as no entities); "
             "tokens and cost count every response, cached ones included; calls and wall time are this run's.",
             "",
             *self.table(),

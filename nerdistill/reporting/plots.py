@@ -74,7 +74,13 @@ def val_curves(groups: Sequence[Group]) -> Figure:
         means = [m for m, _ in stats]
         stds = [s or 0.0 for _, s in stats]
         ax.plot(steps, means, marker=".", color=f"C{i % 10}", label=group.label)
-        ax.fill_between(steps, [m - s for m, s in zip(means, stds)], [m + s for m, s in zip(means, stds)], color=f"C{i % 10}", alpha=0.2)
+        ax.fill_between(
+            steps,
+            [m - s for m, s in zip(means, stds)],
+            [m + s for m, s in zip(means, stds)],
+            color=f"C{i % 10}",
+            alpha=0.2,
+        )
     ax.set(xlabel="step", ylabel="validation micro F1")
     if ax.lines:
         ax.legend(fontsize="small")

@@ -22,7 +22,8 @@ from omegaconf.errors import OmegaConfBaseException
 NOISEBENCH = "real GPT-3.5 labels (NoiseBench)"
 GOLD_ONLY = "none (gold only)"
 GOLD_BUDGET_KEY = "data.gold_budget"
-DISTILLED_KEYS = ("teacher_labels", "data.distilled")  # settings that pick the distilled data: "none" for a run that used none
+# settings that pick the distilled data: "none" for a run that used none
+DISTILLED_KEYS = ("teacher_labels", "data.distilled")
 R = TypeVar("R")
 
 
@@ -176,7 +177,9 @@ def _job_order(path: Path) -> tuple:
     return tuple(int(part) if part.isdigit() else part for part in path.parts)
 
 
-def load_runs(roots: Sequence[str | Path], load: Callable[[Path], R | Skipped] = load_run) -> tuple[list[R], list[Skipped]]:
+def load_runs(
+    roots: Sequence[str | Path], load: Callable[[Path], R | Skipped] = load_run
+) -> tuple[list[R], list[Skipped]]:
     """Every run under ``roots`` (searched recursively), in sweep order, read by ``load``, and those skipped."""
     runs: list[R] = []
     skipped: list[Skipped] = []
@@ -222,7 +225,10 @@ def group_runs(runs: Sequence[Run], others: Sequence[dict[str, str]] = (), by: S
         for run in runs:
             keyed.setdefault(tuple(run.setting(k) or defaults[k] or None for k in keys), []).append(run)
         short = short_keys(keys)
-        return [Group(", ".join(f"{short[k]}={v}" for k, v in zip(keys, values)), dict(zip(keys, values)), tuple(members)) for values, members in keyed.items()]
+        return [
+            Group(", ".join(f"{short[k]}={v}" for k, v in zip(keys, values)), dict(zip(keys, values)), tuple(members))
+            for values, members in keyed.items()
+        ]
     everyone = [run.overrides for run in runs] + list(others)
     varying = varying_keys(everyone)
     short = short_keys(varying)

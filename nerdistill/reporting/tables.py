@@ -79,7 +79,9 @@ class Report:
     types: list[str] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.groups = group_runs(self.runs, [s.overrides for s in self.skipped if s.overrides is not None], self.group_by)
+        self.groups = group_runs(
+            self.runs, [s.overrides for s in self.skipped if s.overrides is not None], self.group_by
+        )
         found = {t for run in self.runs for t in run.metrics["test"].get("per_type", {})}
         order = [str(t) for t in (self.runs[0].get("labels") or [])] if self.runs else []
         self.types = [t for t in order if t in found] + sorted(found - set(order))
@@ -115,7 +117,10 @@ class Report:
         """Each group's label without the gold budget: the gold-budget curve it belongs to."""
         rest = [k for g in self.groups for k in g.overrides if k != GOLD_BUDGET_KEY]
         short = short_keys(list(dict.fromkeys(rest)))
-        return [", ".join(f"{short[k]}={v}" for k, v in g.overrides.items() if k != GOLD_BUDGET_KEY) or "all runs" for g in self.groups]
+        return [
+            ", ".join(f"{short[k]}={v}" for k, v in g.overrides.items() if k != GOLD_BUDGET_KEY) or "all runs"
+            for g in self.groups
+        ]
 
     def gold_only_series(self) -> str | None:
         """The series trained on gold only (schedule ``original``), the curve to save gold against."""
@@ -128,7 +133,11 @@ class Report:
         """Every regimen's F1 per gold budget and the gold sentences it saves over gold-only."""
         series = self.gold_series()
         baseline = series.get(self.gold_only_series() or "", [])
-        return [GoldPoint(name, gold, f1, std, gold_equivalent(baseline, f1) if baseline else None) for name, points in series.items() for gold, f1, std in points]
+        return [
+            GoldPoint(name, gold, f1, std, gold_equivalent(baseline, f1) if baseline else None)
+            for name, points in series.items()
+            for gold, f1, std in points
+        ]
 
     # output --------------------------------------------------------------------------------
 
@@ -147,14 +156,28 @@ class Report:
     def markdown(self, images: Sequence[str] = ()) -> str:
         """The report as Markdown; ``images`` are plot files to link at the end."""
         lines = [f"# Sweep report: {', '.join(str(r) for r in self.roots)}", ""]
-        lines += [f"{len(self.runs)} runs in {len(self.groups)} groups; mean ± sample std over seeds; test scores are entity-level strict IOB2.", ""]
+        lines += [
+            f"{len(self.runs)} runs in {len(self.groups)} groups; mean ± sample std over seeds; "
+            "test scores are entity-level strict IOB2.",
+            "",
+        ]
         lines += self.table() + [""] + self._teacher_lines()
         points = self.gold_points()
         if points:
-            lines += ["", "## Gold budget", "", "Gold-equivalent: gold sentences gold-only training needs for the same test micro F1 (log-linear interpolation).", ""]
+            lines += [
+                "",
+                "## Gold budget",
+                "",
+                "Gold-equivalent: gold sentences gold-only training needs for the same test micro F1 "
+                "(log-linear interpolation).",
+                "",
+            ]
             lines += ["| series | gold | test micro F1 | gold-equivalent | gold saved |", "|---|---|---|---|---|"]
             for p in points:
-                lines.append(f"| {p.series} | {p.gold} | {fmt(p.f1, p.f1_std)} | {_count(p.gold_equivalent)} | {_count(p.saved)} |")
+                lines.append(
+                    f"| {p.series} | {p.gold} | {fmt(p.f1, p.f1_std)} "
+                    f"| {_count(p.gold_equivalent)} | {_count(p.saved)} |"
+                )
         if self.skipped:
             lines += ["", "## Skipped", ""] + [f"- `{s.path}`: {s.reason}" for s in self.skipped]
         if images:
@@ -164,8 +187,26 @@ class Report:
     def table(self) -> list[str]:
         """The results table's Markdown lines: one row per group."""
         metrics = self.metrics()
-        head = ["group", "seeds", "micro F1", "macro F1", "micro P", "micro R", *(f"{t} F1" for t in self.types), "best val F1", "steps", "wall s"]
-        keys = ["micro_f1", "macro_f1", "micro_precision", "micro_recall", *(f"{t}_f1" for t in self.types), "val_f1_best"]
+        head = [
+            "group",
+            "seeds",
+            "micro F1",
+            "macro F1",
+            "micro P",
+            "micro R",
+            *(f"{t} F1" for t in self.types),
+            "best val F1",
+            "steps",
+            "wall s",
+        ]
+        keys = [
+            "micro_f1",
+            "macro_f1",
+            "micro_precision",
+            "micro_recall",
+            *(f"{t}_f1" for t in self.types),
+            "val_f1_best",
+        ]
         best = max(g.stat(metrics["micro_f1"])[0] for g in self.groups) if self.groups else math.nan
         rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for group in self.groups:
@@ -173,7 +214,11 @@ class Report:
             if group.stat(metrics["micro_f1"])[0] == best and len(self.groups) > 1:
                 cells[0] = f"**{cells[0]}**"
             steps, wall = group.stat(metrics["global_step"])[0], group.stat(metrics["wall_s"])[0]
-            rows.append(f"| {group.label} | {len(group.runs)} ({', '.join(map(str, group.seeds))}) | " + " | ".join(cells) + f" | {_count(steps)} | {_count(wall)} |")
+            rows.append(
+                f"| {group.label} | {len(group.runs)} ({', '.join(map(str, group.seeds))}) | "
+                + " | ".join(cells)
+                + f" | {_count(steps)} | {_count(wall)} |"
+            )
         return rows
 
     def _teacher_lines(self) -> list[str]:
@@ -191,7 +236,9 @@ class Report:
         if points:
             written.append(
                 _write_csv(
-                    out / "gold_budget.csv", ["series", "gold", "f1_mean", "f1_std", "gold_equivalent", "gold_saved"], ([p.series, p.gold, p.f1, p.f1_std, p.gold_equivalent, p.saved] for p in points)
+                    out / "gold_budget.csv",
+                    ["series", "gold", "f1_mean", "f1_std", "gold_equivalent", "gold_saved"],
+                    ([p.series, p.gold, p.f1, p.f1_std, p.gold_equivalent, p.saved] for p in points),
                 )
             )
         images = []
@@ -205,7 +252,9 @@ class Report:
 
     def _write_summary(self, path: Path) -> Path:
         metrics = self.metrics()
-        header = ["group", "n_seeds", "seeds", "teacher", "schedule"] + [f"{k}_{s}" for k in metrics for s in ("mean", "std")]
+        header = ["group", "n_seeds", "seeds", "teacher", "schedule"] + [
+            f"{k}_{s}" for k in metrics for s in ("mean", "std")
+        ]
         rows = []
         for g in self.groups:
             stats = [v for k in metrics for v in g.stat(metrics[k])]
@@ -215,7 +264,9 @@ class Report:
     def _write_runs(self, path: Path) -> Path:
         metrics = self.metrics()
         label = {id(run): g.label for g in self.groups for run in g.runs}
-        rows = ([str(run.path), label[id(run)], run.seed, *(metrics[k](run.metrics) for k in metrics)] for run in self.runs)
+        rows = (
+            [str(run.path), label[id(run)], run.seed, *(metrics[k](run.metrics) for k in metrics)] for run in self.runs
+        )
         return _write_csv(path, ["run", "group", "seed", *metrics], rows)
 
 
@@ -256,12 +307,20 @@ def build_report(roots: Sequence[str | Path], group_by: Sequence[str] = ()) -> R
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nerdistill.report", description=__doc__.split("\n\n")[0])
-    parser.add_argument("sweeps", nargs="+", type=Path, help="sweep folders (multirun/<name>/...); several are reported together; annotate sweeps side by side")
+    parser.add_argument(
+        "sweeps",
+        nargs="+",
+        type=Path,
+        help="sweep folders (multirun/<name>/...); several are reported together; annotate sweeps side by side",
+    )
     parser.add_argument("--out", type=Path, help="output folder (default: <first sweep>/report)")
     parser.add_argument(
         "--group-by",
         default="",
-        help="comma-separated keys (overrides, config groups or config values) to group by, instead of the overrides that differ; key=value: the value for runs without the key (e.g. schedule,denoise=none)",
+        help=(
+            "comma-separated keys (overrides, config groups or config values) to group by, instead of the "
+            "overrides that differ; key=value: the value for runs without the key (e.g. schedule,denoise=none)"
+        ),
     )
     args = parser.parse_args(argv)
     report = build_report(args.sweeps, [k for k in args.group_by.split(",") if k])
@@ -277,7 +336,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = args.out or args.sweeps[0] / "report"
     files = report.write(out)
     print("\n".join(report.table()))
-    print(f"\n{len(report.runs)} runs in {len(report.groups)} groups ({len(report.skipped)} skipped); wrote {', '.join(f.name for f in files)} to {out}")
+    print(
+        f"\n{len(report.runs)} runs in {len(report.groups)} groups ({len(report.skipped)} skipped); "
+        f"wrote {', '.join(f.name for f in files)} to {out}"
+    )
     return 0
 
 
@@ -287,7 +349,10 @@ def write_annotation_report(report: AnnotationReport, out: Path) -> int:
         print(f"skipped {skip.path}: {skip.reason}", file=sys.stderr)
     files = report.write(out)
     print("\n".join(report.table()))
-    print(f"\n{len(report.runs)} annotate jobs ({len(report.skipped)} skipped); wrote {', '.join(f.name for f in files)} to {out}")
+    print(
+        f"\n{len(report.runs)} annotate jobs ({len(report.skipped)} skipped); "
+        f"wrote {', '.join(f.name for f in files)} to {out}"
+    )
     return 0
 
 

@@ -69,7 +69,9 @@ class Settings:
             raise ValueError(f"strategy={self.strategy!r}: expected one of {list(strategies.STRATEGIES)}")
         if self.per_word and not strategies.STRATEGIES[self.strategy].sums_words:
             summed = [s.name for s in strategies.STRATEGIES.values() if s.sums_words]
-            raise ValueError(f"per_word=true: strategy={self.strategy} is not a sum over words; per_word divides {summed}")
+            raise ValueError(
+                f"per_word=true: strategy={self.strategy} is not a sum over words; per_word divides {summed}"
+            )
         if self.unit not in UNITS:
             raise ValueError(f"budget.unit={self.unit!r}: expected one of {list(UNITS)}")
         if self.size < 1:
@@ -97,7 +99,9 @@ class Scored:
     seconds: float
 
 
-def score(settings: Settings, sentences: Sequence[Sentence], tagger: Tagger | None, llm: Sequence[Sequence[str] | None] | None) -> Scored:
+def score(
+    settings: Settings, sentences: Sequence[Sentence], tagger: Tagger | None, llm: Sequence[Sequence[str] | None] | None
+) -> Scored:
     """Score ``sentences`` by ``settings.strategy``: one pass of ``tagger`` (its tags and
     probabilities; also for ``random``, for the report's predicted entities), and for ``bald``
     ``settings.passes`` more with dropout on. ``llm``: the LLM's tags per sentence (``disagreement``)."""
@@ -126,7 +130,9 @@ def score(settings: Settings, sentences: Sequence[Sentence], tagger: Tagger | No
     return Scored(np.asarray(values, dtype=np.float64), predicted, passes, time.perf_counter() - started)
 
 
-def order_candidates(settings: Settings, scores: np.ndarray, embed: Callable[[], np.ndarray] | None) -> tuple[np.ndarray, np.ndarray | None]:
+def order_candidates(
+    settings: Settings, scores: np.ndarray, embed: Callable[[], np.ndarray] | None
+) -> tuple[np.ndarray, np.ndarray | None]:
     """The ranking, spread over ``settings.clusters`` k-means clusters of ``embed()`` when set;
     returns it and each candidate's cluster (``None`` without clusters)."""
     order = rank(scores, settings.seed)
@@ -158,7 +164,9 @@ def describe(indices: Sequence[int], sentences: Sequence[Sentence], scored: Scor
     return {
         "sentences": len(chosen),
         "tokens": sum(len(s.tokens) for s in chosen),
-        "predicted_entities": entities([scored.predicted[i] for i in indices]) if scored.predicted is not None else None,
+        "predicted_entities": entities([scored.predicted[i] for i in indices])
+        if scored.predicted is not None
+        else None,
         "pool_entities": entities([s.tags for s in chosen]) if has_tags else None,
         "scores": quantiles(scored.scores[np.asarray(indices, dtype=np.int64)]),
     }
@@ -191,11 +199,20 @@ def run_selection(
     lengths = [len(s.tokens) for s in sentences]
     chosen = take(order, lengths, settings.unit, settings.size)
     if not chosen:
-        log.warning("budget.size=%d %s buys no sentence: the first ranked one has %d tokens", settings.size, settings.unit, lengths[order[0]])
+        log.warning(
+            "budget.size=%d %s buys no sentence: the first ranked one has %d tokens",
+            settings.size,
+            settings.unit,
+            lengths[order[0]],
+        )
     chosen_set = set(chosen)
     rest = [i for i in range(len(sentences)) if i not in chosen_set]
     has_tags = any(t != "O" for s in sentences for t in s.tags)
-    truncated = sum(kept < n for kept, n in zip(tagger.words_kept([s.tokens for s in sentences]), lengths)) if tagger is not None else None
+    truncated = (
+        sum(kept < n for kept, n in zip(tagger.words_kept([s.tokens for s in sentences]), lengths))
+        if tagger is not None
+        else None
+    )
     report = {
         **dict(context or {}),
         "settings": asdict(settings),
@@ -207,7 +224,11 @@ def run_selection(
             "longer_than_max_length": truncated,
             "llm_labelled": sum(t is not None for t in llm) if llm is not None else None,
         },
-        "budget": {"unit": settings.unit, "size": settings.size, "spent": len(chosen) if settings.unit == "sentences" else sum(lengths[i] for i in chosen)},
+        "budget": {
+            "unit": settings.unit,
+            "size": settings.size,
+            "spent": len(chosen) if settings.unit == "sentences" else sum(lengths[i] for i in chosen),
+        },
         "selected": describe(chosen, sentences, scored, has_tags),
         "rest": describe(rest, sentences, scored, has_tags),
         "scores": {"all": quantiles(scored.scores), "unscored": int(np.isnan(scored.scores).sum())},
@@ -215,14 +236,23 @@ def run_selection(
         "timing": {
             "score_s": round(scored.seconds, 2),
             "model_passes": scored.passes,
-            "ms_per_sentence_and_pass": round(1000 * scored.seconds / max(1, scored.passes * len(sentences)), 3) if scored.passes else None,
+            "ms_per_sentence_and_pass": round(1000 * scored.seconds / max(1, scored.passes * len(sentences)), 3)
+            if scored.passes
+            else None,
             "embed_and_rank_s": round(embed_s, 2),
             "total_s": round(time.perf_counter() - started, 2),
         },
     }
     report["outputs"] = [*OUTPUTS[:-2], *(f"{name}.conll" for name in also or {}), *OUTPUTS[-2:]]
     _write(Path(out), sentences, scored, order, clusters, chosen, rest, report, also or {})
-    log.info("chose %d of %d candidates (%d tokens) by %s; outputs in %s", len(chosen), len(sentences), report["selected"]["tokens"], settings.strategy, out)
+    log.info(
+        "chose %d of %d candidates (%d tokens) by %s; outputs in %s",
+        len(chosen),
+        len(sentences),
+        report["selected"]["tokens"],
+        settings.strategy,
+        out,
+    )
     return report
 
 
@@ -235,7 +265,15 @@ def _cluster_counts(clusters: np.ndarray | None, chosen: Sequence[int]) -> dict 
 
 
 def _write(
-    out: Path, sentences: Sequence[Sentence], scored: Scored, order: np.ndarray, clusters: np.ndarray | None, chosen: list[int], rest: list[int], report: dict, also: Mapping[str, Sequence[Sentence]]
+    out: Path,
+    sentences: Sequence[Sentence],
+    scored: Scored,
+    order: np.ndarray,
+    clusters: np.ndarray | None,
+    chosen: list[int],
+    rest: list[int],
+    report: dict,
+    also: Mapping[str, Sequence[Sentence]],
 ) -> None:
     write_conll(out / "selected.conll", [sentences[i] for i in chosen])
     write_text(out / "selected.index", "".join(f"{block(sentences[i])}\n" for i in chosen))
@@ -244,7 +282,10 @@ def _write(
     rows = ["rank\tid\twords\tscore\tcluster\tselected"]
     for position, i in enumerate(order):
         cluster = "" if clusters is None else str(int(clusters[i]))
-        rows.append(f"{position + 1}\t{sentences[i].id}\t{len(sentences[i].tokens)}\t{scored.scores[i]:.6g}\t{cluster}\t{int(i in chosen_set)}")
+        rows.append(
+            f"{position + 1}\t{sentences[i].id}\t{len(sentences[i].tokens)}\t"
+            f"{scored.scores[i]:.6g}\t{cluster}\t{int(i in chosen_set)}"
+        )
     write_text(out / "ranking.tsv", "\n".join(rows) + "\n")
     for name, group in also.items():
         write_conll(out / f"{name}.conll", group)
@@ -258,12 +299,18 @@ def format_report(report: dict) -> str:
     lines = [
         f"# Selection: {settings['strategy']}" + (" per word" if settings["per_word"] else ""),
         "",
-        f"- model: {report.get('model_dir') or 'none'}" + (f" ({report['precision']})" if report.get("precision") else ""),
-        f"- pool: {report.get('pool_path', '?')}: {pool['sentences']} sentences; left out {pool['left_out']}; {pool['candidates']} candidates, {pool['tokens']} tokens",
-        f"- budget: {report['budget']['size']} {report['budget']['unit']} (spent {report['budget']['spent']}); seed {settings['seed']}",
+        f"- model: {report.get('model_dir') or 'none'}"
+        + (f" ({report['precision']})" if report.get("precision") else ""),
+        f"- pool: {report.get('pool_path', '?')}: {pool['sentences']} sentences; left out {pool['left_out']}; "
+        f"{pool['candidates']} candidates, {pool['tokens']} tokens",
+        f"- budget: {report['budget']['size']} {report['budget']['unit']} (spent {report['budget']['spent']}); "
+        f"seed {settings['seed']}",
     ]
     if pool["longer_than_max_length"] is not None:
-        lines.append(f"- candidates longer than max_length ({report.get('max_length', '?')} sub-tokens): {pool['longer_than_max_length']} (their cut words count as O, certain)")
+        lines.append(
+            f"- candidates longer than max_length ({report.get('max_length', '?')} sub-tokens): "
+            f"{pool['longer_than_max_length']} (their cut words count as O, certain)"
+        )
     if pool["llm_labelled"] is not None:
         lines.append(f"- candidates the LLM labelled: {pool['llm_labelled']}")
     if report["clusters"]:
@@ -271,12 +318,28 @@ def format_report(report: dict) -> str:
     timing = report["timing"]
     lines.append(
         f"- scoring: {timing['score_s']} s, {timing['model_passes']} model pass(es)"
-        + (f", {timing['ms_per_sentence_and_pass']} ms per sentence and pass" if timing["ms_per_sentence_and_pass"] else "")
+        + (
+            f", {timing['ms_per_sentence_and_pass']} ms per sentence and pass"
+            if timing["ms_per_sentence_and_pass"]
+            else ""
+        )
     )
-    lines += ["", "| | sentences | tokens | predicted entities | pool file's entities | score p10 | p50 | p90 |", "|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| | sentences | tokens | predicted entities | pool file's entities | score p10 | p50 | p90 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for name in ("selected", "rest"):
         group = report[name]
         q = group["scores"] or {}
-        cells = [group["sentences"], group["tokens"], group["predicted_entities"], group["pool_entities"], q.get("p10"), q.get("p50"), q.get("p90")]
+        cells = [
+            group["sentences"],
+            group["tokens"],
+            group["predicted_entities"],
+            group["pool_entities"],
+            q.get("p10"),
+            q.get("p50"),
+            q.get("p90"),
+        ]
         lines.append(f"| {name} | " + " | ".join("-" if c is None else str(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"

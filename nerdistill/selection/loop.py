@@ -40,7 +40,10 @@ from nerdistill.student.inference import Tagger
 log = logging.getLogger(__name__)
 CONF = Path(__file__).resolve().parents[2] / "conf"
 STUDENTS = {"original": "original", "sequential": "sequential"}  # folder: schedule
-HUMAN = "The pool's gold tags (CoNLL-2003 train's by default) play the human annotator: the labels revealed each round are the dataset's, not a person's."
+HUMAN = (
+    "The pool's gold tags (CoNLL-2003 train's by default) play the human annotator: "
+    "the labels revealed each round are the dataset's, not a person's."
+)
 
 
 def check_loop(cfg: DictConfig, settings: Settings) -> None:
@@ -58,13 +61,22 @@ def check_loop(cfg: DictConfig, settings: Settings) -> None:
     if not isinstance(loop.train, (list, ListConfig)) or not all(isinstance(o, str) for o in loop.train):
         raise ValueError(f"loop.train={loop.train!r}: expected a list of train overrides (key=value)")
     if (loop.sequential or settings.needs == "llm") and not cfg.llm_labels:
-        raise ValueError("loop.sequential=true and strategy=disagreement need the LLM's labels of the pool: set llm_labels=<CoNLL file>")
+        raise ValueError(
+            "loop.sequential=true and strategy=disagreement need the LLM's labels of the pool: "
+            "set llm_labels=<CoNLL file>"
+        )
 
 
 def student_config(cfg: DictConfig, schedule: str, out: Path, gold: Path, distilled: Path | None) -> DictConfig:
     """The train config of one round's student: ``loop.train`` overrides, ``schedule``, the round's
     gold file (all of it) and distilled file, the loop's seed, data dir and cache, into ``out``."""
-    overrides = [f"paths.data_dir={cfg.paths.data_dir}", f"paths.cache_dir={cfg.paths.cache_dir}", *cfg.loop.train, f"schedule={schedule}", f"seed={cfg.seed}"]
+    overrides = [
+        f"paths.data_dir={cfg.paths.data_dir}",
+        f"paths.cache_dir={cfg.paths.cache_dir}",
+        *cfg.loop.train,
+        f"schedule={schedule}",
+        f"seed={cfg.seed}",
+    ]
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         student = compose(config_name="train", overrides=overrides)
     with open_dict(student):
@@ -79,7 +91,9 @@ def student_config(cfg: DictConfig, schedule: str, out: Path, gold: Path, distil
     return student
 
 
-def train_student(cfg: DictConfig, train_fn: Callable[[DictConfig], dict], name: str, round_dir: Path, distilled: Path | None) -> dict:
+def train_student(
+    cfg: DictConfig, train_fn: Callable[[DictConfig], dict], name: str, round_dir: Path, distilled: Path | None
+) -> dict:
     """One student of a round, trained into ``round_dir/name`` (a finished one is reused; an
     interrupted one is trained again from the start); its checkpoints are removed, its config kept."""
     folder = round_dir / name
@@ -92,7 +106,8 @@ def train_student(cfg: DictConfig, train_fn: Callable[[DictConfig], dict], name:
     metrics = train_fn(student)
     shutil.rmtree(folder / "checkpoints", ignore_errors=True)  # model/ and metrics.json are what is kept
     (folder / ".hydra").mkdir(exist_ok=True)
-    OmegaConf.save(student, folder / ".hydra" / "config.yaml")  # a run record: select's exclude_model_gold and the report read it
+    # a run record: select's exclude_model_gold and the report read it
+    OmegaConf.save(student, folder / ".hydra" / "config.yaml")
     return metrics
 
 
@@ -100,7 +115,9 @@ def check_gold(round_dir: Path, gold: list[Sentence], labels: LabelSet) -> None:
     """A round folder from an earlier run must hold the gold set this config gives it, else it is another loop's."""
     if {s.text_key for s in read_conll(round_dir / "gold.conll", labels)} != {s.text_key for s in gold}:
         raise ValueError(
-            f"{round_dir / 'gold.conll'} holds another gold set than this config gives round {round_dir.name}: the folder is another loop's (seed, pool or strategy differ); choose a new output dir (hydra.run.dir=...)"
+            f"{round_dir / 'gold.conll'} holds another gold set than this config gives round {round_dir.name}: "
+            "the folder is another loop's (seed, pool or strategy differ); "
+            "choose a new output dir (hydra.run.dir=...)"
         )
 
 
@@ -109,7 +126,11 @@ def cost(sentences: Sequence[Sentence], unit: str) -> int:
 
 
 def summary(metrics: dict) -> dict:
-    return {"val_f1_best": metrics.get("val_f1_best"), "test_f1": metrics.get("test", {}).get("micro", {}).get("f1"), "seconds": metrics.get("timing", {}).get("total_s")}
+    return {
+        "val_f1_best": metrics.get("val_f1_best"),
+        "test_f1": metrics.get("test", {}).get("micro", {}).get("f1"),
+        "seconds": metrics.get("timing", {}).get("total_s"),
+    }
 
 
 def run_loop(cfg: DictConfig, train_fn: Callable[[DictConfig], dict] | None = None) -> dict:
@@ -121,10 +142,12 @@ def run_loop(cfg: DictConfig, train_fn: Callable[[DictConfig], dict] | None = No
     labels = LabelSet(tuple(cfg.labels))
     candidates = leave_out(read_pool(cfg.pool.path, cfg.pool.format, labels), {}).candidates
     llm = read_conll(cfg.llm_labels, labels, labels_name="labels") if cfg.llm_labels else None
-    student_config(cfg, "original", Path("."), Path("gold.conll"), None)  # a bad loop.train override fails here, before any training
+    # a bad loop.train override fails here, before any training
+    student_config(cfg, "original", Path("."), Path("gold.conll"), None)
     position = {s.id: i for i, s in enumerate(candidates)}
     encoder = instantiate(cfg.diversity.encoder) if settings.clusters is not None else None
-    embeddings = functools.cache(lambda: encoder.encode([s.tokens for s in candidates]))  # the whole pool once, for every round
+    # the whole pool once, for every round
+    embeddings = functools.cache(lambda: encoder.encode([s.tokens for s in candidates]))
     out = Path(cfg.paths.output_dir)
     by_block = {block(s): s for s in candidates}
     gold = sorted(take_budget(candidates, cfg.loop.seed_size, cfg.seed, "loop.seed_size"), key=lambda s: position[s.id])
@@ -137,7 +160,17 @@ def run_loop(cfg: DictConfig, train_fn: Callable[[DictConfig], dict] | None = No
             record = json.loads(finished.read_text())
             log.info("round %d: finished earlier, skipped", r)
         else:
-            record = run_round(cfg, settings, r, round_dir, gold, candidates, llm, train_fn, embeddings if encoder is not None else None)
+            record = run_round(
+                cfg,
+                settings,
+                r,
+                round_dir,
+                gold,
+                candidates,
+                llm,
+                train_fn,
+                embeddings if encoder is not None else None,
+            )
             write_json(finished, record)
         rounds.append(record)
         write_report(out, cfg, settings, rounds)
@@ -169,7 +202,10 @@ def run_round(
         known, pooled = {s.text_key for s in gold}, {s.text_key for s in candidates}
         labelled = [s for s in llm if s.text_key in pooled and s.text_key not in known]
         if not labelled:
-            raise ValueError(f"llm_labels={cfg.llm_labels}: none of its sentences is in the pool outside round {r}'s gold set; set loop.sequential=false to train gold-only students")
+            raise ValueError(
+                f"llm_labels={cfg.llm_labels}: none of its sentences is in the pool outside round {r}'s gold set; "
+                "set loop.sequential=false to train gold-only students"
+            )
         distilled = round_dir / "distilled.conll"
         write_conll(distilled, labelled)
     students = {"original": train_student(cfg, train_fn, "original", round_dir, None)}
@@ -179,32 +215,80 @@ def run_round(
     pool = leave_out(candidates, {"gold": gold})
     selection = None
     if spent < total and pool.candidates:
-        selection = choose(cfg, replace(settings, size=min(settings.size, total - spent), seed=settings.seed + r), round_dir, pool, candidates, llm, embeddings)
+        selection = choose(
+            cfg,
+            replace(settings, size=min(settings.size, total - spent), seed=settings.seed + r),
+            round_dir,
+            pool,
+            candidates,
+            llm,
+            embeddings,
+        )
     else:
-        log.info("round %d: %d of loop.total=%d %s spent%s: the last round", r, spent, total, unit, "" if pool.candidates else " and the pool is used up")
+        log.info(
+            "round %d: %d of loop.total=%d %s spent%s: the last round",
+            r,
+            spent,
+            total,
+            unit,
+            "" if pool.candidates else " and the pool is used up",
+        )
     return {
         "round": r,
-        "gold": {"sentences": len(gold), "tokens": cost(gold, "tokens"), "entities": sum(len(spans(s.tags)) for s in gold)},
+        "gold": {
+            "sentences": len(gold),
+            "tokens": cost(gold, "tokens"),
+            "entities": sum(len(spans(s.tags)) for s in gold),
+        },
         "students": {name: summary(metrics) for name, metrics in students.items()},
         "selection": selection,
         "seconds": round(time.perf_counter() - started, 1),
     }
 
 
-def choose(cfg: DictConfig, settings: Settings, round_dir: Path, pool, candidates: list[Sentence], llm: list[Sentence] | None, embeddings: Callable[[], np.ndarray] | None) -> dict:
+def choose(
+    cfg: DictConfig,
+    settings: Settings,
+    round_dir: Path,
+    pool,
+    candidates: list[Sentence],
+    llm: list[Sentence] | None,
+    embeddings: Callable[[], np.ndarray] | None,
+) -> dict:
     """The round's selection with its selector student, into ``round_dir/selection`` (a finished one is reused)."""
     folder = round_dir / "selection"
     done = folder / "report.json"
     if not done.exists():
         model_dir = round_dir / cfg.loop.selector / "model"
-        tagger = Tagger(model_dir, cfg.batch_size, cfg.max_length, cfg.precision, quantize=cfg.get("quantize"), progress=cfg.progress)
+        tagger = Tagger(
+            model_dir,
+            cfg.batch_size,
+            cfg.max_length,
+            cfg.precision,
+            quantize=cfg.get("quantize"),
+            progress=cfg.progress,
+        )
         index = {s.id: i for i, s in enumerate(candidates)}
         rows = np.array([index[s.id] for s in pool.candidates], dtype=np.int64)
         embed = (lambda: embeddings()[rows]) if embeddings is not None else None
-        context = {"model_dir": str(model_dir), "precision": tagger.precision, "max_length": cfg.max_length, "pool_path": str(cfg.pool.path), "llm_labels": cfg.llm_labels, "note": HUMAN}
-        run_selection(settings, pool, folder, tagger, llm_tags(pool.candidates, llm) if llm is not None else None, embed, context)
+        context = {
+            "model_dir": str(model_dir),
+            "precision": tagger.precision,
+            "max_length": cfg.max_length,
+            "pool_path": str(cfg.pool.path),
+            "llm_labels": cfg.llm_labels,
+            "note": HUMAN,
+        }
+        run_selection(
+            settings, pool, folder, tagger, llm_tags(pool.candidates, llm) if llm is not None else None, embed, context
+        )
     report = json.loads(done.read_text())
-    return {"sentences": report["selected"]["sentences"], "tokens": report["selected"]["tokens"], "score_s": report["timing"]["score_s"], "total_s": report["timing"]["total_s"]}
+    return {
+        "sentences": report["selected"]["sentences"],
+        "tokens": report["selected"]["tokens"],
+        "score_s": report["timing"]["score_s"],
+        "total_s": report["timing"]["total_s"],
+    }
 
 
 def write_report(out: Path, cfg: DictConfig, settings: Settings, rounds: list[dict]) -> None:
@@ -212,7 +296,13 @@ def write_report(out: Path, cfg: DictConfig, settings: Settings, rounds: list[di
     report = {
         "note": HUMAN,
         "settings": OmegaConf.to_container(cfg.loop, resolve=True)
-        | {"strategy": settings.strategy, "per_word": settings.per_word, "budget": {"unit": settings.unit, "size": settings.size}, "clusters": settings.clusters, "seed": cfg.seed},
+        | {
+            "strategy": settings.strategy,
+            "per_word": settings.per_word,
+            "budget": {"unit": settings.unit, "size": settings.size},
+            "clusters": settings.clusters,
+            "seed": cfg.seed,
+        },
         "rounds": rounds,
     }
     names = list(STUDENTS)
@@ -221,14 +311,25 @@ def write_report(out: Path, cfg: DictConfig, settings: Settings, rounds: list[di
         "",
         HUMAN,
         "",
-        "| round | gold sentences | gold tokens | gold entities | " + " | ".join(f"{n} dev / test" for n in names) + " | chosen next | seconds |",
+        "| round | gold sentences | gold tokens | gold entities | "
+        + " | ".join(f"{n} dev / test" for n in names)
+        + " | chosen next | seconds |",
         "|---|---|---|---|" + "---|" * len(names) + "---|---|",
     ]
     for record in rounds:
         students = record["students"]
-        f1 = [f"{students[n]['val_f1_best']:.4f} / {students[n]['test_f1']:.4f}" if n in students and students[n]["test_f1"] is not None else "-" for n in names]
+        f1 = [
+            f"{students[n]['val_f1_best']:.4f} / {students[n]['test_f1']:.4f}"
+            if n in students and students[n]["test_f1"] is not None
+            else "-"
+            for n in names
+        ]
         chosen = record["selection"]["sentences"] if record["selection"] else "-"
         gold = record["gold"]
-        lines.append(f"| {record['round']} | {gold['sentences']} | {gold['tokens']} | {gold['entities']} | " + " | ".join(f1) + f" | {chosen} | {record['seconds']} |")
+        lines.append(
+            f"| {record['round']} | {gold['sentences']} | {gold['tokens']} | {gold['entities']} | "
+            + " | ".join(f1)
+            + f" | {chosen} | {record['seconds']} |"
+        )
     write_text(out / "report.md", "\n".join(lines) + "\n")
     write_json(out / "report.json", report)

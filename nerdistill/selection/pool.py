@@ -52,7 +52,10 @@ def read_pool(path: str | Path, fmt: str, labels: LabelSet) -> list[Sentence]:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as err:
         raise ValueError(f"pool.path={path}: cannot read as UTF-8 text ({err})") from err
-    sentences = [Sentence(tuple(tokens), ("O",) * len(tokens), f"{path.name}:{i}", path.name) for i, tokens in enumerate(sentences_from_text(text))]
+    sentences = [
+        Sentence(tuple(tokens), ("O",) * len(tokens), f"{path.name}:{i}", path.name)
+        for i, tokens in enumerate(sentences_from_text(text))
+    ]
     if not sentences:
         raise ValueError(f"pool.path={path}: no sentences (the file is empty or blank)")
     return sentences
@@ -113,8 +116,17 @@ def model_gold(model_dir: str | Path, labels: LabelSet) -> list[Sentence] | None
         if not instantiate(cfg.schedule).resolve(1, 1).uses_original:
             return []
         distilled = list(data.distilled) if data.gold_overlap != "any" else []
-        return build_pools(list(data.original), distilled, labels, data.gold_budget, data.get("distilled_budget"), data.gold_overlap, data.budget_seed).original
+        return build_pools(
+            list(data.original),
+            distilled,
+            labels,
+            data.gold_budget,
+            data.get("distilled_budget"),
+            data.gold_overlap,
+            data.budget_seed,
+        ).original
     except (OmegaConfBaseException, InstantiationException, KeyError, AttributeError) as err:
         raise ValueError(
-            f"exclude_model_gold: cannot recompute the gold sentences of the run config {config} ({type(err).__name__}: {err}); set exclude_model_gold=false and name them in seed_set"
+            f"exclude_model_gold: cannot recompute the gold sentences of the run config {config} "
+            f"({type(err).__name__}: {err}); set exclude_model_gold=false and name them in seed_set"
         ) from None

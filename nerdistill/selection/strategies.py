@@ -115,7 +115,12 @@ def disagreement(predicted: Sequence[Sequence[str]], llm: Sequence[Sequence[str]
     and the LLM (``llm``); NaN where the LLM's tags are ``None`` (it did not label the sentence)."""
     if len(predicted) != len(llm):
         raise ValueError(f"{len(predicted)} predicted tag sequences but {len(llm)} LLM ones")
-    return np.array([np.nan if theirs is None else float(len(set(spans(ours)) ^ set(spans(theirs)))) for ours, theirs in zip(predicted, llm)])
+    return np.array(
+        [
+            np.nan if theirs is None else float(len(set(spans(ours)) ^ set(spans(theirs))))
+            for ours, theirs in zip(predicted, llm)
+        ]
+    )
 
 
 def divide_by_words(scores: np.ndarray, lengths: Sequence[int]) -> np.ndarray:
@@ -124,4 +129,9 @@ def divide_by_words(scores: np.ndarray, lengths: Sequence[int]) -> np.ndarray:
 
 
 # the strategies that score from one pass's probabilities, by name
-FROM_PROBABILITIES = {"least_confidence": least_confidence, "expected_errors": expected_errors, "mnlp": mnlp, "entropy": entropy}
+FROM_PROBABILITIES = {
+    "least_confidence": least_confidence,
+    "expected_errors": expected_errors,
+    "mnlp": mnlp,
+    "entropy": entropy,
+}

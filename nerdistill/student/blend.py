@@ -32,8 +32,15 @@ class Sources:
     validation: list[Sentence]
     test: list[Sentence]
 
-    def pools(self, gold_budget: int | None = None, distilled_budget: int | None = None, gold_overlap: Overlap = "any", budget_seed: int = 0) -> Pools:
-        """The pools drawn from the sources (:func:`~nerdistill.data.pools.select_pools`); a budget of a source not read is moot."""
+    def pools(
+        self,
+        gold_budget: int | None = None,
+        distilled_budget: int | None = None,
+        gold_overlap: Overlap = "any",
+        budget_seed: int = 0,
+    ) -> Pools:
+        """The pools drawn from the sources (:func:`~nerdistill.data.pools.select_pools`); a budget of a
+        source not read is moot."""
         return select_pools(
             self.original or [],
             self.distilled or [],
@@ -103,7 +110,9 @@ def check_draws(draws: Mapping[str, Any] | None) -> dict[str, Any]:
     return out
 
 
-def blend(pools: Pools, schedule: Schedule, passes: Mapping[str, float] | None = None, draws: Mapping[str, Any] | None = None) -> Blend:
+def blend(
+    pools: Pools, schedule: Schedule, passes: Mapping[str, float] | None = None, draws: Mapping[str, Any] | None = None
+) -> Blend:
     """``pools`` blended by ``schedule``: each pool drawn ``passes[pool]`` times over (``draws``,
     where set for a pool, fixes its draws instead, whatever its size: that many sentences, or with
     ``draws["unit"]: tokens`` sentences worth that many tokens, i.e. ``draws / size`` passes with the
@@ -113,29 +122,45 @@ def blend(pools: Pools, schedule: Schedule, passes: Mapping[str, float] | None =
     passes, draws = check_passes(passes), check_draws(draws)
     sizes = {"original": pools.original, "distilled": pools.distilled}
     pool_passes = {name: _passes(name, sentences, passes[name], draws) for name, sentences in sizes.items()}
-    resolved = schedule.resolve(len(pools.original), len(pools.distilled), pool_passes["original"], pool_passes["distilled"])
+    resolved = schedule.resolve(
+        len(pools.original), len(pools.distilled), pool_passes["original"], pool_passes["distilled"]
+    )
     if resolved.uses_distilled and not pools.distilled:
         raise ValueError("the schedule needs distilled data but data.distilled yields no sentences")
     if resolved.uses_original and not pools.original:
         raise ValueError("the schedule needs gold data but data.original yields no sentences (check data.gold_budget)")
     drawn = Pools(pools.original if resolved.uses_original else [], pools.distilled if resolved.uses_distilled else [])
     log.info("pools: %d gold, %d distilled sentences; schedule %s", len(drawn.original), len(drawn.distilled), resolved)
-    examples = _drawn("original", len(drawn.original), pool_passes, draws) + _drawn("distilled", len(drawn.distilled), pool_passes, draws)
+    examples = _drawn("original", len(drawn.original), pool_passes, draws) + _drawn(
+        "distilled", len(drawn.distilled), pool_passes, draws
+    )
     return Blend(drawn, resolved, pool_passes, examples)
 
 
 def _passes(name: str, sentences: list[Sentence], passes: float, draws: Mapping[str, Any]) -> float:
-    """A pool's passes: ``data.passes``, or with ``data.draws`` set for it, its draws over its size in the draws' unit."""
+    """A pool's passes: ``data.passes``, or with ``data.draws`` set for it, its draws over its size in the
+    draws' unit."""
     if draws[name] is None or not sentences:
         return passes
     unit = draws["unit"]
     size = len(sentences) if unit == "sentences" else sum(len(s.tokens) for s in sentences)
-    log.info("data.draws.%s=%s %s over a pool of %d %s: %.4g passes (instead of data.passes.%s=%s)", name, draws[name], unit, size, unit, draws[name] / size, name, passes)
+    log.info(
+        "data.draws.%s=%s %s over a pool of %d %s: %.4g passes (instead of data.passes.%s=%s)",
+        name,
+        draws[name],
+        unit,
+        size,
+        unit,
+        draws[name] / size,
+        name,
+        passes,
+    )
     return draws[name] / size
 
 
 def _drawn(name: str, n: int, pool_passes: Mapping[str, float], draws: Mapping[str, Any]) -> float:
-    """Sentences drawn from a pool of ``n``: its passes times its size (``data.draws`` in sentences: exactly the draws)."""
+    """Sentences drawn from a pool of ``n``: its passes times its size (``data.draws`` in sentences: exactly
+    the draws)."""
     if n and draws[name] is not None and draws["unit"] == "sentences":
         return float(draws[name])
     return pool_passes[name] * n

@@ -30,7 +30,9 @@ class DistilledShareLog(pl.Callback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._batches = trainer.global_step * trainer.datamodule.plan.accumulate  # resumed runs continue the count
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch: dict, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch: dict, batch_idx: int
+    ) -> None:
         plan = trainer.datamodule.plan
         step = self._batches // plan.accumulate
         self._batches += 1
@@ -45,7 +47,9 @@ class DistilledShareLog(pl.Callback):
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         if trainer.world_size > 1:  # a collective could hang on a rank that is gone; a shard's share is not the batch's
-            log.warning("distilled_share.csv: the %d rows of the unfinished epoch are not written (DDP)", len(self._rows))
+            log.warning(
+                "distilled_share.csv: the %d rows of the unfinished epoch are not written (DDP)", len(self._rows)
+            )
             return
         self._flush(trainer)
 
@@ -77,7 +81,10 @@ class ModelCheckpoint(callbacks.ModelCheckpoint):
 
 def dev_f1_checkpoint(trainer: pl.Trainer) -> callbacks.ModelCheckpoint | None:
     """The trainer's ``ModelCheckpoint`` monitoring ``val/f1``, if it has one."""
-    return next((c for c in trainer.checkpoint_callbacks if isinstance(c, callbacks.ModelCheckpoint) and c.monitor == "val/f1"), None)
+    return next(
+        (c for c in trainer.checkpoint_callbacks if isinstance(c, callbacks.ModelCheckpoint) and c.monitor == "val/f1"),
+        None,
+    )
 
 
 def best_score(trainer: pl.Trainer) -> float | None:

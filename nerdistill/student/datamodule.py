@@ -51,7 +51,9 @@ class BlendDataModule(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         if eval_batch_size < 1:
-            raise ValueError(f"data.batch_size and data.eval_batch_size must be positive, got data.eval_batch_size={eval_batch_size}")
+            raise ValueError(
+                f"data.batch_size and data.eval_batch_size must be positive, got data.eval_batch_size={eval_batch_size}"
+            )
         if max_length < 3:
             raise ValueError(f"data.max_length must be at least 3 (CLS, one sub-token, SEP), got {max_length}")
         if not distilled_loss_weight > 0:
@@ -75,7 +77,10 @@ class BlendDataModule(pl.LightningDataModule):
         if self.distilled_loss_weight != 1.0:
             distilled = [scale_weights(sentence, self.distilled_loss_weight) for sentence in distilled]
         cache = TokenCache(self.cache_dir, self.tokenizer, self.labels, self.max_length)
-        self.datasets["train"] = EncodedDataset(cache.encode(self.pools.original, name="original") + cache.encode(distilled, distilled=True, name="distilled"))
+        self.datasets["train"] = EncodedDataset(
+            cache.encode(self.pools.original, name="original")
+            + cache.encode(distilled, distilled=True, name="distilled")
+        )
         for split, sentences in self.eval_sentences.items():
             self.datasets[split] = EncodedDataset(cache.encode(sentences, name=split))
 
@@ -96,7 +101,9 @@ class BlendDataModule(pl.LightningDataModule):
 
     def train_sampler(self, rank: int) -> ScheduledBatchSampler:
         """Rank ``rank``'s batches of the training set, as the plan blends them."""
-        return ScheduledBatchSampler(self.plan, seed=self.seed, lengths=self.datasets["train"].lengths, sort_window=self.sort_window, rank=rank)
+        return ScheduledBatchSampler(
+            self.plan, seed=self.seed, lengths=self.datasets["train"].lengths, sort_window=self.sort_window, rank=rank
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.datasets["train"], self.train_sampler(self.trainer.global_rank))

@@ -55,7 +55,9 @@ class Relabel:
     def __post_init__(self) -> None:
         thresholds = self.threshold.values() if isinstance(self.threshold, Mapping) else [self.threshold]
         if not all(0.0 <= float(t) <= 1.0 for t in thresholds):
-            raise ValueError(f"denoise.threshold must be in [0, 1] (or a map of type -> value in [0, 1]), got {self.threshold}")
+            raise ValueError(
+                f"denoise.threshold must be in [0, 1] (or a map of type -> value in [0, 1]), got {self.threshold}"
+            )
         if not 0.0 <= self.min_weight <= 1.0:
             raise ValueError(f"denoise.min_weight must be in [0, 1], got {self.min_weight}")
         if self.soft is not None and not 0.0 <= self.soft <= 1.0:
@@ -102,7 +104,13 @@ def _type(tag: str) -> str:
 
 
 def relabel_sentence(
-    sentence: Sentence, model_tags: Sequence[str], probabilities: np.ndarray, tags: Sequence[str], rule: Relabel, untrusted: frozenset[str] = frozenset(), stats: RelabelStats | None = None
+    sentence: Sentence,
+    model_tags: Sequence[str],
+    probabilities: np.ndarray,
+    tags: Sequence[str],
+    rule: Relabel,
+    untrusted: frozenset[str] = frozenset(),
+    stats: RelabelStats | None = None,
 ) -> Sentence:
     """``sentence`` (the teacher's tags) relabelled by ``rule`` given the model's ``model_tags`` and
     its ``(words, len(tags))`` ``probabilities`` over ``tags`` (the label set's tags, in id order)."""
@@ -138,17 +146,37 @@ def relabel_sentence(
     provenance = dict(sentence.provenance or {}) | {
         "teacher_tags": list(sentence.tags),
         "model_tags": list(model_tags),
-        "changes": [{"token": i, "from": teacher[i], "to": final[i], "why": why, "p": round(float(probabilities[i, index[model_tags[i]]]), 4)} for i, why in sorted(reasons.items())],
+        "changes": [
+            {
+                "token": i,
+                "from": teacher[i],
+                "to": final[i],
+                "why": why,
+                "p": round(float(probabilities[i, index[model_tags[i]]]), 4),
+            }
+            for i, why in sorted(reasons.items())
+        ],
         "unlabelled": [{"token": i, "why": why} for i, why in sorted(unlabelled.items())],
     }
     targets = None
     if rule.soft is not None:
         hard = np.eye(len(tags), dtype=np.float64)[[index[tag] for tag in final]]
-        targets = tuple(tuple(float(p) for p in row) for row in rule.soft * hard + (1 - rule.soft) * probabilities.astype(np.float64))
-    return replace(sentence, tags=tuple(final), weights=tuple(weights) if rule.weighs else None, targets=targets, provenance=provenance)
+        targets = tuple(
+            tuple(float(p) for p in row)
+            for row in rule.soft * hard + (1 - rule.soft) * probabilities.astype(np.float64)
+        )
+    return replace(
+        sentence,
+        tags=tuple(final),
+        weights=tuple(weights) if rule.weighs else None,
+        targets=targets,
+        provenance=provenance,
+    )
 
 
-def teacher_quality_by_type(gold: Sequence[Sentence], teacher: Sequence[Sentence], labels: LabelSet) -> tuple[dict[str, float], int]:
+def teacher_quality_by_type(
+    gold: Sequence[Sentence], teacher: Sequence[Sentence], labels: LabelSet
+) -> tuple[dict[str, float], int]:
     """Per entity type, the teacher's F1 on the gold sentences it also annotated (matched by their
     tokens), and how many sentences that is."""
     by_text = {s.text_key: s for s in teacher}
@@ -159,7 +187,9 @@ def teacher_quality_by_type(gold: Sequence[Sentence], teacher: Sequence[Sentence
     return {kind: metrics["per_type"].get(kind, {"f1": 0.0})["f1"] for kind in labels.types}, len(pairs)
 
 
-def untrusted_types(gold: Sequence[Sentence], teacher: Sequence[Sentence], labels: LabelSet, trust: float | None, min_overlap: int = 50) -> tuple[frozenset[str], dict]:
+def untrusted_types(
+    gold: Sequence[Sentence], teacher: Sequence[Sentence], labels: LabelSet, trust: float | None, min_overlap: int = 50
+) -> tuple[frozenset[str], dict]:
     """The types whose teacher F1 on overlapping gold sentences is below ``trust``, and the evidence."""
     if trust is None:
         return frozenset(), {}
@@ -169,7 +199,10 @@ def untrusted_types(gold: Sequence[Sentence], teacher: Sequence[Sentence], label
             f"denoise.trust needs gold sentences the teacher also annotated to measure it on: {overlap} found, "
             f"{min_overlap} needed (data.gold_overlap=same draws the gold budget from the teacher's sentences)"
         )
-    return frozenset(k for k, f1 in quality.items() if f1 < trust), {"overlap_sentences": overlap, "teacher_f1_by_type": quality}
+    return frozenset(k for k, f1 in quality.items() if f1 < trust), {
+        "overlap_sentences": overlap,
+        "teacher_f1_by_type": quality,
+    }
 
 
 def pool_quality(pool: Sequence[Sentence], reference: Sequence[Sentence]) -> dict | None:
@@ -180,7 +213,11 @@ def pool_quality(pool: Sequence[Sentence], reference: Sequence[Sentence]) -> dic
     if not pairs:
         return None
     metrics = ner_metrics([p[0] for p in pairs], [p[1] for p in pairs])
-    return {"sentences": len(pairs), "micro_f1": round(metrics["micro"]["f1"], 4), "f1_by_type": {k: round(v["f1"], 4) for k, v in metrics["per_type"].items()}}
+    return {
+        "sentences": len(pairs),
+        "micro_f1": round(metrics["micro"]["f1"], 4),
+        "f1_by_type": {k: round(v["f1"], 4) for k, v in metrics["per_type"].items()},
+    }
 
 
 def count_entities(sentences: Sequence[Sentence]) -> int:

@@ -39,12 +39,21 @@ class Encoded:
     targets: np.ndarray | None = None
 
 
-def encode(sentences: Sequence[Sentence], tokenizer, labels: LabelSet, max_length: int, distilled: bool = False, name: str = "data") -> list[Encoded]:
+def encode(
+    sentences: Sequence[Sentence],
+    tokenizer,
+    labels: LabelSet,
+    max_length: int,
+    distilled: bool = False,
+    name: str = "data",
+) -> list[Encoded]:
     """Tokenise words into sub-tokens; each word's label goes on its first sub-token."""
     if not sentences:
         return []
     label2id = labels.label2id
-    batch = tokenizer([list(s.tokens) for s in sentences], is_split_into_words=True, truncation=True, max_length=max_length)
+    batch = tokenizer(
+        [list(s.tokens) for s in sentences], is_split_into_words=True, truncation=True, max_length=max_length
+    )
     out, truncated = [], 0
     for i, sentence in enumerate(sentences):
         word_ids = batch.word_ids(i)
@@ -71,7 +80,13 @@ def encode(sentences: Sequence[Sentence], tokenizer, labels: LabelSet, max_lengt
 
 def warn_truncated(name: str, truncated: int, total: int, max_length: int) -> None:
     if truncated:
-        log.warning("%s: %d of %d sentences truncated at max_length=%d sub-tokens; their tail words are predicted O", name, truncated, total, max_length)
+        log.warning(
+            "%s: %d of %d sentences truncated at max_length=%d sub-tokens; their tail words are predicted O",
+            name,
+            truncated,
+            total,
+            max_length,
+        )
 
 
 def count_truncated(items: Sequence[Encoded]) -> int:
@@ -103,7 +118,11 @@ class TokenCache:
         digest = hashlib.sha256(json.dumps([self._tokenizer_key, self.max_length, list(self.labels.tags)]).encode())
         for sentence in sentences:
             extra = [x for x in (sentence.weights, sentence.targets) if x is not None]
-            digest.update(json.dumps([sentence.tokens, sentence.tags, sentence.weights is not None, *extra]).encode() if extra else json.dumps([sentence.tokens, sentence.tags]).encode())
+            digest.update(
+                json.dumps([sentence.tokens, sentence.tags, sentence.weights is not None, *extra]).encode()
+                if extra
+                else json.dumps([sentence.tokens, sentence.tags]).encode()
+            )
         return digest.hexdigest()[:32]
 
     def encode(self, sentences: Sequence[Sentence], distilled: bool = False, name: str = "data") -> list[Encoded]:
@@ -133,7 +152,12 @@ class TokenCache:
         targets = stored["targets"] if "targets" in stored.files else None
         return [
             Encoded(
-                ids[a:b], labels[a:b], distilled, s, weights[a:b] if weights is not None and s.weights is not None else None, targets[a:b] if targets is not None and s.targets is not None else None
+                ids[a:b],
+                labels[a:b],
+                distilled,
+                s,
+                weights[a:b] if weights is not None and s.weights is not None else None,
+                targets[a:b] if targets is not None and s.targets is not None else None,
             )
             for s, a, b in zip(sentences, offsets[:-1], offsets[1:])
         ]
@@ -143,12 +167,23 @@ class TokenCache:
         self.directory.mkdir(parents=True, exist_ok=True)
         offsets = np.cumsum([0] + [len(item.input_ids) for item in items])
         with tempfile.NamedTemporaryFile(dir=self.directory, suffix=".tmp", delete=False) as tmp:
-            arrays = {"input_ids": np.concatenate([i.input_ids for i in items]), "labels": np.concatenate([i.labels for i in items]), "offsets": offsets}
+            arrays = {
+                "input_ids": np.concatenate([i.input_ids for i in items]),
+                "labels": np.concatenate([i.labels for i in items]),
+                "offsets": offsets,
+            }
             if any(i.weights is not None for i in items):
-                arrays["weights"] = np.concatenate([i.weights if i.weights is not None else np.ones(len(i.input_ids), np.float32) for i in items])
+                arrays["weights"] = np.concatenate(
+                    [i.weights if i.weights is not None else np.ones(len(i.input_ids), np.float32) for i in items]
+                )
             if any(i.targets is not None for i in items):
                 width = next(i.targets.shape[1] for i in items if i.targets is not None)
-                arrays["targets"] = np.concatenate([i.targets if i.targets is not None else np.zeros((len(i.input_ids), width), np.float32) for i in items])
+                arrays["targets"] = np.concatenate(
+                    [
+                        i.targets if i.targets is not None else np.zeros((len(i.input_ids), width), np.float32)
+                        for i in items
+                    ]
+                )
             np.savez(tmp, **arrays)
         os.replace(tmp.name, path)
 
@@ -198,7 +233,9 @@ class Collator:
         if any(item.weights is not None for item in items):  # per-label loss weights; 1 for unweighted sentences
             weights = torch.zeros((len(items), width), dtype=torch.float32)
             for row, item in enumerate(items):
-                weights[row, : len(item.input_ids)] = torch.from_numpy(item.weights) if item.weights is not None else 1.0
+                weights[row, : len(item.input_ids)] = (
+                    torch.from_numpy(item.weights) if item.weights is not None else 1.0
+                )
             batch["weights"] = weights
         if any(item.targets is not None for item in items):  # soft targets; one-hot labels for the other sentences
             n_tags = next(item.targets.shape[1] for item in items if item.targets is not None)
@@ -216,7 +253,9 @@ def length_sorted_batches(lengths: np.ndarray, batch_size: int) -> list[list[int
     return [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
 
 
-def word_tags(logits: torch.Tensor, labels: torch.Tensor, word_counts: Sequence[int], id2label: dict[int, str]) -> list[list[str]]:
+def word_tags(
+    logits: torch.Tensor, labels: torch.Tensor, word_counts: Sequence[int], id2label: dict[int, str]
+) -> list[list[str]]:
     """Per sentence, the predicted tag of each word's first sub-token; words cut by truncation get ``O``."""
     predictions = logits.argmax(-1).cpu()
     first = (labels != IGNORE).cpu()

@@ -35,11 +35,27 @@ def load_model(path: str | Path) -> tuple[PreTrainedModel, str]:
     for candidate in (path, path / "model"):
         if (candidate / "config.json").exists():
             return AutoModelForTokenClassification.from_pretrained(candidate), str(candidate)
-    raise FileNotFoundError(f"{path}: no Hugging Face model here (expected config.json in it or in {path / 'model'}, or a .ckpt file)")
+    raise FileNotFoundError(
+        f"{path}: no Hugging Face model here (expected config.json in it or in {path / 'model'}, or a .ckpt file)"
+    )
 
 
 # modules that moved into nerdistill/student/ on 2026-11-29: run configs written before name them at the top level
-MOVED_TO_STUDENT = ("callbacks", "datamodule", "denoise", "dropout", "encoding", "inference", "models", "module", "plan", "relabel", "rng", "sampling", "schedules")
+MOVED_TO_STUDENT = (
+    "callbacks",
+    "datamodule",
+    "denoise",
+    "dropout",
+    "encoding",
+    "inference",
+    "models",
+    "module",
+    "plan",
+    "relabel",
+    "rng",
+    "sampling",
+    "schedules",
+)
 _MOVED_TARGET = re.compile(rf"\bnerdistill\.({'|'.join(MOVED_TO_STUDENT)})\.")
 
 
@@ -58,12 +74,18 @@ def _load_checkpoint(path: Path) -> tuple[PreTrainedModel, str]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
     except (pickle.UnpicklingError, RuntimeError, KeyError) as err:
-        raise ValueError(f"{path}: not a checkpoint that loads with weights_only=True ({type(err).__name__}: {str(err).splitlines()[0]})") from None
+        raise ValueError(
+            f"{path}: not a checkpoint that loads with weights_only=True "
+            f"({type(err).__name__}: {str(err).splitlines()[0]})"
+        ) from None
     try:
         module.load_state_dict(state)
     except RuntimeError as err:  # another label set's classifier, or another model's layers
         first = str(err).strip().splitlines()[1].strip() if len(str(err).strip().splitlines()) > 1 else str(err)
-        raise ValueError(f"{path}: does not fit the model its run config {config_file} describes (labels {list(cfg.labels)}, model.name_or_path {cfg.model.get('name_or_path')}): {first}") from None
+        raise ValueError(
+            f"{path}: does not fit the model its run config {config_file} describes (labels {list(cfg.labels)}, "
+            f"model.name_or_path {cfg.model.get('name_or_path')}): {first}"
+        ) from None
     return module.model, cfg.model.tokenizer
 
 
@@ -80,7 +102,8 @@ def quantize_linear_int8(model: PreTrainedModel) -> PreTrainedModel:
 
 
 class Tagger:
-    """A trained token classifier (see :func:`load_model` for what ``model_dir`` may be) that tags tokenised sentences."""
+    """A trained token classifier (see :func:`load_model` for what ``model_dir`` may be) that tags tokenised
+    sentences."""
 
     def __init__(
         self,
@@ -100,7 +123,10 @@ class Tagger:
         if quantize not in QUANTIZE:
             raise ValueError(f"quantize={quantize!r}: expected null or 'int8'")
         if batch_size < 1 or max_length < 3:
-            raise ValueError(f"batch_size must be positive and max_length at least 3 (CLS, one sub-token, SEP), got {batch_size} and {max_length}")
+            raise ValueError(
+                "batch_size must be positive and max_length at least 3 (CLS, one sub-token, SEP), "
+                f"got {batch_size} and {max_length}"
+            )
         model, tokenizer = load_model(model_dir)
         self.model = model.eval()
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -143,14 +169,21 @@ class Tagger:
             with torch.random.fork_rng(devices=devices), torch.inference_mode():
                 torch.manual_seed(seed)
                 self.model.train()  # dropout on (attention dropout too); the weights do not change
-                for batch_indices in tqdm(batches, desc=f"tag x{passes} with dropout", unit="batch", disable=not self.progress):
+                for batch_indices in tqdm(
+                    batches, desc=f"tag x{passes} with dropout", unit="batch", disable=not self.progress
+                ):
                     batch = collate([items[i] for i in batch_indices])
                     first = (batch["labels"] != IGNORE).to(self.device)
-                    stack = torch.stack([self._logits(batch).softmax(-1) for _ in range(passes)], dim=1)  # (batch, passes, length, tags)
+                    # (batch, passes, length, tags)
+                    stack = torch.stack([self._logits(batch).softmax(-1) for _ in range(passes)], dim=1)
                     for row, index in enumerate(batch_indices):
                         kept = stack[row][:, first[row]].cpu().numpy()
                         missing = len(items[index].sentence.tokens) - kept.shape[1]
-                        results[index] = np.concatenate([kept, np.tile(self._outside, (passes, missing, 1))], axis=1) if missing else kept
+                        results[index] = (
+                            np.concatenate([kept, np.tile(self._outside, (passes, missing, 1))], axis=1)
+                            if missing
+                            else kept
+                        )
         finally:
             self.model.eval()
         return results
@@ -167,23 +200,31 @@ class Tagger:
         outside[next(i for i, tag in self.id2label.items() if tag == "O")] = 1.0
         return outside
 
-    def _batches(self, sentences: Sequence[Sequence[str]], sort_by_length: bool) -> tuple[list, list[list[int]], Collator]:
+    def _batches(
+        self, sentences: Sequence[Sequence[str]], sort_by_length: bool
+    ) -> tuple[list, list[list[int]], Collator]:
         wrapped = [Sentence(tuple(tokens), ("O",) * len(tokens), str(i), "input") for i, tokens in enumerate(sentences)]
         items = encode(wrapped, self.tokenizer, self.labels, self.max_length, name="input")
         if sort_by_length:
             batches = length_sorted_batches(EncodedDataset(items).lengths, self.batch_size)
         else:
-            batches = [list(range(i, min(i + self.batch_size, len(items)))) for i in range(0, len(items), self.batch_size)]
+            batches = [
+                list(range(i, min(i + self.batch_size, len(items)))) for i in range(0, len(items), self.batch_size)
+            ]
         return items, batches, Collator(self.tokenizer.pad_token_id)
 
     def _logits(self, batch: dict) -> torch.Tensor:
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.autocast else nullcontext()
         with autocast:
-            logits = self.model(input_ids=batch["input_ids"].to(self.device), attention_mask=batch["attention_mask"].to(self.device)).logits
+            logits = self.model(
+                input_ids=batch["input_ids"].to(self.device), attention_mask=batch["attention_mask"].to(self.device)
+            ).logits
         return logits.float()
 
     @torch.inference_mode()
-    def _run(self, sentences: Sequence[Sequence[str]], sort_by_length: bool, probabilities: bool) -> list[tuple[list[str], np.ndarray | None]]:
+    def _run(
+        self, sentences: Sequence[Sequence[str]], sort_by_length: bool, probabilities: bool
+    ) -> list[tuple[list[str], np.ndarray | None]]:
         items, batches, collate = self._batches(sentences, sort_by_length)
         results: list[tuple[list[str], np.ndarray | None]] = [([], None) for _ in items]
         outside = self._outside

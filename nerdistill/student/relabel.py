@@ -34,7 +34,10 @@ from nerdistill.student.inference import Tagger
 
 log = logging.getLogger(__name__)
 # config keys that do not change what a gold-only run learns: left out of its reuse key
-NOT_IN_GOLD_KEY = {"data": ("distilled", "distilled_budget", "distilled_loss_weight", "cache_dir"), "trainer": ("enable_progress_bar", "default_root_dir")}
+NOT_IN_GOLD_KEY = {
+    "data": ("distilled", "distilled_budget", "distilled_loss_weight", "cache_dir"),
+    "trainer": ("enable_progress_bar", "default_root_dir"),
+}
 GOLD_ONLY = {"_target_": "nerdistill.student.schedules.Original"}
 
 
@@ -57,7 +60,12 @@ def sub_run(cfg: DictConfig, output_dir: Path, **overrides) -> DictConfig:
 
 def gold_key(cfg: DictConfig) -> str:
     """What decides a gold-only run's model: seed, labels, gold data, model, trainer and recipe."""
-    parts = {"seed": cfg.seed, "labels": list(cfg.labels), "model": OmegaConf.to_container(cfg.model, resolve=True), "schedule": OmegaConf.to_container(cfg.schedule, resolve=True)}
+    parts = {
+        "seed": cfg.seed,
+        "labels": list(cfg.labels),
+        "model": OmegaConf.to_container(cfg.model, resolve=True),
+        "schedule": OmegaConf.to_container(cfg.schedule, resolve=True),
+    }
     for node, skipped in NOT_IN_GOLD_KEY.items():
         parts[node] = {k: v for k, v in OmegaConf.to_container(cfg[node], resolve=True).items() if k not in skipped}
     parts["data"]["passes"] = {"original": parts["data"]["passes"]["original"]}
@@ -84,7 +92,10 @@ class GoldModel:
         shutil.rmtree(self.folder / "checkpoints", ignore_errors=True)
         (self.folder / ".hydra").mkdir(exist_ok=True)
         OmegaConf.save(self.config, self.folder / ".hydra" / "config.yaml")
-        OmegaConf.save(OmegaConf.create(["schedule=original", "denoise=none", f"seed={self.config.seed}"]), self.folder / ".hydra" / "overrides.yaml")
+        OmegaConf.save(
+            OmegaConf.create(["schedule=original", "denoise=none", f"seed={self.config.seed}"]),
+            self.folder / ".hydra" / "overrides.yaml",
+        )
         self.metrics, self.config, self.trained_here = metrics, None, True
 
     def record(self) -> dict:
@@ -107,7 +118,9 @@ def gold_model(cfg: DictConfig) -> Iterator[GoldModel]:
     once: one still to be trained (``config`` set) must be trained inside the ``with`` block."""
     if cfg.denoise.get("model_dir"):
         path = Path(cfg.denoise.model_dir)
-        yield GoldModel(path, json.loads((path / "metrics.json").read_text()) if (path / "metrics.json").exists() else {})
+        yield GoldModel(
+            path, json.loads((path / "metrics.json").read_text()) if (path / "metrics.json").exists() else {}
+        )
         return
     probe = sub_run(cfg, Path("."), schedule=GOLD_ONLY)
     folder = Path(cfg.denoise.gold_dir) / gold_key(probe)
@@ -146,15 +159,29 @@ class Relabelling:
         entry for the run's record."""
         started = time.perf_counter()
         data = self.cfg.data
-        tagger = Tagger(model_dir, batch_size=self.cfg.denoise.get("batch_size", 128), max_length=data.max_length, precision=self.cfg.trainer.precision)
+        tagger = Tagger(
+            model_dir,
+            batch_size=self.cfg.denoise.get("batch_size", 128),
+            max_length=data.max_length,
+            precision=self.cfg.trainer.precision,
+        )
         if tuple(tagger.labels.types) != self.labels.types:
-            raise ValueError(f"denoise: the model in {model_dir} predicts {list(tagger.labels.types)}, not this run's labels {list(self.labels.types)}")
+            raise ValueError(
+                f"denoise: the model in {model_dir} predicts {list(tagger.labels.types)}, "
+                f"not this run's labels {list(self.labels.types)}"
+            )
         tags = [tagger.id2label[i] for i in range(len(tagger.id2label))]
         if tags != list(self.labels.tags):
-            raise ValueError(f"denoise: the model in {model_dir} orders its tags {tags}, not as this run's label set {list(self.labels.tags)}")
+            raise ValueError(
+                f"denoise: the model in {model_dir} orders its tags {tags}, "
+                f"not as this run's label set {list(self.labels.tags)}"
+            )
         predicted = tagger.tag_with_probabilities([s.tokens for s in self.pool])
         stats = RelabelStats()
-        relabelled = [relabel_sentence(s, model_tags, probs, tags, self.rule, self.untrusted, stats) for s, (model_tags, probs) in zip(self.pool, predicted)]
+        relabelled = [
+            relabel_sentence(s, model_tags, probs, tags, self.rule, self.untrusted, stats)
+            for s, (model_tags, probs) in zip(self.pool, predicted)
+        ]
         out.mkdir(parents=True, exist_ok=True)
         write_weighted(out / "distilled.jsonl", relabelled)
         write_conll(out / "distilled.conll", relabelled)
@@ -167,12 +194,21 @@ class Relabelling:
             # diagnostics against the gold files' tags of the same sentences: never used for choices
             "quality_against_gold": {
                 "teacher": pool_quality(self.pool, self.reference),
-                "model": pool_quality([replace(s, tags=tuple(t)) for s, (t, _) in zip(self.pool, predicted)], self.reference),
+                "model": pool_quality(
+                    [replace(s, tags=tuple(t)) for s, (t, _) in zip(self.pool, predicted)], self.reference
+                ),
                 "relabelled": pool_quality(relabelled, self.reference),
             },
             "seconds": round(time.perf_counter() - started, 1),
         }
         write_json(out / "summary.json", summary)
-        log.info("relabelled %d sentences with %s: %s", len(relabelled), model_dir, {k: summary[k] for k in ("changed", "unlabelled", "mean_weight")})
-        entry = {"pool": str(out / "distilled.jsonl")} | {k: summary[k] for k in ("changed", "unlabelled", "mean_weight", "quality_against_gold")}
+        log.info(
+            "relabelled %d sentences with %s: %s",
+            len(relabelled),
+            model_dir,
+            {k: summary[k] for k in ("changed", "unlabelled", "mean_weight")},
+        )
+        entry = {"pool": str(out / "distilled.jsonl")} | {
+            k: summary[k] for k in ("changed", "unlabelled", "mean_weight", "quality_against_gold")
+        }
         return read_source(out / "distilled.jsonl", self.labels), entry

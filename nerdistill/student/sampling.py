@@ -68,7 +68,9 @@ class ScheduledBatchSampler(Sampler[list[int]]):
     Used as a DataLoader ``sampler`` with ``batch_size=None``; Lightning calls :meth:`set_epoch`.
     """
 
-    def __init__(self, plan: RunPlan, seed: int = 0, lengths: Sequence[int] | None = None, sort_window: int = 0, rank: int = 0) -> None:
+    def __init__(
+        self, plan: RunPlan, seed: int = 0, lengths: Sequence[int] | None = None, sort_window: int = 0, rank: int = 0
+    ) -> None:
         if not 0 <= rank < plan.world_size:
             raise ValueError(f"rank {rank} is outside world_size {plan.world_size}")
         self.n_original, self.n_distilled = plan.n_original, plan.n_distilled
@@ -118,7 +120,11 @@ class ScheduledBatchSampler(Sampler[list[int]]):
         original_start, distilled_start = self._drawn(steps[0])
         n_distilled = sum(counts)
         n_original = len(steps) * self.global_batch - n_distilled
-        distilled = self._distilled_stream.take(distilled_start, n_distilled) + self.n_original if n_distilled else np.empty(0, np.int64)
+        distilled = (
+            self._distilled_stream.take(distilled_start, n_distilled) + self.n_original
+            if n_distilled
+            else np.empty(0, np.int64)
+        )
         original = self._original_stream.take(original_start, n_original) if n_original else np.empty(0, np.int64)
         if len(steps) == 1:
             return [np.concatenate([distilled, original])]
@@ -126,7 +132,10 @@ class ScheduledBatchSampler(Sampler[list[int]]):
         cuts_o = np.cumsum([0] + [self.global_batch - c for c in counts])
         distilled = _without_repeats_in_a_batch(distilled[np.argsort(self.lengths[distilled], kind="stable")], cuts_d)
         original = _without_repeats_in_a_batch(original[np.argsort(self.lengths[original], kind="stable")], cuts_o)
-        chunks = [np.concatenate([distilled[cuts_d[i] : cuts_d[i + 1]], original[cuts_o[i] : cuts_o[i + 1]]]) for i in range(len(steps))]
+        chunks = [
+            np.concatenate([distilled[cuts_d[i] : cuts_d[i + 1]], original[cuts_o[i] : cuts_o[i + 1]]])
+            for i in range(len(steps))
+        ]
         rng = np.random.default_rng([self.seed, 2, epoch, steps[0]])
         shuffled = list(chunks)
         for count in set(counts):
@@ -163,7 +172,10 @@ def _swap_partner(ordered: np.ndarray, batches: list[tuple[int, int]], k: int, r
     not in batch ``k``, in a batch that does not hold ``repeated``."""
     here = set(ordered[batches[k][0] : batches[k][1]].tolist())
     for distance in range(1, len(batches)):
-        for j, positions in ((k + distance, lambda a, b: range(a, b)), (k - distance, lambda a, b: range(b - 1, a - 1, -1))):
+        for j, positions in (
+            (k + distance, lambda a, b: range(a, b)),
+            (k - distance, lambda a, b: range(b - 1, a - 1, -1)),
+        ):
             if not 0 <= j < len(batches) or repeated in ordered[batches[j][0] : batches[j][1]]:
                 continue
             for q in positions(*batches[j]):

@@ -56,7 +56,9 @@ class Schedule(ABC):
     def __call__(self, progress: float) -> float:
         return min(1.0, max(0.0, self.share(min(1.0, max(0.0, progress)))))
 
-    def resolve(self, n_original: int, n_distilled: int, passes_original: float = 1.0, passes_distilled: float = 1.0) -> Schedule:
+    def resolve(
+        self, n_original: int, n_distilled: int, passes_original: float = 1.0, passes_distilled: float = 1.0
+    ) -> Schedule:
         """Fill defaults that depend on the pools' sizes and passes (``data.passes``); schedules
         without such defaults return self."""
         return self
@@ -130,7 +132,9 @@ class Sequential(_Ordered):
     def decay(self, progress: float) -> float:
         return 1.0 if progress < self._switch() else 0.0
 
-    def resolve(self, n_original: int, n_distilled: int, passes_original: float = 1.0, passes_distilled: float = 1.0) -> Schedule:
+    def resolve(
+        self, n_original: int, n_distilled: int, passes_original: float = 1.0, passes_distilled: float = 1.0
+    ) -> Schedule:
         if self.switch is not None:
             return self
         original, distilled = passes_original * n_original, passes_distilled * n_distilled
@@ -166,7 +170,9 @@ class SimpleMix(Schedule):
             raise ValueError("simple_mix: mix is unset; call resolve(...) first")
         return self.mix
 
-    def resolve(self, n_original: int, n_distilled: int, passes_original: float = 1.0, passes_distilled: float = 1.0) -> Schedule:
+    def resolve(
+        self, n_original: int, n_distilled: int, passes_original: float = 1.0, passes_distilled: float = 1.0
+    ) -> Schedule:
         if self.mix is not None:
             return self
         if self.weigh_passes:

@@ -58,7 +58,12 @@ class BatchRequestFailed(BatchError):
     pass
 
 
-UNANSWERED = {"failed": BatchFailed, "expired": BatchExpired, "cancelled": BatchCancelled, "completed": BatchRequestFailed}
+UNANSWERED = {
+    "failed": BatchFailed,
+    "expired": BatchExpired,
+    "cancelled": BatchCancelled,
+    "completed": BatchRequestFailed,
+}
 
 
 @dataclass(frozen=True)
@@ -92,10 +97,23 @@ def chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
 class BatchRunner:
     """Sends requests as batches to ``client``'s endpoint and collects them into ``cache``."""
 
-    def __init__(self, client: TeacherClient, cache: ResponseCache, folder: str | Path, poll_interval: float = 30.0, max_requests: int = 50000, progress: bool = True) -> None:
+    def __init__(
+        self,
+        client: TeacherClient,
+        cache: ResponseCache,
+        folder: str | Path,
+        poll_interval: float = 30.0,
+        max_requests: int = 50000,
+        progress: bool = True,
+    ) -> None:
         self.api, self.cache, self.endpoint = client.client, cache, client.endpoint
         self.redact = client.redact
-        self.folder, self.poll_interval, self.max_requests, self.progress = Path(folder), poll_interval, max_requests, progress
+        self.folder, self.poll_interval, self.max_requests, self.progress = (
+            Path(folder),
+            poll_interval,
+            max_requests,
+            progress,
+        )
         self.seen: list[Collected] = []
 
     def error(self, message: str, kind: type[BatchError] = BatchError) -> BatchError:
@@ -127,9 +145,16 @@ class BatchRunner:
         lines = [{"custom_id": key, "method": "POST", "url": ENDPOINT, "body": p.body} for key, p in requests.items()]
         path = self.folder / f"batch-input-{time.strftime('%Y%m%d-%H%M%S')}-{len(self.seen)}.jsonl"
         write_text(path, "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines))
-        uploaded = await self.api.files.create(file=(path.name, path.read_bytes(), "application/jsonl"), purpose="batch")
+        uploaded = await self.api.files.create(
+            file=(path.name, path.read_bytes(), "application/jsonl"), purpose="batch"
+        )
         self.cache.add_batch(uploaded.id, self.endpoint, {key: (key, p.model, p.prompt) for key, p in requests.items()})
-        batch = await self.api.batches.create(input_file_id=uploaded.id, endpoint=ENDPOINT, completion_window="24h", metadata={"source": "nerdistill.annotate"})
+        batch = await self.api.batches.create(
+            input_file_id=uploaded.id,
+            endpoint=ENDPOINT,
+            completion_window="24h",
+            metadata={"source": "nerdistill.annotate"},
+        )
         self.cache.update_batch(uploaded.id, batch.status, batch_id=batch.id)
         log.info("submitted batch %s: %d requests (input %s)", batch.id, len(lines), path)
         return self.cache.batch(uploaded.id)
@@ -145,7 +170,9 @@ class BatchRunner:
                     if batch.input_file_id == record.input_file_id:
                         found = batch
                         break
-                found = found or await self.api.batches.create(input_file_id=record.input_file_id, endpoint=ENDPOINT, completion_window="24h")
+                found = found or await self.api.batches.create(
+                    input_file_id=record.input_file_id, endpoint=ENDPOINT, completion_window="24h"
+                )
                 self.cache.update_batch(record.input_file_id, found.status, batch_id=found.id)
             else:
                 await self.api.batches.retrieve(record.batch_id)
@@ -177,7 +204,9 @@ class BatchRunner:
                     return batch
                 await asyncio.sleep(self.poll_interval)
 
-    async def collect(self, record: BatchRecord, batch: Batch, resumed: bool) -> tuple[set[str], dict[str, openai.APIError]]:
+    async def collect(
+        self, record: BatchRecord, batch: Batch, resumed: bool
+    ) -> tuple[set[str], dict[str, openai.APIError]]:
         """Answers of an ended batch into the cache; errors for the requests it did not answer."""
         requests = self.cache.batch_requests(record.input_file_id)
         answered: set[str] = set()
@@ -202,21 +231,40 @@ class BatchRunner:
         reason = self.reason(batch)
         for key, _, _ in requests.values():
             if key not in answered and key not in errors:
-                errors[key] = self.error(f"batch {batch.id} {batch.status}: {reason or 'no answer'}", UNANSWERED.get(batch.status, BatchError))
-        self.cache.update_batch(record.input_file_id, "collected" if batch.status == "completed" else batch.status, reason=reason)
+                errors[key] = self.error(
+                    f"batch {batch.id} {batch.status}: {reason or 'no answer'}",
+                    UNANSWERED.get(batch.status, BatchError),
+                )
+        self.cache.update_batch(
+            record.input_file_id, "collected" if batch.status == "completed" else batch.status, reason=reason
+        )
         by_reason: dict[str, int] = {}
         for err in errors.values():
             by_reason[type(err).__name__] = by_reason.get(type(err).__name__, 0) + 1
-        seen = Collected(record.input_file_id, batch.id, batch.status, len(requests), resumed, len(answered), by_reason, reason)
+        seen = Collected(
+            record.input_file_id, batch.id, batch.status, len(requests), resumed, len(answered), by_reason, reason
+        )
         self.seen.append(seen)
-        log.info("batch %s %s: %d answered into the cache, %d not%s", batch.id, batch.status, len(answered), len(errors), f" ({reason})" if reason else "")
+        log.info(
+            "batch %s %s: %d answered into the cache, %d not%s",
+            batch.id,
+            batch.status,
+            len(answered),
+            len(errors),
+            f" ({reason})" if reason else "",
+        )
         return answered, errors
 
     def line_error(self, row: Mapping[str, Any], batch_id: str) -> openai.APIError:
-        """The error of an output or error file line: an HTTP status as the online call's ``openai`` error, else a :class:`BatchError`."""
+        """The error of an output or error file line: an HTTP status as the online call's ``openai`` error,
+        else a :class:`BatchError`."""
         response = row.get("response")
         if response and response.get("status_code"):
-            reply = httpx2.Response(int(response["status_code"]), json=response.get("body"), request=httpx2.Request("POST", f"{self.api.base_url}chat/completions"))
+            reply = httpx2.Response(
+                int(response["status_code"]),
+                json=response.get("body"),
+                request=httpx2.Request("POST", f"{self.api.base_url}chat/completions"),
+            )
             return self.api._make_status_error_from_response(reply)
         error = row.get("error") or {}
         kind = BatchExpired if error.get("code") == "batch_expired" else BatchRequestFailed

@@ -51,11 +51,16 @@ class DeferringClient:
         if key in self.failed:
             raise self.failed[key]
         self.pending[key] = Pending(self.client.body(messages, params), self.model, self.prompt_key)
-        raise Deferred("noted for the next batch", httpx2.Request("POST", f"{self.base_url}/chat/completions"), body=None)
+        raise Deferred(
+            "noted for the next batch", httpx2.Request("POST", f"{self.base_url}/chat/completions"), body=None
+        )
 
 
-async def annotate_in_batches(annotator: Annotator, sentences: Sequence[Sentence], runner: BatchRunner) -> list[Outcome]:
-    """Preflight the endpoint, then rounds of passes and batches until a pass needs no new answer; results in input order."""
+async def annotate_in_batches(
+    annotator: Annotator, sentences: Sequence[Sentence], runner: BatchRunner
+) -> list[Outcome]:
+    """Preflight the endpoint, then rounds of passes and batches until a pass needs no new answer; results in
+    input order."""
     client = annotator.client
     await client.preflight()
     deferring = DeferringClient(client, annotator.prompt.key)
@@ -72,7 +77,10 @@ async def annotate_in_batches(annotator: Annotator, sentences: Sequence[Sentence
                 got, failed = await runner.run(deferring.pending)
             except openai.APIError as err:  # after the client's retries: no Batch API there, or it is down
                 what = client.redact(f"{type(err).__name__}: {err}")
-                raise TeacherError(f"the Batch API at {client.base_url} failed ({what}); batches already submitted are recorded in the cache: run the same command again to resume") from None
+                raise TeacherError(
+                    f"the Batch API at {client.base_url} failed ({what}); batches already submitted are recorded "
+                    "in the cache: run the same command again to resume"
+                ) from None
             answered |= got
             deferring.failed.update(failed)
             if missing := deferring.pending.keys() - got - failed.keys():

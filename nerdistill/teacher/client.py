@@ -27,7 +27,9 @@ def token_logprobs(choice: Any) -> Logprobs | None:
     content = getattr(getattr(choice, "logprobs", None), "content", None)
     if not content:
         return None
-    return tuple((len(t.bytes) if t.bytes is not None else len(t.token.encode("utf-8")), float(t.logprob)) for t in content)
+    return tuple(
+        (len(t.bytes) if t.bytes is not None else len(t.token.encode("utf-8")), float(t.logprob)) for t in content
+    )
 
 
 def to_response(completion: ChatCompletion) -> CachedResponse:
@@ -65,7 +67,9 @@ class TeacherClient:
         self.base_url, self.model = base_url.rstrip("/"), model
         self.endpoint = endpoint or self.base_url
         self.concurrency = concurrency
-        self.client = openai.AsyncOpenAI(api_key=self._key, base_url=self.base_url, timeout=timeout, max_retries=max_retries)
+        self.client = openai.AsyncOpenAI(
+            api_key=self._key, base_url=self.base_url, timeout=timeout, max_retries=max_retries
+        )
         self._slots = asyncio.Semaphore(concurrency)
 
     @staticmethod
@@ -88,16 +92,25 @@ class TeacherClient:
             page = await self.client.models.list()
             models = [m.id async for m in page]
         except openai.AuthenticationError as err:
-            raise TeacherError(f"{where} rejected the API key from ${self.api_key_env} (401: {self.redact(str(err.message))})") from None
+            raise TeacherError(
+                f"{where} rejected the API key from ${self.api_key_env} (401: {self.redact(str(err.message))})"
+            ) from None
         except openai.PermissionDeniedError as err:
             raise TeacherError(f"{where} denied access (403: {self.redact(str(err.message))})") from None
         except openai.APIConnectionError as err:
-            raise TeacherError(f"{where} is unreachable ({type(err).__name__}: {self.redact(str(err.__cause__ or err))}); is the server running and teacher.base_url right?") from None
+            raise TeacherError(
+                f"{where} is unreachable ({type(err).__name__}: {self.redact(str(err.__cause__ or err))}); "
+                "is the server running and teacher.base_url right?"
+            ) from None
         except openai.APIStatusError as err:
-            raise TeacherError(f"{where} failed the model check ({err.status_code}: {self.redact(str(err.message))})") from None
+            raise TeacherError(
+                f"{where} failed the model check ({err.status_code}: {self.redact(str(err.message))})"
+            ) from None
         if self.model not in models:
             shown = ", ".join(sorted(models)[:20]) + (" ..." if len(models) > 20 else "")
-            raise TeacherError(f"{where} does not serve model {self.model!r} (teacher.model); it serves: {shown or 'nothing'}")
+            raise TeacherError(
+                f"{where} does not serve model {self.model!r} (teacher.model); it serves: {shown or 'nothing'}"
+            )
         return models
 
     def body(self, messages: Sequence[Mapping[str, str]], params: Mapping[str, Any]) -> dict[str, Any]:

@@ -22,7 +22,8 @@ EntityKey = tuple[int, int, str]
 
 
 def char_spans(text: str, logprobs: Logprobs) -> list[tuple[int, int, float]] | None:
-    """Each token's ``[start, end)`` in characters of ``text`` with its logprob; None if the tokens' bytes do not make up ``text``."""
+    """Each token's ``[start, end)`` in characters of ``text`` with its logprob; None if the tokens' bytes do
+    not make up ``text``."""
     char_at: list[int] = []  # the character each UTF-8 byte of `text` belongs to
     for i, ch in enumerate(text):
         char_at.extend([i] * len(ch.encode("utf-8")))
@@ -52,8 +53,11 @@ def probability(spans: Sequence[tuple[int, int, float]], start: int, end: int) -
     return min(1.0, math.exp(max(total, -700.0)))
 
 
-def entity_confidences(text: str, logprobs: Logprobs | None, entities: Sequence[Entity]) -> dict[EntityKey, float] | None:
-    """``(start, end, type) -> confidence`` for ``entities`` parsed from the answer ``text``; None without usable logprobs."""
+def entity_confidences(
+    text: str, logprobs: Logprobs | None, entities: Sequence[Entity]
+) -> dict[EntityKey, float] | None:
+    """``(start, end, type) -> confidence`` for ``entities`` parsed from the answer ``text``; None without
+    usable logprobs."""
     spans = char_spans(text, logprobs) if logprobs else None
     if spans is None:
         return None

@@ -17,8 +17,8 @@ from typing import Any
 from transformers import LogitsProcessor
 
 KEPT = 256  # compiled grammars kept, by schema text
-# JSON as json.dumps writes it, as the prompts' worked examples show it: no free whitespace for a small model to wander in
-# (a schema's own "x-guidance" options override these)
+# JSON as json.dumps writes it, as the prompts' worked examples show it: no free whitespace for a small model to
+# wander in (a schema's own "x-guidance" options override these)
 JSON_OPTIONS = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
 
 
@@ -81,7 +81,12 @@ class MaskLogits(LogitsProcessor):
     fed to each matcher as they come."""
 
     def __init__(self, matchers: Sequence[Any | None], start: int, vocab_size: int, eos_token: int) -> None:
-        self.matchers, self.start, self.words, self.eos_token = list(matchers), start, (vocab_size + 31) // 32, eos_token
+        self.matchers, self.start, self.words, self.eos_token = (
+            list(matchers),
+            start,
+            (vocab_size + 31) // 32,
+            eos_token,
+        )
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
         import torch
@@ -99,12 +104,14 @@ class MaskLogits(LogitsProcessor):
             return scores
         bitmask = torch.zeros((len(rows), self.words), dtype=torch.int32)
         for i, row in enumerate(rows):
-            if self.matchers[row].is_stopped():  # complete: the answer ends here (a row that has ended gets padding whatever this says)
+            # complete: the answer ends here (a row that has ended gets padding whatever this says)
+            if self.matchers[row].is_stopped():
                 bitmask[i, self.eos_token // 32] = 1 << (self.eos_token % 32)
             else:
                 self.matchers[row].unsafe_compute_mask_ptr(bitmask[i].data_ptr(), self.words * 4)
         bits = ((bitmask.unsqueeze(-1) >> torch.arange(32, dtype=torch.int32)) & 1).view(len(rows), -1).bool()
-        allowed = torch.zeros((len(rows), scores.shape[1]), dtype=torch.bool)  # tokens past the grammar's vocabulary: never
+        # tokens past the grammar's vocabulary: never
+        allowed = torch.zeros((len(rows), scores.shape[1]), dtype=torch.bool)
         width = min(bits.shape[1], scores.shape[1])
         allowed[:, :width] = bits[:, :width]
         index = torch.tensor(rows)

@@ -36,7 +36,11 @@ class FixedExamples:
 
     def __init__(self, pool: Sequence[Sentence], k: int, seed: int = 0) -> None:
         self.k, self.seed, self.pool_size = k, seed, len(pool)
-        candidates = [s for s in pool if 8 <= len(s.tokens) <= 30 and spans(s.tags) and not all(t.isupper() or not t.isalpha() for t in s.tokens)]
+        candidates = [
+            s
+            for s in pool
+            if 8 <= len(s.tokens) <= 30 and spans(s.tags) and not all(t.isupper() or not t.isalpha() for t in s.tokens)
+        ]
         random.Random(seed).shuffle(candidates)
         window = candidates[:200]
         self.chosen: list[Sentence] = []
@@ -54,7 +58,13 @@ class FixedExamples:
         return [s for s in self.chosen if s.tokens != sentence.tokens][: self.k]
 
     def summary(self) -> dict:
-        return {"strategy": "random", "k": self.k, "pool": self.pool_size, "seed": self.seed, "examples": [s.id for s in self.chosen[: self.k]]}
+        return {
+            "strategy": "random",
+            "k": self.k,
+            "pool": self.pool_size,
+            "seed": self.seed,
+            "examples": [s.id for s in self.chosen[: self.k]],
+        }
 
 
 class NearestExamples:

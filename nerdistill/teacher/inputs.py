@@ -32,9 +32,13 @@ class ConllInput:
 
     has_gold = True
 
-    def __init__(self, path: str, n: int | None = None, seed: int = 0, split: str | None = None, index: str | None = None) -> None:
+    def __init__(
+        self, path: str, n: int | None = None, seed: int = 0, split: str | None = None, index: str | None = None
+    ) -> None:
         # an hf: source names its own split (input.split, for CoNLL-2003's file name, does not apply)
-        self.path, self.n, self.seed, self.split = (path, n, seed, HFSource.parse(path).split) if is_hf(path) else (Path(path), n, seed, split)
+        self.path, self.n, self.seed, self.split = (
+            (path, n, seed, HFSource.parse(path).split) if is_hf(path) else (Path(path), n, seed, split)
+        )
         self.index = Path(index) if index else None
 
     def load(self, labels: LabelSet) -> list[Sentence]:
@@ -51,14 +55,26 @@ class ConllInput:
             if not line.strip():
                 continue
             if not line.strip().isdigit():
-                raise InputFormatError(self.index, number, f"expected a block number of {self.path}, got {line.strip()!r}")
+                raise InputFormatError(
+                    self.index, number, f"expected a block number of {self.path}, got {line.strip()!r}"
+                )
             if int(line) not in by_block:
-                raise InputFormatError(self.index, number, f"{self.path} has no sentence in block {int(line)} (a -DOCSTART- or empty block, or past its end)")
+                raise InputFormatError(
+                    self.index,
+                    number,
+                    f"{self.path} has no sentence in block {int(line)} (a -DOCSTART- or empty block, or past its end)",
+                )
             chosen.append(by_block[int(line)])
         return chosen
 
     def describe(self) -> dict:
-        return {"kind": "hf" if is_hf(self.path) else "conll", "path": str(self.path), "split": self.split, "n": self.n, "seed": self.seed} | ({"index": str(self.index)} if self.index else {})
+        return {
+            "kind": "hf" if is_hf(self.path) else "conll",
+            "path": str(self.path),
+            "split": self.split,
+            "n": self.n,
+            "seed": self.seed,
+        } | ({"index": str(self.index)} if self.index else {})
 
 
 def read_bbc(path: str | Path) -> list[tuple[int, str]]:
@@ -79,7 +95,9 @@ def read_bbc(path: str | Path) -> list[tuple[int, str]]:
             line = reader.line_num
             for row in reader:
                 if len(row) != len(header):
-                    raise InputFormatError(path, line + 1, f"expected {len(header)} fields like the header, got {len(row)}")
+                    raise InputFormatError(
+                        path, line + 1, f"expected {len(header)} fields like the header, got {len(row)}"
+                    )
                 articles.append((line + 1, row[column]))
                 line = reader.line_num
         except csv.Error as err:
@@ -100,7 +118,8 @@ class BbcInput:
         self.path, self.limit, self.seed, self.dedup = Path(path), limit, seed, dedup
 
     def all_sentences(self) -> list[Sentence]:
-        """Every sentence, ids ``<file>:<row>:<sentence>`` (row 0-based, header excluded); each article is a document."""
+        """Every sentence, ids ``<file>:<row>:<sentence>`` (row 0-based, header excluded); each article is a
+        document."""
         out: list[Sentence] = []
         seen: set[tuple[str, ...]] = set()
         for row, (_, text) in enumerate(read_bbc(self.path)):
@@ -109,7 +128,15 @@ class BbcInput:
                 if self.dedup and key in seen:
                     continue
                 seen.add(key)
-                out.append(Sentence(key, ("O",) * len(key), f"{self.path.name}:{row}:{i}", self.path.name, document=f"{self.path.name}:{row}"))
+                out.append(
+                    Sentence(
+                        key,
+                        ("O",) * len(key),
+                        f"{self.path.name}:{row}:{i}",
+                        self.path.name,
+                        document=f"{self.path.name}:{row}",
+                    )
+                )
         return out
 
     def load(self, labels: LabelSet) -> list[Sentence]:

@@ -30,7 +30,11 @@ log = logging.getLogger(__name__)
 
 def refused_structure(err: openai.APIError, params: Mapping[str, Any]) -> bool:
     """Whether ``err`` is the endpoint refusing the ``response_format`` of a request with one."""
-    return isinstance(err, (openai.BadRequestError, openai.UnprocessableEntityError)) and "response_format" in params and bool(REFUSAL.search(str(err.message)))
+    return (
+        isinstance(err, (openai.BadRequestError, openai.UnprocessableEntityError))
+        and "response_format" in params
+        and bool(REFUSAL.search(str(err.message)))
+    )
 
 
 @dataclass
@@ -144,7 +148,8 @@ class Annotator:
         self.refusal: str | None = None
         self.parser = dict(parser or {})
         self.stats = Stats()
-        self.batched: set[str] = set()  # keys a batch answered this run (teacher.mode=batch): made, though read from the cache
+        # keys a batch answered this run (teacher.mode=batch): made, though read from the cache
+        self.batched: set[str] = set()
         self._inflight: dict[str, asyncio.Task] = {}
 
     def params(self, sample: int, sentence: Sentence, verify: bool = False) -> dict[str, Any]:
@@ -198,7 +203,9 @@ class Annotator:
         self.stats.tokens_made.update(prompt=response.prompt_tokens, completion=response.completion_tokens)
         return key, response, False
 
-    async def ask(self, messages: list[dict[str, str]], sample: int, sentence: Sentence, verify: bool = False) -> tuple[str, CachedResponse, bool]:
+    async def ask(
+        self, messages: list[dict[str, str]], sample: int, sentence: Sentence, verify: bool = False
+    ) -> tuple[str, CachedResponse, bool]:
         """:meth:`fetch` with this sample's parameters; if the endpoint refuses structured output, once
         more without it, and without it for the rest of the job (warned once)."""
         params = self.params(sample, sentence, verify)
@@ -210,7 +217,11 @@ class Annotator:
             if self.structured:
                 self.structured = False
                 self.refusal = self.client.redact(str(err.message))
-                log.warning("the teacher endpoint refused structured output (%s); using the plain prompt for the rest of this job", self.refusal)
+                log.warning(
+                    "the teacher endpoint refused structured output (%s); "
+                    "using the plain prompt for the rest of this job",
+                    self.refusal,
+                )
             return await self.fetch(messages, self.params(sample, sentence, verify))
 
     def parse(self, text: str, tokens: Sequence[str]) -> Parsed:
@@ -225,18 +236,25 @@ class Annotator:
             outcome.calls.append(call)
             if not usable(call) and self.reask:
                 self.stats.reasked += 1
-                key, response, cached = await self.ask(self.prompt.reask_messages(messages, response.text), index, sentence)
+                key, response, cached = await self.ask(
+                    self.prompt.reask_messages(messages, response.text), index, sentence
+                )
                 call = Call(key, cached, response, index, True, self.parse(response.text, sentence.tokens))
                 outcome.calls.append(call)
         except FATAL as err:
-            raise TeacherError(f"teacher endpoint refused a call ({err.status_code}): {self.client.redact(str(err.message))}") from None
+            raise TeacherError(
+                f"teacher endpoint refused a call ({err.status_code}): {self.client.redact(str(err.message))}"
+            ) from None
         except openai.APIError as err:
             outcome.errors.append(self.client.redact(f"{type(err).__name__}: {err}"))
             outcome.reasons.append(type(err).__name__)
             return None
         if not usable(call):
             truncated = call.response.finish_reason == "length"
-            outcome.errors.append(f"sample {index}: answer {'cut off at the token limit' if truncated else 'unparseable'} after {'a re-ask' if call.reask else 'one try'}")
+            outcome.errors.append(
+                f"sample {index}: answer {'cut off at the token limit' if truncated else 'unparseable'} "
+                f"after {'a re-ask' if call.reask else 'one try'}"
+            )
             outcome.reasons.append("truncated" if truncated else "unparseable")
             return None
         return call
@@ -249,11 +267,23 @@ class Annotator:
         if calls:
             kept = vote([c.parsed.entities for c in calls], self.min_agreement)
             if self.prompt.verify and kept:
-                outcome.verifications = list(await asyncio.gather(*(self.check(sentence, entity) for entity, _ in kept)))
+                outcome.verifications = list(
+                    await asyncio.gather(*(self.check(sentence, entity) for entity, _ in kept))
+                )
                 kept = [pair for pair, row in zip(kept, outcome.verifications) if row["verdict"] != "no"]
             confidence, outcome.confidence_source = confidences(calls, kept)
             outcome.tags = to_tags(len(sentence.tokens), [e for e, _ in kept])
-            outcome.entities = [{"text": e.text, "type": e.type, "start": e.start, "end": e.end, "agreement": round(a, 4), "confidence": round(c, 4)} for (e, a), c in zip(kept, confidence)]
+            outcome.entities = [
+                {
+                    "text": e.text,
+                    "type": e.type,
+                    "start": e.start,
+                    "end": e.end,
+                    "agreement": round(a, 4),
+                    "confidence": round(c, 4),
+                }
+                for (e, a), c in zip(kept, confidence)
+            ]
         return outcome
 
     async def check(self, sentence: Sentence, entity: Entity) -> dict[str, Any]:
@@ -261,13 +291,23 @@ class Annotator:
         it) or None (an answer that says neither, or a call that failed: keep it)."""
         row: dict[str, Any] = {"text": entity.text, "type": entity.type, "start": entity.start, "end": entity.end}
         try:
-            key, response, cached = await self.ask(self.prompt.verify_messages(sentence, entity.text, entity.type), 0, sentence, verify=True)
+            key, response, cached = await self.ask(
+                self.prompt.verify_messages(sentence, entity.text, entity.type), 0, sentence, verify=True
+            )
         except FATAL as err:
-            raise TeacherError(f"teacher endpoint refused a call ({err.status_code}): {self.client.redact(str(err.message))}") from None
+            raise TeacherError(
+                f"teacher endpoint refused a call ({err.status_code}): {self.client.redact(str(err.message))}"
+            ) from None
         except openai.APIError as err:
             return row | {"verdict": None, "error": self.client.redact(f"{type(err).__name__}: {err}")}
         tokens = {"prompt_tokens": response.prompt_tokens, "completion_tokens": response.completion_tokens}
-        return row | {"verdict": parse_verdict(response.text), "cache_key": key, "cached": cached, **tokens, "answer": response.text}
+        return row | {
+            "verdict": parse_verdict(response.text),
+            "cache_key": key,
+            "cached": cached,
+            **tokens,
+            "answer": response.text,
+        }
 
 
 def confidences(calls: Sequence[Call], kept: Sequence[tuple[Entity, float]]) -> tuple[list[float], str]:

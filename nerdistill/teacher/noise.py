@@ -20,7 +20,15 @@ from dataclasses import dataclass, field
 
 Span = tuple[int, int, str]
 DEFAULT_MIX = {"missed": 0.35, "type": 0.3, "boundary": 0.2, "spurious": 0.15}
-HALLUCINATIONS = ("John Smith", "United Nations", "Springfield", "Acme Corp", "Olympic Games", "Maria Garcia", "New Zealand")
+HALLUCINATIONS = (
+    "John Smith",
+    "United Nations",
+    "Springfield",
+    "Acme Corp",
+    "Olympic Games",
+    "Maria Garcia",
+    "New Zealand",
+)
 
 
 def intensity(target_f1: float, mix: Mapping[str, float]) -> float:
@@ -48,7 +56,14 @@ class NoiseModel:
         lam = intensity(self.target_f1, self.mix)
         return {k: lam * float(v) for k, v in self.mix.items()}
 
-    def corrupt(self, tokens: Sequence[str], spans: Sequence[Span], rng: random.Random, shared: random.Random | None = None, correlation: float = 0.0) -> tuple[list[Span], list[str]]:
+    def corrupt(
+        self,
+        tokens: Sequence[str],
+        spans: Sequence[Span],
+        rng: random.Random,
+        shared: random.Random | None = None,
+        correlation: float = 0.0,
+    ) -> tuple[list[Span], list[str]]:
         """``(spans, hallucinated strings)``.
 
         Within a sentence the fates are drawn by systematic sampling (evenly spaced uniforms
@@ -88,7 +103,9 @@ class NoiseModel:
         others = [t for t in self.types if t != kind]
         return rng.choice(others) if others else kind
 
-    def _boundary(self, start: int, end: int, kind: str, tokens: Sequence[str], taken: list[bool], rng: random.Random) -> Span:
+    def _boundary(
+        self, start: int, end: int, kind: str, tokens: Sequence[str], taken: list[bool], rng: random.Random
+    ) -> Span:
         options = []
         if end - start > 1:
             options += [(start + 1, end), (start, end - 1)]

@@ -29,8 +29,12 @@ COUNT_KEYS = ("mentions", "hallucinated", "unknown_type", "ambiguous", "overlap"
 TEXT_KEYS = ("text", "entity", "name", "span", "mention", "word", "value", "entity_text")
 TYPE_KEYS = ("type", "label", "entity_type", "category", "tag", "entity_label", "class")
 HEADER_WORDS = {"entity", "entities", "type", "label", "span", "text", "is entity", "reason", "explanation", "category"}
-ANSWER_MARKERS = re.compile(r"^[ \t>#*_]*(final answer|answer|final output|final entities)\b[^\n:]*?[*_]*:[*_]*[ \t]*", re.I | re.M)
-NONE_PHRASE = re.compile(r"\bno\s+(?:named\s+)?entit(?:y|ies)\b|^\W*(?:none|n/?a|nothing)\W*$|there are no\b.*\bentit", re.I | re.M)
+ANSWER_MARKERS = re.compile(
+    r"^[ \t>#*_]*(final answer|answer|final output|final entities)\b[^\n:]*?[*_]*:[*_]*[ \t]*", re.I | re.M
+)
+NONE_PHRASE = re.compile(
+    r"\bno\s+(?:named\s+)?entit(?:y|ies)\b|^\W*(?:none|n/?a|nothing)\W*$|there are no\b.*\bentit", re.I | re.M
+)
 FENCE = re.compile(r"```[a-zA-Z]*\s*\n?(.*?)```", re.S)
 BULLET = re.compile(r"^\s*(?:[-*•+]|\d+[.)]|\(\d+\))\s+")
 PAREN = re.compile(r"([^,;()]+?)\s*\(([^(),]+)\)")
@@ -174,7 +178,8 @@ class FinalAnswer:
     offsets: tuple[int, ...]
 
     def span(self, start: int, end: int) -> tuple[int, int] | None:
-        """Where ``text[start:end]`` is in the response; None if it is not one piece there (thinking was cut out of it)."""
+        """Where ``text[start:end]`` is in the response; None if it is not one piece there (thinking was cut
+        out of it)."""
         i = bisect_right(self.offsets, start) - 1
         begin = self.ranges[i][0] + start - self.offsets[i]
         return (begin, begin + end - start) if begin + end - start <= self.ranges[i][1] else None
@@ -285,9 +290,15 @@ def reason_type(fields: Sequence[str], types: TypeMap, counts: Counter) -> str:
     labels = [(m.start(), m.end(), m.group(1)) for m in REASON_LABEL.finditer(reason)]
     found = [(start, end, kind) for start, end, name in labels if (kind := types(name))]
     if not found:
-        found = [(m.start(), m.end(), kind) for m in REASON_NAME.finditer(reason) if not m.group(1) and (kind := types(m.group(2)))]
+        found = [
+            (m.start(), m.end(), kind)
+            for m in REASON_NAME.finditer(reason)
+            if not m.group(1) and (kind := types(m.group(2)))
+        ]
     if not found:
-        return next((n for *_, n in reversed(labels) if WORD.fullmatch(n)), None) or next((f for f in fields if WORD.fullmatch(f)), "")
+        return next((n for *_, n in reversed(labels) if WORD.fullmatch(n)), None) or next(
+            (f for f in fields if WORD.fullmatch(f)), ""
+        )
     first = found[0]
     other = next((c for c in reversed(found) if c[2] != first[2]), None)
     if other is None:
@@ -324,7 +335,11 @@ def mentions_from_line(line: str, types: TypeMap, counts: Counter) -> list[tuple
         if sep in line:
             left, right = (part.strip().strip(QUOTES) for part in line.split(sep, 1))
             if types(left) and right:
-                names = [t.strip().strip(QUOTES) for t in right.split(",") if t.strip().strip(QUOTES) and not NONE_PHRASE.search(t)]
+                names = [
+                    t.strip().strip(QUOTES)
+                    for t in right.split(",")
+                    if t.strip().strip(QUOTES) and not NONE_PHRASE.search(t)
+                ]
                 if not names:  # "PER: none"
                     counts["none"] += 1
                 return [(name, left) for name in names]
@@ -360,7 +375,14 @@ def json_strings(text: str, start: int, end: int) -> dict[str, list[int]]:
     return found
 
 
-def place(pairs: Sequence[tuple[str, str]], body: str, start: int, end: int, is_json: bool, where: Callable[[int, int], tuple[int, int] | None]) -> list[Mention]:
+def place(
+    pairs: Sequence[tuple[str, str]],
+    body: str,
+    start: int,
+    end: int,
+    is_json: bool,
+    where: Callable[[int, int], tuple[int, int] | None],
+) -> list[Mention]:
     """Mentions ``pairs`` read from ``body[start:end]`` (a JSON value or a line), in the order written: each
     is placed after the one before, at the next JSON string that is just its text (a JSON value), else by
     :func:`locate`, and ``where`` maps its place in ``body`` to the response. After ``MAX_MISSES`` mentions
@@ -404,7 +426,8 @@ def read_mentions(text: str, types: TypeMap, counts: Counter) -> tuple[list[Ment
         values = [(0, end, value)]
     else:
         values = json_values(body)
-    for start, end, value in reversed(values):  # the last value in a shape models answer in: prose after it may hold "[1]"
+    # the last value in a shape models answer in: prose after it may hold "[1]"
+    for start, end, value in reversed(values):
         found: Counter = Counter()
         pairs = mentions_from_json(value, types, found)
         if pairs is not None:
@@ -450,7 +473,9 @@ def _clean(text: str) -> str:
     return "".join(text.strip().strip(QUOTES).split())
 
 
-def align(tokens: Sequence[str], mentions: Sequence[tuple[Mention, str]], all_occurrences: bool = True) -> tuple[list[Entity], Counter]:
+def align(
+    tokens: Sequence[str], mentions: Sequence[tuple[Mention, str]], all_occurrences: bool = True
+) -> tuple[list[Entity], Counter]:
     """Map mentions, each with the configured type it was given, to non-overlapping token spans.
 
     Longest mention first, each claims the leftmost free occurrence (exact, then
@@ -503,7 +528,9 @@ def parse_response(
 ) -> Parsed:
     """IOB2 tags (one per token) for ``tokens`` from a model's ``text``, with the counts of what
     could not be used and the entities, each with the mention it was read from. Never raises on model output."""
-    types = type_map(as_label_set(labels).types, tuple((kind, tuple(names)) for kind, names in (synonyms or {}).items()))
+    types = type_map(
+        as_label_set(labels).types, tuple((kind, tuple(names)) for kind, names in (synonyms or {}).items())
+    )
     counts: Counter = Counter()
     unknown: Counter = Counter()
     mentions, status = read_mentions(text or "", types, counts)

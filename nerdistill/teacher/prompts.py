@@ -35,22 +35,41 @@ def format_entities(entities: Sequence[tuple[str, str]], fmt: str) -> str:
 
 def reasoning(tokens: Sequence[str], entities: Sequence[tuple[str, str]], descriptions: Mapping[str, str]) -> str:
     """Step-by-step reasoning for a worked example: context, candidates, type and justification."""
-    names = list(dict.fromkeys(text for text, _ in entities))  # ordered: the prompt must render the same in every process
-    others = [t for i, t in enumerate(tokens) if i > 0 and t[:1].isupper() and not t.isupper() and t not in " ".join(names).split()][:2]
+    # ordered: the prompt must render the same in every process
+    names = list(dict.fromkeys(text for text, _ in entities))
+    others = [
+        t
+        for i, t in enumerate(tokens)
+        if i > 0 and t[:1].isupper() and not t.isupper() and t not in " ".join(names).split()
+    ][:2]
     lines = [
         f"Step 1 - Context: the sentence has {len(tokens)} tokens; "
-        + ("it names " + ", ".join(f'"{t}"' for t, _ in entities) + "." if entities else "it names no specific person, organisation, place or other proper name."),
-        "Step 2 - Candidate entities: " + (", ".join(f'"{c}"' for c in [*names, *others]) if names or others else "none") + ".",
+        + (
+            "it names " + ", ".join(f'"{t}"' for t, _ in entities) + "."
+            if entities
+            else "it names no specific person, organisation, place or other proper name."
+        ),
+        "Step 2 - Candidate entities: "
+        + (", ".join(f'"{c}"' for c in [*names, *others]) if names or others else "none")
+        + ".",
         "Step 3 - Type of each candidate from its context, with a justification:",
     ]
-    lines += [f'- "{text}": {kind}, because here it is {descriptions.get(kind, kind).rstrip(".")}.' for text, kind in entities]
+    lines += [
+        f'- "{text}": {kind}, because here it is {descriptions.get(kind, kind).rstrip(".")}.' for text, kind in entities
+    ]
     lines += [f'- "{word}": not an entity, a capitalised common word rather than a name.' for word in others]
     if not entities and not others:
         lines.append("- nothing to type.")
     return "\n".join(lines)
 
 
-def format_answer(tokens: Sequence[str], entities: Sequence[tuple[str, str]], fmt: str, with_reasoning: bool, descriptions: Mapping[str, str]) -> str:
+def format_answer(
+    tokens: Sequence[str],
+    entities: Sequence[tuple[str, str]],
+    fmt: str,
+    with_reasoning: bool,
+    descriptions: Mapping[str, str],
+) -> str:
     """A complete answer: for chain of thought, the reasoning, then ``Answer:`` and the structured answer."""
     answer = format_entities(entities, fmt)
     if not with_reasoning:
@@ -101,7 +120,10 @@ class Prompt:
         if structured and format != "json":
             raise ValueError(f"prompt {id}: structured output answers in JSON; set prompt.format=json (got {format!r})")
         if structured_spans and not structured:
-            raise ValueError(f"prompt {id}: structured_spans limits the entity texts of structured output; set prompt.structured=true too")
+            raise ValueError(
+                f"prompt {id}: structured_spans limits the entity texts of structured output; "
+                "set prompt.structured=true too"
+            )
         if examples not in EXAMPLES:
             raise ValueError(f"prompt.examples must be one of {list(EXAMPLES)}, got {examples!r}")
         if k > 0 and not examples_path:
@@ -115,9 +137,18 @@ class Prompt:
         self.types, self.formats, self.format = dict(types), dict(formats), format
         self.reasoning, self.k, self.structured, self.structured_spans = reasoning, k, structured, structured_spans
         self.strategy, self.examples_path, self.examples_seed = examples, examples_path, examples_seed
-        self.examples_budget, self.examples_budget_seed, self.examples_same_document = examples_budget, examples_budget_seed, examples_same_document
+        self.examples_budget, self.examples_budget_seed, self.examples_same_document = (
+            examples_budget,
+            examples_budget_seed,
+            examples_same_document,
+        )
         self.encoder, self.embeddings_cache = encoder, embeddings_cache
-        self.verify, self.verify_examples, self.verify_system, self.verify_user = verify, verify_examples, verify_system, verify_user
+        self.verify, self.verify_examples, self.verify_system, self.verify_user = (
+            verify,
+            verify_examples,
+            verify_system,
+            verify_user,
+        )
         self.gold: list[Sentence] = []  # the pool examples come from
         self.examples: Examples | None = None
         self.labels: LabelSet | None = None
@@ -129,15 +160,23 @@ class Prompt:
 
     def setup(self, labels: LabelSet) -> Prompt:
         """Check the types have definitions, read the gold pool (``examples_budget`` sentences of
-        ``examples_path``, drawn as train draws ``data.gold_budget`` with ``data.budget_seed``) and set up the examples."""
+        ``examples_path``, drawn as train draws ``data.gold_budget`` with ``data.budget_seed``) and set up
+        the examples."""
         missing = [t for t in labels.types if t not in self.types]
         if missing:
             raise ValueError(f"prompt {self.id}: no definition for entity types {missing}; add them under prompt.types")
         self.labels = labels
         if self.k > 0:
-            self.gold = build_pools([self.examples_path], [], labels, gold_budget=self.examples_budget, seed=self.examples_budget_seed).original
+            self.gold = build_pools(
+                [self.examples_path], [], labels, gold_budget=self.examples_budget, seed=self.examples_budget_seed
+            ).original
             if self.strategy == "knn":
-                self.examples = NearestExamples(self.gold, self.k, SentenceEncoder(self.encoder, cache_dir=self.embeddings_cache), self.examples_same_document)
+                self.examples = NearestExamples(
+                    self.gold,
+                    self.k,
+                    SentenceEncoder(self.encoder, cache_dir=self.embeddings_cache),
+                    self.examples_same_document,
+                )
             else:
                 self.examples = FixedExamples(self.gold, self.k, self.examples_seed)
         return self
@@ -183,7 +222,10 @@ class Prompt:
         messages = [{"role": "system", "content": self.render_system()}]
         for example in self.examples_for(sentence):
             answer = format_answer(example.tokens, gold_entities(example), self.format, self.reasoning, self.types)
-            messages += [{"role": "user", "content": self.user.format(sentence=" ".join(example.tokens))}, {"role": "assistant", "content": answer}]
+            messages += [
+                {"role": "user", "content": self.user.format(sentence=" ".join(example.tokens))},
+                {"role": "assistant", "content": answer},
+            ]
         messages.append({"role": "user", "content": self.user.format(sentence=" ".join(sentence.tokens))})
         return messages
 
@@ -200,11 +242,16 @@ class Prompt:
             for i, example in enumerate(self.examples_for(sentence)):
                 for entity, verdict in self.verify_demos(example, i):
                     answer = json.dumps({"answer": verdict}) if self.structured else verdict
-                    messages += [{"role": "user", "content": self.verify_question(example, *entity)}, {"role": "assistant", "content": answer}]
+                    messages += [
+                        {"role": "user", "content": self.verify_question(example, *entity)},
+                        {"role": "assistant", "content": answer},
+                    ]
         return [*messages, {"role": "user", "content": self.verify_question(sentence, text, kind)}]
 
     def verify_question(self, sentence: Sentence, text: str, kind: str) -> str:
-        return self.verify_user.format(sentence=" ".join(sentence.tokens), entity=text, type=kind, definition=self.types[kind])
+        return self.verify_user.format(
+            sentence=" ".join(sentence.tokens), entity=text, type=kind, definition=self.types[kind]
+        )
 
     def verify_demos(self, example: Sentence, index: int) -> list[tuple[tuple[str, str], str]]:
         """An example's two worked questions: its first gold entity as its type (yes) and its last as the
@@ -232,11 +279,22 @@ def candidate_spans(tokens: Sequence[str], longest: int = SPAN_WORDS) -> list[st
     """The sentence's word spans that could be an entity: up to ``longest`` words, starting and ending
     with a word that has a letter or digit, each text once, in order of first appearance."""
     named = [any(c.isalnum() for c in t) for t in tokens]
-    texts = (" ".join(tokens[i:j]) for i in range(len(tokens)) if named[i] for j in range(i + 1, min(len(tokens), i + longest) + 1) if named[j - 1])
+    texts = (
+        " ".join(tokens[i:j])
+        for i in range(len(tokens))
+        if named[i]
+        for j in range(i + 1, min(len(tokens), i + longest) + 1)
+        if named[j - 1]
+    )
     return list(dict.fromkeys(texts))
 
 
 def json_schema(name: str, properties: Mapping[str, dict]) -> dict:
     """A strict ``json_schema`` ``response_format``: an object with exactly ``properties``, all required."""
-    schema = {"type": "object", "properties": dict(properties), "required": list(properties), "additionalProperties": False}
+    schema = {
+        "type": "object",
+        "properties": dict(properties),
+        "required": list(properties),
+        "additionalProperties": False,
+    }
     return {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": True}}

@@ -15,10 +15,16 @@ SCHEMA = "nerdistill.annotate.report/1"
 
 
 def cost(tokens: Mapping[str, int], price: Mapping[str, float] | None, factor: float = 1.0) -> float | None:
-    """USD for ``tokens`` at ``price`` (USD per 1M input/output tokens) times ``factor`` (the batch rate's share); None if unpriced."""
+    """USD for ``tokens`` at ``price`` (USD per 1M input/output tokens) times ``factor`` (the batch rate's
+    share); None if unpriced."""
     if price is None:
         return None
-    return round((tokens.get("prompt", 0) * float(price["input"]) + tokens.get("completion", 0) * float(price["output"])) * factor / 1e6, 6)
+    return round(
+        (tokens.get("prompt", 0) * float(price["input"]) + tokens.get("completion", 0) * float(price["output"]))
+        * factor
+        / 1e6,
+        6,
+    )
 
 
 def quality(outcomes: Sequence[Outcome], annotated_only: bool) -> dict | None:
@@ -60,11 +66,22 @@ def verification_summary(outcomes: Sequence[Outcome], has_gold: bool) -> dict:
         "dropped": verdicts["no"],
         "unclear": verdicts["unclear"],
         "failed": verdicts["failed"],
-        "tokens": {"prompt": sum(row.get("prompt_tokens", 0) for _, row in rows), "completion": sum(row.get("completion_tokens", 0) for _, row in rows)},
+        "tokens": {
+            "prompt": sum(row.get("prompt_tokens", 0) for _, row in rows),
+            "completion": sum(row.get("completion_tokens", 0) for _, row in rows),
+        },
     }
     if has_gold:
-        right = Counter(((row["start"], row["end"], row["type"]) in set(spans(o.sentence.tags)), row["verdict"] == "no") for o, row in rows)
-        summary |= {"kept_right": right[True, False], "kept_wrong": right[False, False], "dropped_right": right[True, True], "dropped_wrong": right[False, True]}
+        right = Counter(
+            ((row["start"], row["end"], row["type"]) in set(spans(o.sentence.tags)), row["verdict"] == "no")
+            for o, row in rows
+        )
+        summary |= {
+            "kept_right": right[True, False],
+            "kept_wrong": right[False, False],
+            "dropped_right": right[True, True],
+            "dropped_wrong": right[False, True],
+        }
     return summary
 
 
@@ -88,7 +105,8 @@ def build_report(
     examples: Mapping[str, Any] | None = None,
     verify: bool = False,
 ) -> dict:
-    """The report; with ``batch`` (teacher.mode=batch: :meth:`BatchRunner.summary`) calls are priced at its ``price_factor``."""
+    """The report; with ``batch`` (teacher.mode=batch: :meth:`BatchRunner.summary`) calls are priced at its
+    ``price_factor``."""
     annotated = sum(o.tags is not None for o in outcomes)
     parse = Counter()
     statuses = Counter()
@@ -170,11 +188,14 @@ def markdown(report: Mapping[str, Any]) -> str:
         "",
         f"- teacher: `{t['model']}` at `{t['endpoint']}`" + (" (simulated)" if report["simulated"] else ""),
         f"- prompt: `{report['prompt']['id']}@{report['prompt']['version']}`; input: `{report['input']}`",
-        f"- sentences: {s['total']} total, {s['annotated']} annotated, {s['failed']} failed{_reasons(s['failed_by_reason'])}; {s['entities']} entities",
+        f"- sentences: {s['total']} total, {s['annotated']} annotated, "
+        f"{s['failed']} failed{_reasons(s['failed_by_reason'])}; {s['entities']} entities",
         f"- calls: {c['made']} made, {c['cached']} from cache, {c['failed']} failed, {c['reasked']} re-asks",
         f"- tokens this run: {report['tokens']['made']}; from cache: {report['tokens']['cached']}",
-        f"- cost this run: {report['cost']['this_run']} USD at the {report['cost']['rate']} rate (all responses: {report['cost']['all_responses']})",
-        f"- time: {report['time']['wall_s']} s wall, {report['time']['annotate_s']} s annotating ({report['time'].get('annotate_cpu_s')} CPU s), {report['time']['sentences_per_s']} sentences/s",
+        f"- cost this run: {report['cost']['this_run']} USD at the {report['cost']['rate']} rate "
+        f"(all responses: {report['cost']['all_responses']})",
+        f"- time: {report['time']['wall_s']} s wall, {report['time']['annotate_s']} s annotating "
+        f"({report['time'].get('annotate_cpu_s')} CPU s), {report['time']['sentences_per_s']} sentences/s",
         f"- parse: {report['parse']}",
         f"- confidence: {report.get('confidence')}; structured output: {report.get('structured_output')}",
     ]
@@ -194,12 +215,23 @@ def markdown(report: Mapping[str, Any]) -> str:
             "|---|---|---|---|---|---|---|",
         ]
         for row in b["batches"]:
-            lines.append(f"| `{row['batch_id']}` | {row['status']} | {row['requests']} | {row['answered']} | {row['errors'] or ''} | {row['resumed']} | {row['reason'] or ''} |")
+            lines.append(
+                f"| `{row['batch_id']}` | {row['status']} | {row['requests']} | {row['answered']} "
+                f"| {row['errors'] or ''} | {row['resumed']} | {row['reason'] or ''} |"
+            )
     if report["quality"]:
         q = report["quality"]
-        lines += ["", "## Quality against gold (failed sentences count as no entities)", "", "| | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+        lines += [
+            "",
+            "## Quality against gold (failed sentences count as no entities)",
+            "",
+            "| | precision | recall | F1 | support |",
+            "|---|---|---|---|---|",
+        ]
         for name, row in [("micro", q["micro"]), ("macro", q["macro"]), *sorted(q["per_type"].items())]:
-            lines.append(f"| {name} | {_pct(row['precision'])} | {_pct(row['recall'])} | {_pct(row['f1'])} | {row['support']} |")
+            lines.append(
+                f"| {name} | {_pct(row['precision'])} | {_pct(row['recall'])} | {_pct(row['f1'])} | {row['support']} |"
+            )
     if report.get("local_server"):
         local = report["local_server"]
         lines += [
@@ -207,7 +239,8 @@ def markdown(report: Mapping[str, Any]) -> str:
             "## Local model (a real LLM on this machine)",
             "",
             f"- {local['description']}",
-            f"- file: `{local['gguf']}` (sha256 `{local['gguf_sha256'][:16]}…`); package: {local['package']}; {local['torch_threads']} torch threads; loaded in {local['load_s']} s",
+            f"- file: `{local['gguf']}` (sha256 `{local['gguf_sha256'][:16]}…`); package: {local['package']}; "
+            f"{local['torch_threads']} torch threads; loaded in {local['load_s']} s",
             f"- server: `{local['stats']}`",
         ]
     if report["simulator"]:

@@ -25,7 +25,14 @@ NO_RESPONSE = 0  # the status a teacher's ``chat`` gives for a request to leave 
 
 def error(message: str, code: str) -> dict:
     """An OpenAI-style error payload."""
-    return {"error": {"message": message, "type": "invalid_request_error" if code.startswith(("model", "invalid")) else code, "param": None, "code": code}}
+    return {
+        "error": {
+            "message": message,
+            "type": "invalid_request_error" if code.startswith(("model", "invalid")) else code,
+            "param": None,
+            "code": code,
+        }
+    }
 
 
 class Endpoint:
@@ -53,13 +60,20 @@ class Endpoint:
         """The 404 for a model this server does not serve, else None."""
         if model in self.served:
             return None
-        return 404, {}, error(f"The model `{model}` does not exist ({self.who} serves {self.served}).", "model_not_found"), 0.0
+        return (
+            404,
+            {},
+            error(f"The model `{model}` does not exist ({self.who} serves {self.served}).", "model_not_found"),
+            0.0,
+        )
 
     def chat(self, body: Mapping[str, Any]) -> tuple[int, dict[str, str], dict, float]:
         raise NotImplementedError
 
 
-def completion(id: str, model: str, fingerprint: str, choices: list[dict], prompt_tokens: int, completion_tokens: int) -> dict:
+def completion(
+    id: str, model: str, fingerprint: str, choices: list[dict], prompt_tokens: int, completion_tokens: int
+) -> dict:
     """A chat completion's payload."""
     return {
         "id": id,
@@ -68,13 +82,19 @@ def completion(id: str, model: str, fingerprint: str, choices: list[dict], promp
         "model": model,
         "system_fingerprint": fingerprint,
         "choices": choices,
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens},
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
     }
 
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # else the body, written after the headers, waits ~40 ms for the client's delayed ACK
+    disable_nagle_algorithm = (
+        True  # else the body, written after the headers, waits ~40 ms for the client's delayed ACK
+    )
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -85,7 +105,9 @@ class _Handler(BaseHTTPRequestHandler):
         data = payload if isinstance(payload, bytes) else json.dumps(payload).encode("utf-8")
         try:
             self.send_response(status)
-            self.send_header("Content-Type", "application/octet-stream" if isinstance(payload, bytes) else "application/json")
+            self.send_header(
+                "Content-Type", "application/octet-stream" if isinstance(payload, bytes) else "application/json"
+            )
             self.send_header("Content-Length", str(len(data)))
             for name, value in (headers or {}).items():
                 self.send_header(name, value)
@@ -162,7 +184,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
-    request_queue_size = 1024  # a client opening `concurrency` connections at once overflows the default 5 (1 s SYN retries)
+    request_queue_size = (
+        1024  # a client opening `concurrency` connections at once overflows the default 5 (1 s SYN retries)
+    )
     teacher: Endpoint
     batches: Any  # the Batch API (the simulator's SimBatches), or None
 

@@ -46,18 +46,31 @@ from nerdistill.teacher.sim_batch import SimBatches
 
 log = logging.getLogger(__name__)
 
-DESCRIPTIONS = {"PER": "the name of a person", "ORG": "the name of an organisation", "LOC": "the name of a place", "MISC": "a name of another kind (nationality, event, work, product)"}
+DESCRIPTIONS = {
+    "PER": "the name of a person",
+    "ORG": "the name of an organisation",
+    "LOC": "the name of a place",
+    "MISC": "a name of another kind (nationality, event, work, product)",
+}
 MALFORMED = (
     "I'm sorry, but I can't help with that request.",
     '{"entities": [{"text": "',
     "Here is the annotation you asked for:",
 )
-# knobs added after the others, with their defaults: in the identity only when set otherwise, so earlier settings keep theirs
-LATER_KNOBS = {"rate_dropped": 0.0, "rate_empty": 0.0, "rate_wrong_format": 0.0, "refuse_response_format": False, "verify_accuracy": 0.9}
+# knobs added after the others, with their defaults: in the identity only when set otherwise, so earlier settings
+# keep theirs
+LATER_KNOBS = {
+    "rate_dropped": 0.0,
+    "rate_empty": 0.0,
+    "rate_wrong_format": 0.0,
+    "refuse_response_format": False,
+    "verify_accuracy": 0.9,
+}
 # a self-verification question as the prompts ask it (conf/prompt/standard.yaml verify_user)
 VERIFY_QUESTION = re.compile(r'^Sentence: (?P<sentence>.*)\n+Candidate: "(?P<entity>.*)" as (?P<type>[^\s(]+)', re.M)
 TOKEN = re.compile(r"\w+|\s+|[^\w\s]")  # the simulator's answer tokens: words, runs of space, single symbols
-# an entity's type-token probability is drawn from Beta(a, b): right entities (mean 0.86) vs corrupted or hallucinated ones (mean 0.55)
+# an entity's type-token probability is drawn from Beta(a, b): right entities (mean 0.86) vs corrupted or
+# hallucinated ones (mean 0.55)
 RIGHT_BETA, WRONG_BETA = (9.0, 1.5), (3.0, 2.5)
 
 
@@ -107,7 +120,13 @@ class SimSettings:
         ephemeral ports, and the same for online and batch calls. ``precision`` counts only where a
         ``model_dir`` tags in bf16 on this machine (fp32, the tagger's precision before the setting
         existed, keeps the earlier identity), and so do the :data:`LATER_KNOBS` only when not at their defaults."""
-        settings = {k: v for k, v in asdict(self).items() if k not in ("host", "port", "precision", "answers") and not k.startswith("batch_") and not (k in LATER_KNOBS and v == LATER_KNOBS[k])}
+        settings = {
+            k: v
+            for k, v in asdict(self).items()
+            if k not in ("host", "port", "precision", "answers")
+            and not k.startswith("batch_")
+            and not (k in LATER_KNOBS and v == LATER_KNOBS[k])
+        }
         chosen = choose_precision(self.precision, "cpu", "teacher.sim.precision")
         if self.model_dir and chosen.bf16:
             settings["precision"] = chosen.precision
@@ -151,7 +170,9 @@ class SimTeacher(Endpoint):
     """The simulator's logic, without HTTP: :meth:`chat` answers one request body."""
 
     def __init__(self, settings: SimSettings) -> None:
-        super().__init__(settings.models, settings.api_key_env, "teacher.sim", "simulated teacher", "nerdistill-simulated-teacher")
+        super().__init__(
+            settings.models, settings.api_key_env, "teacher.sim", "simulated teacher", "nerdistill-simulated-teacher"
+        )
         self.settings = settings
         self.labels = LabelSet(tuple(settings.labels))
         self.oracle: dict[tuple[str, ...], tuple[str, ...]] = {}
@@ -191,13 +212,19 @@ class SimTeacher(Endpoint):
 
     def judged(self, tokens: list[str], style: str, request_hash: str) -> list[tuple[str, str, bool]]:
         """:meth:`entities`, each with whether it is the oracle's (span and type) rather than an error."""
-        noise = NoiseModel(self.settings.target_for(style), self.labels.types, self.settings.mix, self.settings.hallucination_rate)
+        noise = NoiseModel(
+            self.settings.target_for(style), self.labels.types, self.settings.mix, self.settings.hallucination_rate
+        )
         shared = random.Random(_hash("sentence", tokens, style, self.settings.seed))
         truth = spans(self.oracle_tags(tokens))
-        corrupted, hallucinated = noise.corrupt(tokens, truth, random.Random(request_hash), shared, self.settings.correlation)
+        corrupted, hallucinated = noise.corrupt(
+            tokens, truth, random.Random(request_hash), shared, self.settings.correlation
+        )
         rng = random.Random(request_hash + ":types")
         right = set(truth)
-        return [(" ".join(tokens[s:e]), kind, (s, e, kind) in right) for s, e, kind in corrupted] + [(h, rng.choice(self.labels.types), False) for h in hallucinated]
+        return [(" ".join(tokens[s:e]), kind, (s, e, kind) in right) for s, e, kind in corrupted] + [
+            (h, rng.choice(self.labels.types), False) for h in hallucinated
+        ]
 
     def chat(self, body: Mapping[str, Any]) -> tuple[int, dict[str, str], dict, float]:
         """``(status, headers, payload, seconds to wait first)`` for a chat-completions request body;
@@ -210,7 +237,16 @@ class SimTeacher(Endpoint):
         schema = structured_schema(body)
         if schema is not None and s.refuse_response_format:
             self.count("refused_response_format")
-            return 400, {}, error("Invalid parameter: 'response_format' of type 'json_schema' is not supported with this model (simulated).", "invalid_parameter"), 0.0
+            return (
+                400,
+                {},
+                error(
+                    "Invalid parameter: 'response_format' of type 'json_schema' "
+                    "is not supported with this model (simulated).",
+                    "invalid_parameter",
+                ),
+                0.0,
+            )
         request_hash = _hash(body, s.seed)
         with self.lock:
             attempt = self.attempts[request_hash]
@@ -224,12 +260,18 @@ class SimTeacher(Endpoint):
         u = fault.random()
         if u < s.rate_429:
             self.count("fault_429")
-            return 429, {"retry-after-ms": str(s.retry_after_ms)}, error("Rate limit reached (simulated).", "rate_limit_exceeded"), s.latency / 4
+            return (
+                429,
+                {"retry-after-ms": str(s.retry_after_ms)},
+                error("Rate limit reached (simulated).", "rate_limit_exceeded"),
+                s.latency / 4,
+            )
         if u < s.rate_429 + s.rate_500:
             self.count("fault_500")
             return 500, {}, error("The server had an error (simulated).", "server_error"), s.latency / 4
         if u < s.rate_429 + s.rate_500 + s.rate_timeout:
-            self.count("fault_timeout")  # never answered: a timeout for any client timeout under `hang`, whatever the machine's speed
+            # never answered: a timeout for any client timeout under `hang`, whatever the machine's speed
+            self.count("fault_timeout")
             return NO_RESPONSE, {}, {}, s.hang
         if u < s.rate_429 + s.rate_500 + s.rate_timeout + s.rate_dropped:
             self.count("fault_dropped")
@@ -270,8 +312,19 @@ class SimTeacher(Endpoint):
             elif v < s.rate_malformed + s.rate_truncated + s.rate_empty + s.rate_wrong_format:
                 self.count("fault_wrong_format")
                 text = misformatted(tokens, entities, fmt, style == "cot", fault)
-            logprobs = {"content": token_logprobs(text, judged, random.Random(f"{request_hash}:{index}:logprobs"))} if body.get("logprobs") else None
-            choices.append({"index": index, "message": {"role": "assistant", "content": text}, "finish_reason": finish, "logprobs": logprobs})
+            logprobs = (
+                {"content": token_logprobs(text, judged, random.Random(f"{request_hash}:{index}:logprobs"))}
+                if body.get("logprobs")
+                else None
+            )
+            choices.append(
+                {
+                    "index": index,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": finish,
+                    "logprobs": logprobs,
+                }
+            )
         self.count("answered")
         with self.lock:
             self.answered[request_hash] += 1
@@ -280,20 +333,41 @@ class SimTeacher(Endpoint):
             self.count("answered_again")
         return 200, {}, simulated_completion(request_hash, model, body, choices), s.latency
 
-    def verify(self, question: re.Match, body: Mapping[str, Any], model: str, request_hash: str) -> tuple[int, dict[str, str], dict, float]:
+    def verify(
+        self, question: re.Match, body: Mapping[str, Any], model: str, request_hash: str
+    ) -> tuple[int, dict[str, str], dict, float]:
         """A self-verification answer: whether the oracle has the candidate (its text and type) in the
         sentence, right with probability ``verify_accuracy``; ``{"answer": ...}`` under a ``json_schema``."""
         tokens = question["sentence"].split()
-        truth = any(" ".join(tokens[s:e]) == question["entity"] and kind == question["type"] for s, e, kind in spans(self.oracle_tags(tokens)))
+        truth = any(
+            " ".join(tokens[s:e]) == question["entity"] and kind == question["type"]
+            for s, e, kind in spans(self.oracle_tags(tokens))
+        )
         right = random.Random(f"{request_hash}:verify").random() < self.settings.verify_accuracy
         verdict = "yes" if truth == right else "no"
         fmt = body.get("response_format")
-        text = json.dumps({"answer": verdict}) if isinstance(fmt, Mapping) and fmt.get("type") == "json_schema" else verdict.capitalize() + "."
+        text = (
+            json.dumps({"answer": verdict})
+            if isinstance(fmt, Mapping) and fmt.get("type") == "json_schema"
+            else verdict.capitalize() + "."
+        )
         self.count("verified")
         return (
             200,
             {},
-            simulated_completion(request_hash, model, body, [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop", "logprobs": None}]),
+            simulated_completion(
+                request_hash,
+                model,
+                body,
+                [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": text},
+                        "finish_reason": "stop",
+                        "logprobs": None,
+                    }
+                ],
+            ),
             self.settings.latency,
         )
 
@@ -302,7 +376,9 @@ def simulated_completion(request_hash: str, model: str, body: Mapping[str, Any],
     """A chat completion's payload; usage estimated as characters / 4."""
     prompt_tokens = sum(len(str(m.get("content") or "")) for m in body.get("messages") or []) // 4 + 1
     completion_tokens = sum(len(c["message"]["content"]) for c in choices) // 4 + 1
-    return completion(f"simcmpl-{request_hash[:16]}", model, "nerdistill-simulated-teacher", choices, prompt_tokens, completion_tokens)
+    return completion(
+        f"simcmpl-{request_hash[:16]}", model, "nerdistill-simulated-teacher", choices, prompt_tokens, completion_tokens
+    )
 
 
 def structured_schema(body: Mapping[str, Any]) -> dict | None:
@@ -344,15 +420,24 @@ def token_logprobs(text: str, judged: Sequence[tuple[str, str, bool]], rng: rand
         cursor = type_at + len(kind)
         first = next(i for i, start in enumerate(starts) if start <= type_at < starts[i + 1])
         probs[first] = max(1e-6, rng.betavariate(*(RIGHT_BETA if right else WRONG_BETA)))
-    return [{"token": p, "logprob": math.log(q), "bytes": list(p.encode("utf-8")), "top_logprobs": []} for p, q in zip(pieces, probs)]
+    return [
+        {"token": p, "logprob": math.log(q), "bytes": list(p.encode("utf-8")), "top_logprobs": []}
+        for p, q in zip(pieces, probs)
+    ]
 
 
-def misformatted(tokens: Sequence[str], entities: Sequence[tuple[str, str]], fmt: str, cot: bool, rng: random.Random) -> str:
+def misformatted(
+    tokens: Sequence[str], entities: Sequence[tuple[str, str]], fmt: str, cot: bool, rng: random.Random
+) -> str:
     """The answer in a format the prompt did not ask for: the other structured format, or prose."""
     if rng.random() < 0.5:
         return format_answer(tokens, entities, "lines" if fmt == "json" else "json", cot, DESCRIPTIONS)
     named = [f"{text}, {DESCRIPTIONS.get(kind, kind)}" for text, kind in entities]
-    return "The sentence mentions " + "; and ".join(named) + "." if named else "I could not find anything to annotate in this sentence."
+    return (
+        "The sentence mentions " + "; and ".join(named) + "."
+        if named
+        else "I could not find anything to annotate in this sentence."
+    )
 
 
 class SimServer(BackgroundServer):
@@ -374,7 +459,9 @@ def main() -> None:
     @hydra.main(version_base="1.3", config_path="../../conf", config_name="sim")
     def serve(cfg: DictConfig) -> None:
         server = SimServer(instantiate(cfg.teacher.sim)).start()
-        log.info("simulated teacher (SIMULATED labels) at %s, models %s; Ctrl-C stops it", server.url, server.settings.models)
+        log.info(
+            "simulated teacher (SIMULATED labels) at %s, models %s; Ctrl-C stops it", server.url, server.settings.models
+        )
         print(f"serving {server.url}", flush=True)
         try:
             while True:

@@ -34,8 +34,13 @@ EXPIRED_MESSAGE = "This request could not be executed before the completion wind
 
 def multipart(content_type: str, raw: bytes) -> dict[str, tuple[str | None, bytes]]:
     """The fields of a ``multipart/form-data`` body: ``name -> (filename, data)``."""
-    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + raw)
-    return {part.get_param("name", header="content-disposition"): (part.get_filename(), part.get_payload(decode=True)) for part in message.iter_parts()}
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode() + raw
+    )
+    return {
+        part.get_param("name", header="content-disposition"): (part.get_filename(), part.get_payload(decode=True))
+        for part in message.iter_parts()
+    }
 
 
 def jsonl(rows: list[dict]) -> bytes:
@@ -56,7 +61,15 @@ class SimBatches:
 
     def add_file(self, name: str, data: bytes, purpose: str) -> dict:
         file_id = f"file-sim{uuid.uuid4().hex[:20]}"
-        self.files[file_id] = {"id": file_id, "object": "file", "bytes": len(data), "created_at": int(time.time()), "filename": name, "purpose": purpose, "status": "processed"}
+        self.files[file_id] = {
+            "id": file_id,
+            "object": "file",
+            "bytes": len(data),
+            "created_at": int(time.time()),
+            "filename": name,
+            "purpose": purpose,
+            "status": "processed",
+        }
         self.data[file_id] = data
         return self.files[file_id]
 
@@ -78,7 +91,9 @@ class SimBatches:
         if file_id not in self.files:
             return 404, error(f"No such File object: {file_id}", "not_found")
         if body.get("endpoint") != "/v1/chat/completions" or body.get("completion_window") != "24h":
-            return 400, error("the simulated teacher batches /v1/chat/completions in a 24h window only", "invalid_request")
+            return 400, error(
+                "the simulated teacher batches /v1/chat/completions in a 24h window only", "invalid_request"
+            )
         try:
             requests = [json.loads(line) for line in self.data[file_id].decode("utf-8").splitlines() if line.strip()]
         except (UnicodeDecodeError, json.JSONDecodeError):
@@ -87,7 +102,13 @@ class SimBatches:
         with self.lock:
             ordinal = len(self.batches)
             u = random.Random(f"batch:{ordinal}:{s.seed}").random()
-            fate = "failed" if u < s.batch_rate_failed else "expired" if u < s.batch_rate_failed + s.batch_rate_expired else "completed"
+            fate = (
+                "failed"
+                if u < s.batch_rate_failed
+                else "expired"
+                if u < s.batch_rate_failed + s.batch_rate_expired
+                else "completed"
+            )
             batch_id = f"batch_sim{uuid.uuid4().hex[:20]}"
             now = int(time.time())
             self.batches[batch_id] = {
@@ -120,7 +141,13 @@ class SimBatches:
     def list(self) -> tuple[int, Any]:
         with self.lock:
             data = sorted(self.batches.values(), key=lambda b: b["created_at"], reverse=True)
-        return 200, {"object": "list", "data": data, "first_id": data[0]["id"] if data else None, "last_id": data[-1]["id"] if data else None, "has_more": False}
+        return 200, {
+            "object": "list",
+            "data": data,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+            "has_more": False,
+        }
 
     def cancel(self, batch_id: str) -> tuple[int, Any]:
         if batch_id not in self.batches:
@@ -138,7 +165,17 @@ class SimBatches:
                 batch.update(
                     status="failed",
                     failed_at=now,
-                    errors={"object": "list", "data": [{"code": "simulated_failure", "message": "The batch failed validation (simulated).", "param": None, "line": None}]},
+                    errors={
+                        "object": "list",
+                        "data": [
+                            {
+                                "code": "simulated_failure",
+                                "message": "The batch failed validation (simulated).",
+                                "param": None,
+                                "line": None,
+                            }
+                        ],
+                    },
                 )
                 self.teacher.count("batches_failed")
                 return
@@ -161,8 +198,16 @@ class SimBatches:
         """One request of a batch, answered as :meth:`SimTeacher.chat` answers it online."""
         status, _, payload, _ = self.teacher.chat(request.get("body") or {})
         if status == NO_RESPONSE:  # a timeout or dropped connection online: a server error in a batch
-            status, payload = 500, error("The server had an error while processing your request (simulated).", "server_error")
-        line = {"id": f"batch_req_{uuid.uuid4().hex[:20]}", "custom_id": request.get("custom_id"), "response": {"status_code": status, "request_id": uuid.uuid4().hex, "body": payload}, "error": None}
+            status, payload = (
+                500,
+                error("The server had an error while processing your request (simulated).", "server_error"),
+            )
+        line = {
+            "id": f"batch_req_{uuid.uuid4().hex[:20]}",
+            "custom_id": request.get("custom_id"),
+            "response": {"status_code": status, "request_id": uuid.uuid4().hex, "body": payload},
+            "error": None,
+        }
         (work["outputs"] if status == 200 else work["errors"]).append(line)
 
     def finish(self, batch: dict, work: dict, status: str) -> None:
@@ -171,12 +216,24 @@ class SimBatches:
         if status == "expired":
             for request in work["requests"][work["done"] :]:
                 work["errors"].append(
-                    {"id": f"batch_req_{uuid.uuid4().hex[:20]}", "custom_id": request.get("custom_id"), "response": None, "error": {"code": "batch_expired", "message": EXPIRED_MESSAGE}}
+                    {
+                        "id": f"batch_req_{uuid.uuid4().hex[:20]}",
+                        "custom_id": request.get("custom_id"),
+                        "response": None,
+                        "error": {"code": "batch_expired", "message": EXPIRED_MESSAGE},
+                    }
                 )
         if work["outputs"]:
-            batch["output_file_id"] = self.add_file(f"{batch['id']}_output.jsonl", jsonl(work["outputs"]), "batch_output")["id"]
+            batch["output_file_id"] = self.add_file(
+                f"{batch['id']}_output.jsonl", jsonl(work["outputs"]), "batch_output"
+            )["id"]
         if work["errors"]:
-            batch["error_file_id"] = self.add_file(f"{batch['id']}_error.jsonl", jsonl(work["errors"]), "batch_output")["id"]
+            batch["error_file_id"] = self.add_file(f"{batch['id']}_error.jsonl", jsonl(work["errors"]), "batch_output")[
+                "id"
+            ]
         batch.update(status=status, **{f"{status}_at": now})
-        batch["request_counts"].update(completed=len(work["outputs"]), failed=len(work["errors"]) if status != "expired" else batch["request_counts"]["failed"])
+        batch["request_counts"].update(
+            completed=len(work["outputs"]),
+            failed=len(work["errors"]) if status != "expired" else batch["request_counts"]["failed"],
+        )
         self.teacher.count(f"batches_{status}")

@@ -56,7 +56,10 @@ def combine(paths: list[Path]) -> dict:
         "quality_annotated_only": combine_quality([r["quality_annotated_only"] for r in reports]),
         "sentences": {k: total("sentences", k) for k in ("total", "annotated", "failed", "entities")},
         "failed_by_reason": {k: total("sentences", "failed_by_reason", k) for k in ("truncated", "unparseable")},
-        "parse": {k: total("parse", k) for k in ("responses", "unparseable", "truncated", "mentions", "hallucinated", "unknown_type")},
+        "parse": {
+            k: total("parse", k)
+            for k in ("responses", "unparseable", "truncated", "mentions", "hallucinated", "unknown_type")
+        },
         "reasked": total("calls", "reasked"),
         "tokens": {k: total("tokens", "made", k) + total("tokens", "cached", k) for k in ("prompt", "completion")},
     }
@@ -64,16 +67,24 @@ def combine(paths: list[Path]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="combine bf16's first 140 and last 60 and compare with its 200-sentence report")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="combine bf16's first 140 and last 60 and compare with its 200-sentence report",
+    )
     args = parser.parse_args()
     if args.check:
-        combined = combine([HERE / "bf16" / "cot_first140" / "report.json", HERE / "bf16" / "cot_last60" / "report.json"])
+        combined = combine(
+            [HERE / "bf16" / "cot_first140" / "report.json", HERE / "bf16" / "cot_last60" / "report.json"]
+        )
         whole = json.loads((HERE / "bf16" / "cot" / "report.json").read_text())
         expected = combine_quality([whole["quality"]])
         print(json.dumps({"combined": combined["quality"], "whole": expected}, indent=1))
         print("same" if combined["quality"] == expected else "DIFFERENT")
         return
-    print(json.dumps(combine([HERE / "cot_first140" / "report.json", HERE / "fp32_cot_last60" / "report.json"]), indent=1))
+    print(
+        json.dumps(combine([HERE / "cot_first140" / "report.json", HERE / "fp32_cot_last60" / "report.json"]), indent=1)
+    )
 
 
 if __name__ == "__main__":

@@ -18,7 +18,12 @@ log = logging.getLogger(__name__)
 def main(cfg: DictConfig) -> None:
     configure_process(cfg.get("runtime"))
     server = LocalServer(instantiate(cfg.teacher.local)).start()
-    log.info("local teacher (a REAL model: %s) at %s, models %s; Ctrl-C stops it", server.settings.description, server.url, server.settings.models)
+    log.info(
+        "local teacher (a REAL model: %s) at %s, models %s; Ctrl-C stops it",
+        server.settings.description,
+        server.url,
+        server.settings.models,
+    )
     print(f"serving {server.url}", flush=True)
     try:
         while True:

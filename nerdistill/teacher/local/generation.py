@@ -53,7 +53,9 @@ class Generation:
 
     ids: list[int]
     prefix: list[int] | None
-    opening: int  # tokens of its first message: other calls of its job share at least these (their prefixes may differ after, as nearest-neighbour examples make them)
+    # tokens of its first message: other calls of its job share at least these (their prefixes may differ after,
+    # as nearest-neighbour examples make them)
+    opening: int
     max_tokens: int
     temperature: float
     top_p: float
@@ -69,7 +71,8 @@ class Generation:
         return self.temperature == 0
 
     def joins(self, other: Generation) -> bool:
-        """Whether it can generate in one batch with ``other`` (if their prompts share a prefix): both greedy, the same length limit."""
+        """Whether it can generate in one batch with ``other`` (if their prompts share a prefix): both greedy,
+        the same length limit."""
         return self.greedy and other.greedy and self.max_tokens == other.max_tokens
 
 
@@ -112,14 +115,17 @@ class Generator:
         self.thread.join(timeout=60)
 
     def prefix_cache(self, prefix: Sequence[int]) -> tuple[Any, int]:
-        """``(cache, length)``: the KV cache of the longest kept prefix of ``prefix``, made for ``prefix`` itself if none; ``(None, 0)`` for an empty one."""
+        """``(cache, length)``: the KV cache of the longest kept prefix of ``prefix``, made for ``prefix``
+        itself if none; ``(None, 0)`` for an empty one."""
         from transformers import DynamicCache
 
         best = self.kept_prefix(prefix)
         if best is None and prefix:
             cache = DynamicCache(config=self.loaded.model.config)
             with self.torch.inference_mode():
-                self.loaded.model(input_ids=self.torch.tensor([list(prefix)]), use_cache=True, **{self.loaded.cache_kwarg: cache})
+                self.loaded.model(
+                    input_ids=self.torch.tensor([list(prefix)]), use_cache=True, **{self.loaded.cache_kwarg: cache}
+                )
             best = tuple(prefix)
             self.prefixes[best] = cache
             with self.stats_lock:
@@ -133,7 +139,11 @@ class Generator:
 
     def kept_prefix(self, prefix: Sequence[int]) -> tuple[int, ...] | None:
         """The longest prefix of ``prefix`` whose KV cache is kept."""
-        return max((key for key in self.prefixes if len(key) <= len(prefix) and tuple(prefix[: len(key)]) == key), key=len, default=None)
+        return max(
+            (key for key in self.prefixes if len(key) <= len(prefix) and tuple(prefix[: len(key)]) == key),
+            key=len,
+            default=None,
+        )
 
     def batch(self, waiting: Sequence[Generation]) -> tuple[list[Generation], tuple[int, ...]]:
         """The oldest waiting generation and those that can batch with it, and the token prefix they all
@@ -151,7 +161,8 @@ class Generator:
             return [g for g in others if not g.prefix][:limit], ()
         floor = min(len(own) // 2, head.opening or len(own))
         shared = [(min(common_length(own, g.ids), len(g.ids) - 1), g) for g in others]
-        group = sorted([(n, g) for n, g in shared if n >= floor], key=lambda pair: -pair[0])[:limit]  # stable: the head stays first
+        # stable: the head stays first
+        group = sorted([(n, g) for n, g in shared if n >= floor], key=lambda pair: -pair[0])[:limit]
         return [g for _, g in group], own[: min(n for n, _ in group)]
 
     def serve(self) -> None:
@@ -193,7 +204,9 @@ class Generator:
                         g.result.set_exception(TeacherError("local teacher stopped"))
                 return
 
-    def generate(self, group: Sequence[Generation], prefix: Sequence[int]) -> list[tuple[list[int], list[float] | None]]:
+    def generate(
+        self, group: Sequence[Generation], prefix: Sequence[int]
+    ) -> list[tuple[list[int], list[float] | None]]:
         """Generate for requests whose prompts start with ``prefix``, with the same parameters: each row is
         the prefix's KV cache (kept, or made and kept now), padding (masked, so positions run on), then
         the rest of its prompt. Returns each row's
@@ -234,10 +247,17 @@ class Generator:
         if any(g.schema is not None for g in group):
             grammars = self.grammars()
             matchers = [grammars.matcher(g.schema) if g.schema is not None else None for g in group]
-            constrained["logits_processor"] = LogitsProcessorList([MaskLogits(matchers, reused + width, grammars.vocab_size, grammars.eos_token)])
+            constrained["logits_processor"] = LogitsProcessorList(
+                [MaskLogits(matchers, reused + width, grammars.vocab_size, grammars.eos_token)]
+            )
         with torch.inference_mode():
             out = self.loaded.model.generate(
-                input_ids=torch.tensor(rows), attention_mask=torch.tensor(mask), generation_config=config, stopping_criteria=[Closing(self.closing)], **constrained, **{self.loaded.cache_kwarg: cache}
+                input_ids=torch.tensor(rows),
+                attention_mask=torch.tensor(mask),
+                generation_config=config,
+                stopping_criteria=[Closing(self.closing)],
+                **constrained,
+                **{self.loaded.cache_kwarg: cache},
             )
         if self.closing.is_set():
             raise TeacherError("local teacher stopped")
@@ -245,7 +265,14 @@ class Generator:
         for row, (g, sequence) in enumerate(zip(group, out.sequences[:, reused + width :].tolist())):
             end = next((i + 1 for i, token in enumerate(sequence) if token in eos), len(sequence))
             generated = sequence[:end]
-            chosen = [float(torch.log_softmax(step[row].float(), dim=-1)[token]) for step, token in zip(out.logits, generated)] if g.logprobs else None
+            chosen = (
+                [
+                    float(torch.log_softmax(step[row].float(), dim=-1)[token])
+                    for step, token in zip(out.logits, generated)
+                ]
+                if g.logprobs
+                else None
+            )
             results.append((generated, chosen))
         with self.stats_lock:
             self.stats["batches"] += 1

