@@ -10,13 +10,13 @@ from __future__ import annotations
 import re
 
 ABBREVIATIONS = frozenset(
-    (
-        """mr mrs ms dr prof st jr sr rev gen col lt sgt capt cmdr gov sen rep pres supt insp
+    """
+    mr mrs ms dr prof st jr sr rev gen col lt sgt capt cmdr gov sen rep pres supt insp
     inc ltd co corp plc bros dept est vs etc al approx fig no nos vol ed eds
     jan feb mar apr jun jul aug sep sept oct nov dec mon tue wed thu fri sat sun
-    ala ariz calif colo conn fla ga ill ind kan mass md mich minn miss mo nev okla ore pa """
-        "tenn tex va wash wis"
-    ).split()
+    ala ariz calif colo conn fla ga ill ind kan mass md mich minn miss mo nev okla ore pa
+    tenn tex va wash wis
+    """.split()
 )
 CLITICS = ("n't", "'s", "'re", "'m", "'ve", "'ll", "'d")
 LEADING = "\"'`([{“‘«$£€¥"
