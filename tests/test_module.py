@@ -45,14 +45,10 @@ class Batches(pl.LightningDataModule):
         return torch.utils.data.DataLoader(self.batches, batch_size=None)
 
 
-@pytest.mark.parametrize("freeze", [True, False])
-def test_frozen_word_embeddings_stay_as_loaded_while_the_rest_trains(tmp_path, freeze):
-    pl.seed_everything(0)
-    module = TokenClassifier(backbone=tiny_backbone, labels=LABELS, lr=1e-2, freeze_word_embeddings=freeze)
-    words = module.model.get_input_embeddings().weight
-    before_words, before_head = words.detach().clone(), module.model.classifier.weight.detach().clone()
+def fit(module: TokenClassifier, steps: int, tmp_path) -> pl.Trainer:
+    """``module`` trained ``steps`` steps on as many tiny batches, on the CPU, writing nothing."""
     trainer = pl.Trainer(
-        max_steps=3,
+        max_steps=steps,
         accelerator="cpu",
         logger=False,
         enable_checkpointing=False,
@@ -60,7 +56,17 @@ def test_frozen_word_embeddings_stay_as_loaded_while_the_rest_trains(tmp_path, f
         enable_model_summary=False,
         default_root_dir=tmp_path,
     )
-    trainer.fit(module, datamodule=Batches(batches(3)))
+    trainer.fit(module, datamodule=Batches(batches(steps)))
+    return trainer
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_frozen_word_embeddings_stay_as_loaded_while_the_rest_trains(tmp_path, freeze):
+    pl.seed_everything(0)
+    module = TokenClassifier(backbone=tiny_backbone, labels=LABELS, lr=1e-2, freeze_word_embeddings=freeze)
+    words = module.model.get_input_embeddings().weight
+    before_words, before_head = words.detach().clone(), module.model.classifier.weight.detach().clone()
+    trainer = fit(module, 3, tmp_path)
 
     optimised = {id(p) for group in trainer.optimizers[0].param_groups for p in group["params"]}
     assert (id(words) in optimised) is not freeze
@@ -74,16 +80,7 @@ def test_load_from_checkpoint_rebuilds_the_trained_model(tmp_path):
     gives the trained weights and settings back without the run's Hydra config."""
     pl.seed_everything(0)
     module = TokenClassifier(backbone=tiny_backbone, labels=list(LABELS.types), lr=1e-2, cheap_dropout=True)
-    trainer = pl.Trainer(
-        max_steps=2,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
-    trainer.fit(module, datamodule=Batches(batches(2)))
+    trainer = fit(module, 2, tmp_path)
     trainer.save_checkpoint(tmp_path / "trained.ckpt")
 
     loaded = TokenClassifier.load_from_checkpoint(
