@@ -3,11 +3,13 @@
 
     python -m benchmarks.profile_step                      # writes results/profile_step.{json,txt}
     python -m benchmarks.profile_step --system-malloc      # without nerdistill's allocator setting
+    python -m benchmarks.profile_step --name profile_step_avx2 trainer.precision=32-true   # any train override
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 from pathlib import Path
 
@@ -42,6 +44,8 @@ class StepProfiler(pl.Callback):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--system-malloc", action="store_true", help="leave glibc malloc at its defaults")
+    parser.add_argument("--name", help="results file name (default: profile_step, or profile_step_system_malloc)")
+    parser.add_argument("overrides", nargs="*", help="train config overrides, after the profiled defaults")
     args = parser.parse_args()
     if not args.system_malloc:
         keep_freed_memory()
@@ -54,6 +58,7 @@ def main() -> None:
             "data.passes.original=1",
             "trainer.max_epochs=1",
             f"trainer.max_steps={steps}",
+            *args.overrides,
         ]
         nerdistill_fit(overrides, Path(tmp), callbacks=[callback])
     events = callback.profiler.key_averages()
@@ -67,7 +72,7 @@ def main() -> None:
         }
         for e in top
     }
-    name = "profile_step_system_malloc" if args.system_malloc else "profile_step"
+    name = args.name or ("profile_step_system_malloc" if args.system_malloc else "profile_step")
     (RESULTS / f"{name}.txt").write_text(events.table(sort_by="self_cpu_time_total", row_limit=25))
     for op, row in ops.items():
         print(f"{op:45s} {row['ms_per_step']:7.1f} ms  {100 * row['share']:5.1f}%  {row['calls_per_step']} calls")
@@ -75,7 +80,7 @@ def main() -> None:
     write_result(
         name,
         {
-            "command": "python -m benchmarks.profile_step" + (" --system-malloc" if args.system_malloc else ""),
+            "command": " ".join(["python -m benchmarks.profile_step", *sys.argv[1:]]),
             "steps_profiled": ACTIVE,
             "self_cpu_ms_per_step": round(total_ms, 1),
             "top_ops": ops,

@@ -41,6 +41,13 @@ VARIANTS = {
     # recorded only: "fast_eager_attention" and "fast_final_eager_attention" are "fast" and
     # "fast_final" at commit ff7eda6, whose cheap dropout also replaced the attention (peak RSS 3.1 GiB)
 }
+# tried for the fp32 path (issue 32), sequential only and only when named: fewer passes over the distilled
+# pool before the gold, and torch.compile (inductor, dynamic shapes; compile time included)
+TRIED = {
+    "distilled_2_passes": ["data.passes.distilled=2"],
+    "distilled_1_pass": ["data.passes.distilled=1"],
+    "compile": ["model.module.compile=true"],
+}
 RUNS_DIR = ROOT / "benchmarks" / "runs" / "time_to_quality"
 PAUSE = RUNS_DIR / "PAUSE"
 
@@ -50,7 +57,7 @@ def command(recipe: str, variant: str, seed: int, out: Path) -> list[str]:
         return [sys.executable, "-m", "benchmarks.hf_recipe", "--seed", str(seed), "--out", str(out)]
     overrides = [
         *RECIPES[recipe],
-        *VARIANTS[variant],
+        *(VARIANTS | TRIED)[variant],
         f"seed={seed}",
         "model=minilm",
         "logger=none",
@@ -81,7 +88,8 @@ def main() -> None:
         for recipe in args.recipes.split(","):
             for variant in args.variants.split(","):
                 if (recipe, variant, seed) in done or (
-                    variant in ("hf_default", "fast_final") and recipe != "gold1000"
+                    (variant in ("hf_default", "fast_final") and recipe != "gold1000")
+                    or (variant in TRIED and recipe != "sequential")
                 ):
                     continue
                 while PAUSE.exists():  # lets other benchmarks use a quiet machine between runs
