@@ -41,13 +41,15 @@ VARIANTS = {
     # recorded only: "fast_eager_attention" and "fast_final_eager_attention" are "fast" and
     # "fast_final" at commit ff7eda6, whose cheap dropout also replaced the attention (peak RSS 3.1 GiB)
 }
-# tried for the fp32 path (issue 32), sequential only and only when named: fewer passes over the distilled
+# tried for the fp32 path (issue 32), only when named: fewer passes over the distilled
 # pool before the gold, and torch.compile (inductor, dynamic shapes; compile time included)
 TRIED = {
     "distilled_2_passes": ["data.passes.distilled=2"],
     "distilled_1_pass": ["data.passes.distilled=1"],
     "compile": ["model.module.compile=true"],
 }
+# the one recipe a variant applies to, where it applies to one only
+ONLY_FOR = {"hf_default": "gold1000", "fast_final": "gold1000", **dict.fromkeys(TRIED, "sequential")}
 RUNS_DIR = ROOT / "benchmarks" / "runs" / "time_to_quality"
 PAUSE = RUNS_DIR / "PAUSE"
 
@@ -87,10 +89,7 @@ def main() -> None:
     for seed in map(int, args.seeds.split(",")):
         for recipe in args.recipes.split(","):
             for variant in args.variants.split(","):
-                if (recipe, variant, seed) in done or (
-                    (variant in ("hf_default", "fast_final") and recipe != "gold1000")
-                    or (variant in TRIED and recipe != "sequential")
-                ):
+                if (recipe, variant, seed) in done or ONLY_FOR.get(variant, recipe) != recipe:
                     continue
                 while PAUSE.exists():  # lets other benchmarks use a quiet machine between runs
                     time.sleep(5)
