@@ -4,6 +4,8 @@ train each round, and a re-run after an interruption resumes where it stopped.""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,7 @@ from omegaconf import OmegaConf, open_dict
 from nerdistill.data import read_conll
 from nerdistill.selection.loop import run_loop
 from nerdistill.train import train
-from tests.conftest import DATA_DIR, compose_config
+from tests.conftest import DATA_DIR, ROOT, compose_config
 
 TINY_STUDENT = [
     "model=tiny",
@@ -190,3 +192,28 @@ def test_the_report_has_a_row_per_round(finished):
     ]
     assert len(table) == len(report["rounds"]) == 2
     assert json.loads((out / "round_0" / "round.json").read_text()) == report["rounds"][0]
+
+
+def test_the_command_line_runs_a_round(tmp_path, pool_file):
+    """``python -m nerdistill.select_loop``: under Hydra's app the students' configs compose too."""
+    out = tmp_path / "run"
+    train = ",".join(f'"{o}"' for o in TINY_STUDENT)
+    command = [
+        sys.executable,
+        "-m",
+        "nerdistill.select_loop",
+        f"pool.path={pool_file}",
+        "loop.seed_size=20",
+        "loop.total=20",
+        "loop.sequential=false",
+        "progress=false",
+        "precision=32-true",
+        f"loop.train=[{train}]",
+        f"paths.data_dir={DATA_DIR}",
+        f"hydra.run.dir={out}",
+    ]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert [r["gold"]["sentences"] for r in report["rounds"]] == [20]
+    assert 0 <= report["rounds"][0]["students"]["original"]["test_f1"] <= 1

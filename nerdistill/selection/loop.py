@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
@@ -77,8 +78,11 @@ def student_config(cfg: DictConfig, schedule: str, out: Path, gold: Path, distil
         f"schedule={schedule}",
         f"seed={cfg.seed}",
     ]
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+    if GlobalHydra.instance().is_initialized():  # under ``python -m nerdistill.select_loop``: its search path
         student = compose(config_name="train", overrides=overrides)
+    else:
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            student = compose(config_name="train", overrides=overrides)
     with open_dict(student):
         student.labels = list(cfg.labels)
         student.paths.output_dir = str(out)
