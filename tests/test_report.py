@@ -241,3 +241,58 @@ def test_test_f1_plot_gives_long_group_labels_room_and_spans_the_scores(tmp_path
     assert width > 7.0 and width >= 0.08 * longest
     low, high = fig.axes[0].get_xlim()
     assert low < 0.82 and 0.827 < high < 0.9  # not stretched to 1.0, where half-point differences vanish
+
+
+def write_loop(folder, strategy, unit, seed, rounds, per_word=False):
+    """A select_loop run's report.json: ``rounds`` as (sentences, tokens, {student: (dev, test)})."""
+    records = [
+        {
+            "round": r,
+            "gold": {"sentences": sentences, "tokens": tokens, "entities": 0},
+            "students": {name: {"val_f1_best": dev, "test_f1": test} for name, (dev, test) in students.items()},
+            "selection": None,
+        }
+        for r, (sentences, tokens, students) in enumerate(rounds)
+    ]
+    settings = {"strategy": strategy, "per_word": per_word, "budget": {"unit": unit}, "clusters": None, "seed": seed}
+    folder.mkdir(parents=True)
+    (folder / "report.json").write_text(
+        json.dumps({"note": "gold plays the human", "settings": settings, "rounds": records})
+    )
+    # a selection's report beside it is not a loop
+    (folder / "round_0" / "selection").mkdir(parents=True)
+    (folder / "round_0" / "selection" / "report.json").write_text(json.dumps({"selected": {}}))
+
+
+def test_select_loops_are_reported_against_random_at_the_same_seed_and_round(tmp_path, capsys):
+    loops, out = tmp_path / "loops", tmp_path / "out"
+    start = (200, 3000, {"original": (0.70, 0.60)})
+    for seed, (random_f1, mnlp_f1) in {1: (0.80, 0.83), 2: (0.82, 0.84)}.items():
+        write_loop(
+            loops / f"random_{seed}",
+            "random",
+            "sentences",
+            seed,
+            [start, (1000, 15000, {"original": (0.9, random_f1)})],
+        )
+        write_loop(loops / f"mnlp_{seed}", "mnlp", "tokens", seed, [start, (1400, 15000, {"original": (0.9, mnlp_f1)})])
+    write_loop(loops / "ee_3", "expected_errors", "tokens", 3, [start], per_word=True)  # no random of its seed
+
+    assert main([str(loops), "--out", str(out)]) == 0
+    table = [
+        line for line in (out / "report.md").read_text().splitlines() if line.startswith("| ") and "---" not in line
+    ]
+    rows = {tuple(cell.strip() for cell in line.strip("|").split("|")[:2]): line for line in table[1:]}
+    assert set(rows) == {(s, r) for s in ("random (sentences)", "mnlp (tokens)") for r in ("0", "1")} | {
+        ("expected_errors per word (tokens)", "0")
+    }
+    mnlp = rows[("mnlp (tokens)", "1")]
+    assert "1, 2" in mnlp and "1,400" in mnlp and "15,000" in mnlp
+    assert "0.8350 ± 0.0071" in mnlp  # test: mean and sample std of 0.83 and 0.84
+    assert "+0.0250 ± 0.0071" in mnlp  # paired with random: +0.03 and +0.02
+    assert rows[("expected_errors per word (tokens)", "0")].count("–") == 4  # no sequential, no random to pair
+    assert "gold plays the human" in (out / "report.md").read_text()
+    assert (out / "budget.png").read_bytes().startswith(PNG)
+    csv_rows = read_csv(out / "rounds.csv")
+    assert len(csv_rows) == 9 and {r["student"] for r in csv_rows} == {"original"}
+    assert "5 loops" in capsys.readouterr().out

@@ -10,7 +10,9 @@ writes into ``--out`` (default ``<first sweep dir>/report``):
 - ``test_f1.png``, ``distilled_share.png``, ``val_f1.png`` and ``gold_budget.png``.
 
 A folder of ``python -m nerdistill.annotate`` jobs instead (``report.json``, no ``metrics.json``)
-gets its jobs side by side (:mod:`nerdistill.reporting.annotation`).
+gets its jobs side by side (:mod:`nerdistill.reporting.annotation`); a folder of
+``python -m nerdistill.select_loop`` runs, F1 against the human budget
+(:mod:`nerdistill.reporting.selection`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from matplotlib.figure import Figure
 from nerdistill.files import atomic_path, write_text
 from nerdistill.reporting import plots
 from nerdistill.reporting.annotation import AnnotationReport, build_annotation_report
+from nerdistill.reporting.selection import SelectionReport, load_loops
 from nerdistill.reporting.sweep import GOLD_BUDGET_KEY, Group, Run, Skipped, group_runs, load_runs, short_keys
 
 Metric = Callable[[dict], "float | None"]
@@ -311,7 +314,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "sweeps",
         nargs="+",
         type=Path,
-        help="sweep folders (multirun/<name>/...); several are reported together; annotate sweeps side by side",
+        help=(
+            "sweep folders (multirun/<name>/...); several are reported together; annotate sweeps and "
+            "select_loop runs side by side"
+        ),
     )
     parser.add_argument("--out", type=Path, help="output folder (default: <first sweep>/report)")
     parser.add_argument(
@@ -323,6 +329,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
     )
     args = parser.parse_args(argv)
+    loops = load_loops(args.sweeps)  # their students are train runs too: reported per loop, not as a sweep
+    if loops:
+        selection = SelectionReport(loops)
+        files = selection.write(args.out or args.sweeps[0] / "report")
+        print(selection.markdown())
+        print(f"{len(loops)} loops; wrote {', '.join(f.name for f in files)} to {files[0].parent}")
+        return 0
     report = build_report(args.sweeps, [k for k in args.group_by.split(",") if k])
     if not report.runs:
         annotation = build_annotation_report(args.sweeps)

@@ -1,0 +1,221 @@
+"""Active-learning loops side by side: F1 against the human budget, in sentences and in tokens.
+
+``python -m nerdistill.report <folders>`` uses it for folders holding ``python -m nerdistill.select_loop``
+runs (a ``report.json`` with ``rounds``) and writes ``report.md``, ``rounds.csv`` (one row per loop,
+round and student) and ``budget.png``: per strategy, cost unit and round, the gold set's sentences and
+tokens, each student's dev and test F1 (mean ± sample std over seeds) and its test F1 against the
+random loop of the same seed and round (mean ± std of the paired differences).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from matplotlib.figure import Figure
+
+from nerdistill.files import atomic_path, write_text
+from nerdistill.reporting.sweep import mean_std
+
+STUDENTS = ("original", "sequential")
+STYLES = {"original": "-", "sequential": "--"}
+
+
+@dataclass(frozen=True)
+class Loop:
+    """One ``select_loop`` run: its strategy (with ``per word`` and clusters where set), unit, seed and rounds."""
+
+    path: Path
+    strategy: str
+    unit: str
+    seed: int
+    rounds: tuple[dict, ...]
+    note: str
+
+    @property
+    def series(self) -> str:
+        return f"{self.strategy} ({self.unit})"
+
+    def f1(self, r: int, student: str, split: str) -> float | None:
+        """``split``: ``val_f1_best`` (dev) or ``test_f1``; None where the round or student is missing."""
+        if r >= len(self.rounds):
+            return None
+        return (self.rounds[r]["students"].get(student) or {}).get(split)
+
+
+def strategy_label(settings: dict) -> str:
+    clusters = settings.get("clusters")
+    return (
+        settings["strategy"]
+        + (" per word" if settings.get("per_word") else "")
+        + (f", {clusters} clusters" if clusters else "")
+    )
+
+
+def load_loops(roots: Sequence[str | Path]) -> list[Loop]:
+    """Every finished or unfinished loop under ``roots`` (searched recursively), by path."""
+    loops = []
+    for root in map(Path, roots):
+        for path in sorted(root.rglob("report.json")):
+            try:
+                report = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if not isinstance(report, dict) or "rounds" not in report or "settings" not in report:
+                continue  # a selection's or an annotate job's report
+            settings = report["settings"]
+            loops.append(
+                Loop(
+                    path.parent,
+                    strategy_label(settings),
+                    settings["budget"]["unit"],
+                    int(settings["seed"]),
+                    tuple(report["rounds"]),
+                    report.get("note", ""),
+                )
+            )
+    return loops
+
+
+def fmt(values: Sequence[float | None], signed: bool = False) -> str:
+    mean, std = mean_std(values)
+    if mean != mean:  # nan: nothing measured
+        return "–"
+    text = f"{mean:+.4f}" if signed else f"{mean:.4f}"
+    return text if std is None else f"{text} ± {std:.4f}"
+
+
+@dataclass(frozen=True)
+class SelectionReport:
+    loops: list[Loop]
+
+    def series(self) -> dict[str, list[Loop]]:
+        """Loops by strategy and unit, random first, in first-seen order otherwise."""
+        grouped: dict[str, list[Loop]] = {}
+        for loop in sorted(self.loops, key=lambda lp: (not lp.strategy.startswith("random"), str(lp.path))):
+            grouped.setdefault(loop.series, []).append(loop)
+        return grouped
+
+    def random(self, loop: Loop) -> Loop | None:
+        """The random loop of the same seed: of the same unit where there is one."""
+        matches = [lp for lp in self.loops if lp.strategy == "random" and lp.seed == loop.seed]
+        return next((lp for lp in matches if lp.unit == loop.unit), matches[0] if matches else None)
+
+    def rows(self) -> list[list[str]]:
+        rows = []
+        for name, loops in self.series().items():
+            for r in range(max(len(lp.rounds) for lp in loops)):
+                present = [lp for lp in loops if r < len(lp.rounds)]
+                gold = [lp.rounds[r]["gold"] for lp in present]
+                row = [
+                    name,
+                    str(r),
+                    ", ".join(str(lp.seed) for lp in present),
+                    f"{mean_std([g['sentences'] for g in gold])[0]:,.0f}",
+                    f"{mean_std([g['tokens'] for g in gold])[0]:,.0f}",
+                ]
+                for student in STUDENTS:
+                    row += [fmt([lp.f1(r, student, "val_f1_best") for lp in present])]
+                    row += [fmt([lp.f1(r, student, "test_f1") for lp in present])]
+                    row += [fmt(self.against_random(present, r, student), signed=True)]
+                rows.append(row)
+        return rows
+
+    def against_random(self, loops: Sequence[Loop], r: int, student: str) -> list[float]:
+        """Test F1 minus that of the random loop of the same seed at round ``r``, where both exist."""
+        differences = []
+        for loop in loops:
+            random = self.random(loop)
+            mine = loop.f1(r, student, "test_f1")
+            theirs = random.f1(r, student, "test_f1") if random is not None else None
+            if mine is not None and theirs is not None and random is not loop:
+                differences.append(mine - theirs)
+        return differences
+
+    def markdown(self) -> str:
+        header = ["strategy (unit)", "round", "seeds", "gold sentences", "gold tokens"]
+        for student in STUDENTS:
+            header += [f"{student} dev", f"{student} test", f"{student} test - random"]
+        notes = sorted({lp.note for lp in self.loops if lp.note})
+        lines = [
+            "# Active learning: F1 against the human budget",
+            "",
+            *notes,
+            "",
+            "Mean ± sample std over seeds. `- random`: the paired difference with the random loop of the same "
+            "seed and round (its budget in the same unit where there is one); compare costs in the gold columns.",
+            "",
+            "| " + " | ".join(header) + " |",
+            "|" + "---|" * len(header),
+            *("| " + " | ".join(row) + " |" for row in self.rows()),
+            "",
+            "![F1 against the human budget](budget.png)",
+            "",
+        ]
+        return "\n".join(lines)
+
+    def figure(self) -> Figure:
+        """Test F1 against the gold set's sentences and tokens: a line per strategy and unit, solid for the
+        gold-only student, dashed for the sequential one; error bars one std over seeds."""
+        fig = Figure(figsize=(12, 4.5), layout="constrained")
+        axes = fig.subplots(1, 2, sharey=True)
+        for colour, (name, loops) in enumerate(self.series().items()):
+            rounds = max(len(lp.rounds) for lp in loops)
+            for student in STUDENTS:
+                points = []
+                for r in range(rounds):
+                    present = [lp for lp in loops if r < len(lp.rounds)]
+                    mean, std = mean_std([lp.f1(r, student, "test_f1") for lp in present])
+                    if mean == mean:
+                        gold = [lp.rounds[r]["gold"] for lp in present]
+                        size = {k: mean_std([g[k] for g in gold])[0] for k in ("sentences", "tokens")}
+                        points.append((size, mean, std or 0.0))
+                for ax, key in zip(axes, ("sentences", "tokens")):
+                    if points:
+                        ax.errorbar(
+                            [p[0][key] for p in points],
+                            [p[1] for p in points],
+                            yerr=[p[2] for p in points],
+                            color=f"C{colour % 10}",
+                            linestyle=STYLES[student],
+                            marker="o",
+                            capsize=3,
+                            label=f"{name}, {student}",
+                        )
+        axes[0].set(xlabel="gold sentences (the human budget)", ylabel="test micro F1")
+        axes[1].set(xlabel="gold tokens (the human budget)")
+        axes[1].legend(fontsize="small")
+        return fig
+
+    def write(self, out: Path) -> list[Path]:
+        out.mkdir(parents=True, exist_ok=True)
+        write_text(out / "report.md", self.markdown())
+        with atomic_path(out / "rounds.csv") as partial, partial.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(
+                ["loop", "strategy", "unit", "seed", "round", "sentences", "tokens", "student", "dev", "test"]
+            )
+            for loop in self.loops:
+                for r, record in enumerate(loop.rounds):
+                    for student in STUDENTS:
+                        if student in record["students"]:
+                            writer.writerow(
+                                [
+                                    loop.path,
+                                    loop.strategy,
+                                    loop.unit,
+                                    loop.seed,
+                                    r,
+                                    record["gold"]["sentences"],
+                                    record["gold"]["tokens"],
+                                    student,
+                                    loop.f1(r, student, "val_f1_best"),
+                                    loop.f1(r, student, "test_f1"),
+                                ]
+                            )
+        with atomic_path(out / "budget.png") as partial:
+            self.figure().savefig(partial, format="png", dpi=120)
+        return [out / "report.md", out / "rounds.csv", out / "budget.png"]
