@@ -217,3 +217,16 @@ def test_the_command_line_runs_a_round(tmp_path, pool_file):
     report = json.loads((out / "report.json").read_text())
     assert [r["gold"]["sentences"] for r in report["rounds"]] == [20]
     assert 0 <= report["rounds"][0]["students"]["original"]["test_f1"] <= 1
+
+
+def test_a_token_budget_ends_with_the_round_that_chose_the_rest(tmp_path, pool_file):
+    """The pick under-spends a token budget by less than a sentence: that remainder buys no round of its own."""
+    counting = Counting()
+    cfg = loop_config(tmp_path, pool_file, "budget.unit=tokens", "budget.size=1000", "loop.total=500")
+    with open_dict(cfg):
+        cfg.loop.sequential = False
+    report = run_loop(cfg, counting)
+    assert counting.calls == ["round_0/original", "round_1/original"]
+    first, last = report["rounds"]
+    assert first["selection"]["tokens"] + first["gold"]["tokens"] == last["gold"]["tokens"] <= 500
+    assert last["selection"] is None

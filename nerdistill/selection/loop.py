@@ -156,6 +156,7 @@ def run_loop(cfg: DictConfig, train_fn: Callable[[DictConfig], dict] | None = No
     by_block = {block(s): s for s in candidates}
     gold = sorted(take_budget(candidates, cfg.loop.seed_size, cfg.seed, "loop.seed_size"), key=lambda s: position[s.id])
     rounds = []
+    last = False  # the round after the one that chose with the rest of loop.total trains and stops
     for r in range(len(candidates) + 1):
         round_dir = out / f"round_{r}"
         finished = round_dir / "round.json"
@@ -174,12 +175,17 @@ def run_loop(cfg: DictConfig, train_fn: Callable[[DictConfig], dict] | None = No
                 llm,
                 train_fn,
                 embeddings if encoder is not None else None,
+                last,
             )
             write_json(finished, record)
         rounds.append(record)
         write_report(out, cfg, settings, rounds)
         if record["selection"] is None:
             break
+        # a token budget is under-spent by less than a sentence: what is left after the round that was
+        # given the rest of the budget buys no round of its own
+        requested = json.loads((round_dir / "selection" / "report.json").read_text())["budget"]["size"]
+        last = requested >= cfg.loop.total - cost(gold, settings.unit)
         chosen = [int(x) for x in (round_dir / "selection" / "selected.index").read_text().split()]
         gold = sorted([*gold, *(by_block[b] for b in chosen)], key=lambda s: position[s.id])
     return json.loads((out / "report.json").read_text())
@@ -195,8 +201,10 @@ def run_round(
     llm: list[Sentence] | None,
     train_fn: Callable[[DictConfig], dict],
     embeddings: Callable[[], np.ndarray] | None,
+    last: bool = False,
 ) -> dict:
-    """Train the round's students on ``gold`` and, unless the budget is spent, choose the next sentences."""
+    """Train the round's students on ``gold`` and, unless the budget is spent or the round is ``last``
+    (the one before it chose with the rest of the budget), choose the next sentences."""
     started = time.perf_counter()
     if (round_dir / "gold.conll").exists():
         check_gold(round_dir, gold, LabelSet(tuple(cfg.labels)))
@@ -218,7 +226,7 @@ def run_round(
     spent, unit, total = cost(gold, settings.unit), settings.unit, cfg.loop.total
     pool = leave_out(candidates, {"gold": gold})
     selection = None
-    if spent < total and pool.candidates:
+    if spent < total and pool.candidates and not last:
         selection = choose(
             cfg,
             replace(settings, size=min(settings.size, total - spent), seed=settings.seed + r),
@@ -235,7 +243,11 @@ def run_round(
             spent,
             total,
             unit,
-            "" if pool.candidates else " and the pool is used up",
+            " and the pool is used up"
+            if not pool.candidates
+            else " (the rest is less than the next sentence chosen)"
+            if spent < total
+            else "",
         )
     return {
         "round": r,
