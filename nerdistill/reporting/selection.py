@@ -21,7 +21,7 @@ from nerdistill.files import atomic_path, write_text
 from nerdistill.reporting.sweep import mean_std
 
 STUDENTS = ("original", "sequential")
-STYLES = {"original": "-", "sequential": "--"}
+STYLES = {"original": ("-", "o"), "sequential": ("--", "s")}  # line, marker
 
 
 @dataclass(frozen=True)
@@ -158,8 +158,8 @@ class SelectionReport:
         return "\n".join(lines)
 
     def figure(self) -> Figure:
-        """Test F1 against the gold set's sentences and tokens: a line per strategy and unit, solid for the
-        gold-only student, dashed for the sequential one; error bars one std over seeds."""
+        """Test F1 against the gold set's sentences and tokens: a line per strategy and unit, solid with dots
+        for the gold-only student, dashed with squares for the sequential one; error bars one std over seeds."""
         fig = Figure(figsize=(12, 4.5), layout="constrained")
         axes = fig.subplots(1, 2, sharey=True)
         for colour, (name, loops) in enumerate(self.series().items()):
@@ -180,8 +180,8 @@ class SelectionReport:
                             [p[1] for p in points],
                             yerr=[p[2] for p in points],
                             color=f"C{colour % 10}",
-                            linestyle=STYLES[student],
-                            marker="o",
+                            linestyle=STYLES[student][0],
+                            marker=STYLES[student][1],
                             capsize=3,
                             label=f"{name}, {student}",
                         )
