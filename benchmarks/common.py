@@ -41,7 +41,8 @@ def compose_train(overrides: list[str], output_dir: Path) -> DictConfig:
 
 def machine() -> dict:
     """CPU model, core count, torch threads, AMX/AVX512-BF16 support, what ``precision: auto``
-    resolves to here (and any ISA limits in the environment), and the git commit."""
+    resolves to here (and any ISA limits in the environment), the CUDA GPU if torch sees one, and the
+    git commit."""
     flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     model = next(
         (line.split(":", 1)[1].strip() for line in flags.splitlines() if line.startswith("model name")),
@@ -61,6 +62,7 @@ def machine() -> dict:
         "precision_auto": choose_precision("auto", "cpu").precision,
         "isa_limits": {k: os.environ[k] for k in ISA_LIMITS if k in os.environ},
         "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "commit": commit,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }

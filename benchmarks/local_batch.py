@@ -61,7 +61,9 @@ def measure(
     prompt = instantiate(cfg.prompt).setup(labels)
     prompt.fit(chosen)
     teacher = LocalTeacher(
-        LocalSettings(convert_dir=str(CONF.parent / ".cache" / "local_models"), batch_size=batch_size, dtype=dtype)
+        LocalSettings(
+            convert_dir=str(CONF.parent / ".cache" / "local_models"), batch_size=batch_size, dtype=dtype, device="cpu"
+        )
     )
     rendered = [teacher.loaded.render(prompt.messages(s)) for s in chosen]
     _, prefix, opening = rendered[0]

@@ -3,8 +3,9 @@ batch size and machine, back to back in one process.
 
     python -m benchmarks.train_throughput                 # minilm, 2,000 CoNLL train sentences, batch 32
     python -m benchmarks.train_throughput --sentences 4000 --variants nerdistill,hf_default
+    python -m benchmarks.train_throughput --trainer gpu    # on a CUDA GPU: ours with trainer=gpu, HF on the GPU
 
-The default variants follow the machine: the HF ``bf16=True`` ones only where the CPU computes bf16
+The default variants follow the device: the HF ``bf16=True`` ones only where it computes bf16
 natively (elsewhere they measure an emulation nobody would choose). ``nerdistill`` runs the
 defaults, ``precision: auto`` included; the record says what it resolved to.
 """
@@ -19,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytorch_lightning as pl
+import torch
 
 from benchmarks.common import SLOW_PATH, TRAINED_EMBEDDINGS, compose_train, run_isolated, write_result
 from benchmarks.hf_baseline import hf_train, token_count
@@ -35,10 +37,18 @@ class EpochTimer(pl.Callback):
         self.seconds = 0.0
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._synchronize()
         self._start = time.perf_counter()
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._synchronize()
         self.seconds += time.perf_counter() - self._start
+
+    @staticmethod
+    def _synchronize() -> None:
+        """A GPU runs behind the Python that queues its work: wait for it."""
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            torch.cuda.synchronize()
 
 
 def nerdistill_fit(overrides: list[str], workdir: Path, callbacks: list[pl.Callback] = ()) -> tuple[float, object]:
@@ -71,9 +81,10 @@ HF = {
 }
 
 
-def default_variants() -> list[str]:
-    """Every variant but compile; the HF bf16 ones only on a CPU with native bf16."""
-    native = cpu_bf16()[0]
+def default_variants(trainer: str = "default") -> list[str]:
+    """Every variant but compile; the HF bf16 ones only where the device (the CPU, or the GPU for
+    ``trainer=gpu``) computes bf16 natively."""
+    native = torch.cuda.is_available() and torch.cuda.is_bf16_supported() if trainer == "gpu" else cpu_bf16()[0]
     return [v for v in [*OURS, *HF] if v != "nerdistill_compile" and (native or not HF.get(v, {}).get("bf16"))]
 
 
@@ -122,12 +133,15 @@ def main() -> None:
     )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--model", default="minilm")
-    parser.add_argument("--variants", default=",".join(default_variants()))
+    parser.add_argument("--trainer", default="default", help="conf/trainer for ours: default (CPU) or gpu")
+    parser.add_argument("--variants", help="comma-separated; default: every variant the device suits")
     parser.add_argument("--repeats", type=int, default=2, help="runs per variant, interleaved; the median is reported")
     parser.add_argument("--name", default="train_throughput")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one variant in this process
     args = parser.parse_args()
+    args.variants = args.variants or ",".join(default_variants(args.trainer))
     base = [
+        f"trainer={args.trainer}",
         f"model={args.model}",
         "schedule=original",
         f"data.gold_budget={args.sentences}",
@@ -157,6 +171,8 @@ def main() -> None:
                         str(args.batch_size),
                         "--model",
                         args.model,
+                        "--trainer",
+                        args.trainer,
                     ],
                 )
             )
@@ -176,7 +192,8 @@ def main() -> None:
     print("ratios", ratios)
     command = (
         f"python -m benchmarks.train_throughput --sentences {args.sentences} --batch-size {args.batch_size} "
-        f"--model {args.model} --repeats {args.repeats} --variants {args.variants} --name {args.name}"
+        f"--model {args.model} --trainer {args.trainer} --repeats {args.repeats} --variants {args.variants} "
+        f"--name {args.name}"
     )
     write_result(
         args.name,
@@ -185,6 +202,7 @@ def main() -> None:
             "sentences": args.sentences,
             "batch_size": args.batch_size,
             "model": args.model,
+            "trainer": args.trainer,
             "results": results,
             "ratios": ratios,
         },

@@ -84,3 +84,34 @@ def test_local_teacher_dtype_is_checked_and_keys_its_own_cache_entries(tmp_path)
     assert identity(sha256, settings.models, "float32") == "local:baeb3ddbefbe37f8"
     assert identity(sha256, settings.models, "bfloat16") != identity(sha256, settings.models, "float32")
     assert LocalSettings().dtype == "float32"
+
+
+def test_local_teacher_device_resolves_and_keys_gpu_answers_apart(tmp_path, monkeypatch):
+    """``teacher.local.device``: ``auto`` is the CPU where torch sees no CUDA GPU and ``cuda`` where it
+    sees one (said in the description); a CUDA device that is not there, or a typo, names the key; answers
+    made on a GPU get their own cache key, and the CPU's key is the one recorded before the option existed."""
+    import torch
+
+    from nerdistill.teacher.local import LocalSettings, identity
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    settings = instantiate(compose_config("annotate", ["teacher=local"], tmp_path).teacher.local)
+    assert settings.device == "cpu" and settings.description.endswith("on this machine's CPU")
+    with pytest.raises(InstantiationException, match=r"teacher\.local\.device=cuda: torch sees 0 CUDA device"):
+        instantiate(compose_config("annotate", ["teacher=local", "teacher.local.device=cuda"], tmp_path).teacher.local)
+    with pytest.raises(ValueError, match=r"teacher\.local\.device must be auto, cpu, cuda or cuda:N, got 'gpu'"):
+        LocalSettings(device="gpu")
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    on_gpu = LocalSettings()
+    assert on_gpu.device == "cuda" and on_gpu.description.endswith("on this machine's GPU (cuda)")
+    assert LocalSettings(device="cuda:0").device == "cuda:0"
+    assert LocalSettings(device="cpu").device == "cpu"
+    with pytest.raises(ValueError, match=r"teacher\.local\.device=cuda:1: torch sees 1 CUDA device"):
+        LocalSettings(device="cuda:1")
+
+    sha256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+    keys = {device: identity(sha256, settings.models, "float32", device) for device in ("cpu", "cuda", "cuda:0")}
+    assert keys["cpu"] == "local:baeb3ddbefbe37f8"
+    assert keys["cuda"] == keys["cuda:0"] != keys["cpu"]

@@ -114,6 +114,7 @@ class MaskLogits(LogitsProcessor):
         allowed = torch.zeros((len(rows), scores.shape[1]), dtype=torch.bool)
         width = min(bits.shape[1], scores.shape[1])
         allowed[:, :width] = bits[:, :width]
-        index = torch.tensor(rows)
-        scores[index] = scores[index].masked_fill(~allowed, float("-inf"))
+        # llguidance writes the masks in CPU memory; the logits are where the model runs
+        index = torch.tensor(rows, device=scores.device)
+        scores[index] = scores[index].masked_fill(~allowed.to(scores.device), float("-inf"))
         return scores

@@ -7,8 +7,9 @@ Llama-architecture models with the ``gguf`` package, dequantizing the weights to
 float32, the default: fast on every CPU, each answer the one a call gets alone) or bf16 (``dtype``
 bfloat16: a quarter to half less CPU per batch on a CPU with native bf16, AMX or AVX-512-BF16,
 emulated and slow on one without; its answers differ, and batched ones are not always those of a
-call alone, so the dtype is part of the cache key). Nothing is downloaded: the tokenizer, its chat
-template and the weights all come from the one file.
+call alone, so the dtype is part of the cache key), on the CPU or a CUDA GPU (``device``, ``auto`` by
+default; off the CPU the device type is part of the cache key too). Nothing is downloaded: the
+tokenizer, its chat template and the weights all come from the one file.
 
 The server answers ``GET /v1/models`` and ``POST /v1/chat/completions`` (``n``, ``max_tokens`` or
 ``max_completion_tokens``, ``temperature`` (0 or absent: greedy), ``top_p``, ``seed`` and
@@ -26,7 +27,7 @@ the CPU of 8 one at a time (``benchmarks/local_batch.py``), and in fp32 each row
 it would get alone, up to float rounding (tested); in bf16 rounding can change them. Sampled
 requests generate one at a time, so a ``seed`` gives the same answer whatever else is queued.
 
-The package, by concern: :mod:`.settings` (which file, dtype, names, batching; the cache identity),
+The package, by concern: :mod:`.settings` (which file, dtype, device, names, batching; the cache identity),
 :mod:`.model` (loading the GGUF file), :mod:`.generation` (the generator thread, batches, prefix KV
 caches, constrained decoding) and :mod:`.serve` (the requests, the server).
 

@@ -124,7 +124,9 @@ class Generator:
             cache = DynamicCache(config=self.loaded.model.config)
             with self.torch.inference_mode():
                 self.loaded.model(
-                    input_ids=self.torch.tensor([list(prefix)]), use_cache=True, **{self.loaded.cache_kwarg: cache}
+                    input_ids=self.torch.tensor([list(prefix)], device=self.loaded.device),
+                    use_cache=True,
+                    **{self.loaded.cache_kwarg: cache},
                 )
             best = tuple(prefix)
             self.prefixes[best] = cache
@@ -252,8 +254,8 @@ class Generator:
             )
         with torch.inference_mode():
             out = self.loaded.model.generate(
-                input_ids=torch.tensor(rows),
-                attention_mask=torch.tensor(mask),
+                input_ids=torch.tensor(rows, device=self.loaded.device),
+                attention_mask=torch.tensor(mask, device=self.loaded.device),
                 generation_config=config,
                 stopping_criteria=[Closing(self.closing)],
                 **constrained,

@@ -42,8 +42,9 @@ def _byte_decoder() -> dict[str, int]:
 
 
 class LoadedModel:
-    """The tokenizer (its chat template) and the causal LM of ``settings``' GGUF file, and what
-    generating with them needs to know: the end-of-turn tokens, the context length, the KV cache argument."""
+    """The tokenizer (its chat template) and the causal LM of ``settings``' GGUF file on ``settings.device``,
+    and what generating with them needs to know: the end-of-turn tokens, the context length, the KV cache
+    argument."""
 
     def __init__(self, settings: LocalSettings) -> None:
         import torch
@@ -73,9 +74,14 @@ class LoadedModel:
             self.tokenizer = AutoTokenizer.from_pretrained(where, gguf_file=name, local_files_only=True)
             if converted is not None:
                 self.save_tokenizer(converted)
-        self.model = AutoModelForCausalLM.from_pretrained(
-            where, gguf_file=name, dtype=getattr(torch, settings.dtype), local_files_only=True
-        ).eval()
+        self.device = torch.device(settings.device)
+        self.model = (
+            AutoModelForCausalLM.from_pretrained(
+                where, gguf_file=name, dtype=getattr(torch, settings.dtype), local_files_only=True
+            )
+            .to(self.device)
+            .eval()
+        )
         self.load_s = time.perf_counter() - started
         if not self.tokenizer.chat_template:
             raise ValueError(f"{self.path} has no chat template")

@@ -45,7 +45,7 @@ class LocalTeacher(Endpoint):
         )
 
     def identity(self) -> str:
-        return identity(self.loaded.sha256, self.settings.models, self.settings.dtype)
+        return identity(self.loaded.sha256, self.settings.models, self.settings.dtype, self.settings.device)
 
     def close(self) -> None:
         self.generator.close()
@@ -62,6 +62,7 @@ class LocalTeacher(Endpoint):
             "gguf_sha256": self.loaded.sha256,
             "package": {"name": PACKAGE, "version": package_version()} if not self.settings.gguf else None,
             "dtype": self.settings.dtype,
+            "device": self.settings.device,
             "torch_threads": self.generator.torch.get_num_threads(),
             "load_s": round(self.loaded.load_s, 3),
             "tokenizer_from": self.loaded.tokenizer_from,

