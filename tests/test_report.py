@@ -243,13 +243,16 @@ def test_test_f1_plot_gives_long_group_labels_room_and_spans_the_scores(tmp_path
     assert low < 0.82 and 0.827 < high < 0.9  # not stretched to 1.0, where half-point differences vanish
 
 
-def write_loop(folder, strategy, unit, seed, rounds, per_word=False):
-    """A select_loop run's report.json: ``rounds`` as (sentences, tokens, {student: (dev, test)})."""
+def write_loop(folder, strategy, unit, seed, rounds, per_word=False, timing=None):
+    """A select_loop run's report.json: ``rounds`` as (sentences, tokens, {student: (dev, test)}), each
+    student trained in 100 s; ``timing``: round 0's selection report's timing."""
     records = [
         {
             "round": r,
             "gold": {"sentences": sentences, "tokens": tokens, "entities": 0},
-            "students": {name: {"val_f1_best": dev, "test_f1": test} for name, (dev, test) in students.items()},
+            "students": {
+                name: {"val_f1_best": dev, "test_f1": test, "seconds": 100.0} for name, (dev, test) in students.items()
+            },
             "selection": None,
         }
         for r, (sentences, tokens, students) in enumerate(rounds)
@@ -261,7 +264,9 @@ def write_loop(folder, strategy, unit, seed, rounds, per_word=False):
     )
     # a selection's report beside it is not a loop
     (folder / "round_0" / "selection").mkdir(parents=True)
-    (folder / "round_0" / "selection" / "report.json").write_text(json.dumps({"selected": {}}))
+    (folder / "round_0" / "selection" / "report.json").write_text(
+        json.dumps({"selected": {}} | ({"timing": timing} if timing else {}))
+    )
 
 
 def test_select_loops_are_reported_against_random_at_the_same_seed_and_round(tmp_path, capsys):
@@ -275,22 +280,34 @@ def test_select_loops_are_reported_against_random_at_the_same_seed_and_round(tmp
             seed,
             [start, (1000, 15000, {"original": (0.9, random_f1)})],
         )
-        write_loop(loops / f"mnlp_{seed}", "mnlp", "tokens", seed, [start, (1400, 15000, {"original": (0.9, mnlp_f1)})])
+        write_loop(
+            loops / f"mnlp_{seed}",
+            "mnlp",
+            "tokens",
+            seed,
+            [start, (1400, 15000, {"original": (0.89 + seed / 100, mnlp_f1)})],
+            timing={"score_s": 40.0 + seed, "model_passes": 1, "ms_per_sentence_and_pass": 3.0 + seed},
+        )
     write_loop(loops / "ee_3", "expected_errors", "tokens", 3, [start], per_word=True)  # no random of its seed
 
     assert main([str(loops), "--out", str(out)]) == 0
-    table = [
-        line for line in (out / "report.md").read_text().splitlines() if line.startswith("| ") and "---" not in line
+    f1_table, timing_table = [
+        [line for line in block.splitlines() if line.startswith("| ") and "---" not in line]
+        for block in (out / "report.md").read_text().split("\n\n")
+        if block.startswith("| ")
     ]
-    rows = {tuple(cell.strip() for cell in line.strip("|").split("|")[:2]): line for line in table[1:]}
+    rows = {tuple(cell.strip() for cell in line.strip("|").split("|")[:2]): line for line in f1_table[1:]}
     assert set(rows) == {(s, r) for s in ("random (sentences)", "mnlp (tokens)") for r in ("0", "1")} | {
         ("expected_errors per word (tokens)", "0")
     }
     mnlp = rows[("mnlp (tokens)", "1")]
     assert "1, 2" in mnlp and "1,400" in mnlp and "15,000" in mnlp
     assert "0.8350 ± 0.0071" in mnlp  # test: mean and sample std of 0.83 and 0.84
-    assert "+0.0250 ± 0.0071" in mnlp  # paired with random: +0.03 and +0.02
-    assert rows[("expected_errors per word (tokens)", "0")].count("–") == 4  # no sequential, no random to pair
+    assert "+0.0250 ± 0.0071" in mnlp  # test paired with random: +0.03 and +0.02
+    assert "+0.0050 ± 0.0071" in mnlp  # dev paired with random: +0.01 and 0.00
+    assert rows[("expected_errors per word (tokens)", "0")].count("–") == 6  # no sequential, no random to pair
+    timing = next(line for line in timing_table if line.startswith("| mnlp (tokens) | 2 |"))
+    assert "| 42 (41-42) | 1 | 4.50 (4.00-5.00) | 100 | – |" in timing  # two selections; no sequential student
     assert "gold plays the human" in (out / "report.md").read_text()
     assert (out / "budget.png").read_bytes().startswith(PNG)
     csv_rows = read_csv(out / "rounds.csv")

@@ -3,8 +3,10 @@
 ``python -m nerdistill.report <folders>`` uses it for folders holding ``python -m nerdistill.select_loop``
 runs (a ``report.json`` with ``rounds``) and writes ``report.md``, ``rounds.csv`` (one row per loop,
 round and student) and ``budget.png``: per strategy, cost unit and round, the gold set's sentences and
-tokens, each student's dev and test F1 (mean ± sample std over seeds) and its test F1 against the
-random loop of the same seed and round (mean ± std of the paired differences).
+tokens, each student's dev and test F1 (mean ± sample std over seeds) and both against the random loop
+of the same seed and round (mean ± std of the paired differences; choose on dev); and what a round
+costs in time: the selection's pass over the pool (ms per sentence and pass, from the selection's own
+report) and each student's training.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from nerdistill.files import atomic_path, write_text
 from nerdistill.reporting.sweep import mean_std
 
 STUDENTS = ("original", "sequential")
+SPLITS = {"dev": "val_f1_best", "test": "test_f1"}
 STYLES = {"original": ("-", "o"), "sequential": ("--", "s")}  # line, marker
 
 
@@ -38,6 +41,18 @@ class Loop:
     @property
     def series(self) -> str:
         return f"{self.strategy} ({self.unit})"
+
+    def selection_timings(self) -> list[dict]:
+        """The ``timing`` of each round's selection report (``round_<r>/selection/report.json``) that is kept."""
+        timings = []
+        for r in range(len(self.rounds)):
+            try:
+                timings.append(
+                    json.loads((self.path / f"round_{r}" / "selection" / "report.json").read_text())["timing"]
+                )
+            except (OSError, ValueError, KeyError):
+                continue
+        return timings
 
     def f1(self, r: int, student: str, split: str) -> float | None:
         """``split``: ``val_f1_best`` (dev) or ``test_f1``; None where the round or student is missing."""
@@ -80,6 +95,16 @@ def load_loops(roots: Sequence[str | Path]) -> list[Loop]:
     return loops
 
 
+def spread(values: Sequence[float | None], form: str) -> str:
+    """``mean (min-max)`` of the values given, ``–`` for none."""
+    present = [v for v in values if v is not None]
+    if not present:
+        return "–"
+    mean = form.format(sum(present) / len(present))
+    low, high = form.format(min(present)), form.format(max(present))
+    return mean if low == high else f"{mean} ({low}-{high})"
+
+
 def fmt(values: Sequence[float | None], signed: bool = False) -> str:
     mean, std = mean_std(values)
     if mean != mean:  # nan: nothing measured
@@ -118,19 +143,20 @@ class SelectionReport:
                     f"{mean_std([g['tokens'] for g in gold])[0]:,.0f}",
                 ]
                 for student in STUDENTS:
-                    row += [fmt([lp.f1(r, student, "val_f1_best") for lp in present])]
-                    row += [fmt([lp.f1(r, student, "test_f1") for lp in present])]
-                    row += [fmt(self.against_random(present, r, student), signed=True)]
+                    row += [fmt([lp.f1(r, student, split) for lp in present]) for split in SPLITS.values()]
+                    row += [
+                        fmt(self.against_random(present, r, student, split), signed=True) for split in SPLITS.values()
+                    ]
                 rows.append(row)
         return rows
 
-    def against_random(self, loops: Sequence[Loop], r: int, student: str) -> list[float]:
-        """Test F1 minus that of the random loop of the same seed at round ``r``, where both exist."""
+    def against_random(self, loops: Sequence[Loop], r: int, student: str, split: str) -> list[float]:
+        """F1 on ``split`` minus that of the random loop of the same seed at round ``r``, where both exist."""
         differences = []
         for loop in loops:
             random = self.random(loop)
-            mine = loop.f1(r, student, "test_f1")
-            theirs = random.f1(r, student, "test_f1") if random is not None else None
+            mine = loop.f1(r, student, split)
+            theirs = random.f1(r, student, split) if random is not None else None
             if mine is not None and theirs is not None and random is not loop:
                 differences.append(mine - theirs)
         return differences
@@ -138,7 +164,7 @@ class SelectionReport:
     def markdown(self) -> str:
         header = ["strategy (unit)", "round", "seeds", "gold sentences", "gold tokens"]
         for student in STUDENTS:
-            header += [f"{student} dev", f"{student} test", f"{student} test - random"]
+            header += [f"{student} {split}" for split in SPLITS] + [f"{student} {split} - random" for split in SPLITS]
         notes = sorted({lp.note for lp in self.loops if lp.note})
         lines = [
             "# Active learning: F1 against the human budget",
@@ -154,8 +180,48 @@ class SelectionReport:
             "",
             "![F1 against the human budget](budget.png)",
             "",
+            *self.timing_markdown(),
         ]
         return "\n".join(lines)
+
+    def timing_markdown(self) -> list[str]:
+        """Per strategy and unit, over its loops' rounds: the selection's seconds and model passes, its ms per
+        candidate sentence and pass (as its report gives them), and each student's training seconds (mean,
+        min-max)."""
+        header = ["strategy (unit)", "selections", "selection s", "model passes", "ms per sentence and pass"]
+        header += [f"{student} s" for student in STUDENTS]
+        rows = []
+        for name, loops in self.series().items():
+            timings = [t for lp in loops for t in lp.selection_timings()]
+            seconds = {
+                student: [
+                    record["students"][student]["seconds"]
+                    for lp in loops
+                    for record in lp.rounds
+                    if "seconds" in (record["students"].get(student) or {})
+                ]
+                for student in STUDENTS
+            }
+            rows.append(
+                [
+                    name,
+                    str(len(timings)),
+                    spread([t.get("score_s") for t in timings], "{:.0f}"),
+                    spread([t.get("model_passes") for t in timings], "{:.0f}"),
+                    spread([t.get("ms_per_sentence_and_pass") for t in timings], "{:.2f}"),
+                    *(spread(seconds[student], "{:.0f}") for student in STUDENTS),
+                ]
+            )
+        return [
+            "Time per round (wall seconds on the machine that ran the loop; mean, min-max): the selection scores "
+            "the pool with the round's student (`selection s`: the model's passes and the scores), then each "
+            "student trains and is tested.",
+            "",
+            "| " + " | ".join(header) + " |",
+            "|" + "---|" * len(header),
+            *("| " + " | ".join(row) + " |" for row in rows),
+            "",
+        ]
 
     def figure(self) -> Figure:
         """Test F1 against the gold set's sentences and tokens: a line per strategy and unit, solid with dots
