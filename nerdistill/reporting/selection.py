@@ -105,6 +105,15 @@ def spread(values: Sequence[float | None], form: str) -> str:
     return mean if low == high else f"{mean} ({low}-{high})"
 
 
+def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """A markdown table's lines."""
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *("| " + " | ".join(row) + " |" for row in rows),
+    ]
+
+
 def fmt(values: Sequence[float | None], signed: bool = False) -> str:
     mean, std = mean_std(values)
     if mean != mean:  # nan: nothing measured
@@ -174,9 +183,7 @@ class SelectionReport:
             "Mean ± sample std over seeds. `- random`: the paired difference with the random loop of the same "
             "seed and round (its budget in the same unit where there is one); compare costs in the gold columns.",
             "",
-            "| " + " | ".join(header) + " |",
-            "|" + "---|" * len(header),
-            *("| " + " | ".join(row) + " |" for row in self.rows()),
+            *table(header, self.rows()),
             "",
             "![F1 against the human budget](budget.png)",
             "",
@@ -217,9 +224,7 @@ class SelectionReport:
             "the pool with the round's student (`selection s`: the model's passes and the scores), then each "
             "student trains and is tested.",
             "",
-            "| " + " | ".join(header) + " |",
-            "|" + "---|" * len(header),
-            *("| " + " | ".join(row) + " |" for row in rows),
+            *table(header, rows),
             "",
         ]
 
