@@ -243,9 +243,10 @@ def test_test_f1_plot_gives_long_group_labels_room_and_spans_the_scores(tmp_path
     assert low < 0.82 and 0.827 < high < 0.9  # not stretched to 1.0, where half-point differences vanish
 
 
-def write_loop(folder, strategy, unit, seed, rounds, per_word=False, timing=None):
+def write_loop(folder, strategy, unit, seed, rounds, size, total, per_word=False, timing=None):
     """A select_loop run's report.json: ``rounds`` as (sentences, tokens, {student: (dev, test)}), each
-    student trained in 100 s; ``timing``: round 0's selection report's timing."""
+    student trained in 100 s, ``size`` chosen a round up to ``total``; ``timing``: round 0's selection
+    report's timing."""
     records = [
         {
             "round": r,
@@ -257,7 +258,15 @@ def write_loop(folder, strategy, unit, seed, rounds, per_word=False, timing=None
         }
         for r, (sentences, tokens, students) in enumerate(rounds)
     ]
-    settings = {"strategy": strategy, "per_word": per_word, "budget": {"unit": unit}, "clusters": None, "seed": seed}
+    settings = {
+        "seed_size": rounds[0][0],
+        "total": total,
+        "strategy": strategy,
+        "per_word": per_word,
+        "budget": {"unit": unit, "size": size},
+        "clusters": None,
+        "seed": seed,
+    }
     folder.mkdir(parents=True)
     (folder / "report.json").write_text(
         json.dumps({"note": "gold plays the human", "settings": settings, "rounds": records})
@@ -269,7 +278,7 @@ def write_loop(folder, strategy, unit, seed, rounds, per_word=False, timing=None
     )
 
 
-def test_select_loops_are_reported_against_random_at_the_same_seed_and_round(tmp_path, capsys):
+def test_select_loops_are_reported_against_random_at_the_same_seed_and_budget(tmp_path, capsys):
     loops, out = tmp_path / "loops", tmp_path / "out"
     start = (200, 3000, {"original": (0.70, 0.60)})
     for seed, (random_f1, mnlp_f1) in {1: (0.80, 0.83), 2: (0.82, 0.84)}.items():
@@ -279,6 +288,8 @@ def test_select_loops_are_reported_against_random_at_the_same_seed_and_round(tmp
             "sentences",
             seed,
             [start, (1000, 15000, {"original": (0.9, random_f1)})],
+            800,
+            1000,
         )
         write_loop(
             loops / f"mnlp_{seed}",
@@ -286,9 +297,14 @@ def test_select_loops_are_reported_against_random_at_the_same_seed_and_round(tmp
             "tokens",
             seed,
             [start, (1400, 15000, {"original": (0.89 + seed / 100, mnlp_f1)})],
+            12000,
+            15000,
             timing={"score_s": 40.0 + seed, "model_passes": 1, "ms_per_sentence_and_pass": 3.0 + seed},
         )
-    write_loop(loops / "ee_3", "expected_errors", "tokens", 3, [start], per_word=True)  # no random of its seed
+    # four rounds of 3,000 tokens to random's 15,000, each under-spent a little: only the last is at random's budget
+    grown = [(200 + 300 * r, 3000 * (r + 1) - 10, {"original": (0.9, 0.8 + r / 100)}) for r in range(1, 5)]
+    write_loop(loops / "mnlp_rounds_1", "mnlp", "tokens", 1, [start, *grown], 3000, 15000)
+    write_loop(loops / "ee_3", "expected_errors", "tokens", 3, [start], 12000, 15000, per_word=True)  # no random
 
     assert main([str(loops), "--out", str(out)]) == 0
     f1_table, timing_table = [
@@ -299,17 +315,21 @@ def test_select_loops_are_reported_against_random_at_the_same_seed_and_round(tmp
     rows = {tuple(cell.strip() for cell in line.strip("|").split("|")[:2]): line for line in f1_table[1:]}
     assert set(rows) == {(s, r) for s in ("random (sentences)", "mnlp (tokens)") for r in ("0", "1")} | {
         ("expected_errors per word (tokens)", "0")
-    }
+    } | {("mnlp (tokens, 4 rounds)", str(r)) for r in range(5)}
     mnlp = rows[("mnlp (tokens)", "1")]
     assert "1, 2" in mnlp and "1,400" in mnlp and "15,000" in mnlp
     assert "0.8350 ± 0.0071" in mnlp  # test: mean and sample std of 0.83 and 0.84
     assert "+0.0250 ± 0.0071" in mnlp  # test paired with random: +0.03 and +0.02
     assert "+0.0050 ± 0.0071" in mnlp  # dev paired with random: +0.01 and 0.00
     assert rows[("expected_errors per word (tokens)", "0")].count("–") == 6  # no sequential, no random to pair
+    # four rounds: the seed set and the last round pair with random's (0.84 - 0.80), the rounds between do not
+    assert "+0.0000" in rows[("mnlp (tokens, 4 rounds)", "0")]
+    assert "+0.0400" in rows[("mnlp (tokens, 4 rounds)", "4")]
+    assert rows[("mnlp (tokens, 4 rounds)", "2")].count("–") == 6
     timing = next(line for line in timing_table if line.startswith("| mnlp (tokens) | 2 |"))
     assert "| 42 (41-42) | 1 | 4.50 (4.00-5.00) | 100 | – |" in timing  # two selections; no sequential student
     assert "gold plays the human" in (out / "report.md").read_text()
     assert (out / "budget.png").read_bytes().startswith(PNG)
     csv_rows = read_csv(out / "rounds.csv")
-    assert len(csv_rows) == 9 and {r["student"] for r in csv_rows} == {"original"}
-    assert "5 loops" in capsys.readouterr().out
+    assert len(csv_rows) == 14 and {r["student"] for r in csv_rows} == {"original"}
+    assert "6 loops" in capsys.readouterr().out

@@ -163,6 +163,8 @@ def test_a_folder_of_another_loop_is_refused(finished, pool_file):
     [
         (["loop.selector=teacher"], "loop.selector='teacher'"),
         (["loop.selector=sequential", "loop.sequential=false"], "loop.selector=sequential needs loop.sequential=true"),
+        (["loop.selector=sequential", "loop.sequential=last"], "loop.selector=sequential needs loop.sequential=true"),
+        (["loop.sequential=sometimes"], "loop.sequential='sometimes': expected true, false or last"),
         (["llm_labels=null"], "set llm_labels="),
         (["strategy=coreset"], "strategy='coreset'"),
         (["loop.seed_size=0"], "loop.seed_size and loop.total must be >= 1"),
@@ -230,3 +232,12 @@ def test_a_token_budget_ends_with_the_round_that_chose_the_rest(tmp_path, pool_f
     first, last = report["rounds"]
     assert first["selection"]["tokens"] + first["gold"]["tokens"] == last["gold"]["tokens"] <= 500
     assert last["selection"] is None
+
+
+def test_sequential_last_trains_the_sequential_student_in_the_final_round_only(tmp_path, pool_file):
+    counting = Counting()
+    report = run_loop(loop_config(tmp_path, pool_file, "loop.sequential=last"), counting)
+    assert counting.calls == ["round_0/original", "round_1/original", "round_1/sequential"]
+    assert [set(r["students"]) for r in report["rounds"]] == [{"original"}, {"original", "sequential"}]
+    assert not (tmp_path / "round_0" / "distilled.conll").exists()
+    assert (tmp_path / "round_1" / "distilled.conll").exists()

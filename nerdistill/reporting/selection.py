@@ -2,17 +2,18 @@
 
 ``python -m nerdistill.report <folders>`` uses it for folders holding ``python -m nerdistill.select_loop``
 runs (a ``report.json`` with ``rounds``) and writes ``report.md``, ``rounds.csv`` (one row per loop,
-round and student) and ``budget.png``: per strategy, cost unit and round, the gold set's sentences and
-tokens, each student's dev and test F1 (mean ± sample std over seeds) and both against the random loop
-of the same seed and round (mean ± std of the paired differences; choose on dev); and what a round
-costs in time: the selection's pass over the pool (ms per sentence and pass, from the selection's own
-report) and each student's training.
+round and student) and ``budget.png``: per strategy, cost unit, number of rounds and round, the gold
+set's sentences and tokens, each student's dev and test F1 (mean ± sample std over seeds) and both
+against the random loop of the same seed at the same budget (mean ± std of the paired differences;
+choose on dev); and what a round costs in time: the selection's pass over the pool (ms per sentence
+and pass, from the selection's own report) and each student's training.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,8 @@ STYLES = {"original": ("-", "o"), "sequential": ("--", "s")}  # line, marker
 
 @dataclass(frozen=True)
 class Loop:
-    """One ``select_loop`` run: its strategy (with ``per word`` and clusters where set), unit, seed and rounds."""
+    """One ``select_loop`` run: its strategy (with ``per word`` and clusters where set), unit, seed, rounds,
+    and the budget a round chooses (``size``) up to ``total``, both in ``unit``."""
 
     path: Path
     strategy: str
@@ -37,10 +39,31 @@ class Loop:
     seed: int
     rounds: tuple[dict, ...]
     note: str
+    size: int
+    total: int
+
+    @property
+    def selections(self) -> int:
+        """The selections the loop makes from its seed set to ``total`` (the rounds it plans, less round 0)."""
+        return max(1, math.ceil((self.total - self.rounds[0]["gold"][self.unit]) / self.size)) if self.rounds else 1
 
     @property
     def series(self) -> str:
-        return f"{self.strategy} ({self.unit})"
+        rounds = f", {self.selections} rounds" if self.selections > 1 else ""
+        return f"{self.strategy} ({self.unit}{rounds})"
+
+    def allowed(self, r: int) -> int | None:
+        """What round ``r``'s gold set could cost in ``unit``: the seed set, then ``size`` a round, at most
+        ``total`` (a token budget is under-spent by less than a sentence)."""
+        if r >= len(self.rounds):
+            return None
+        return min(self.rounds[0]["gold"][self.unit] + r * self.size, self.total)
+
+    def budget(self, r: int, unit: str) -> int | None:
+        """Round ``r``'s budget in ``unit``: what it was allowed in the loop's own unit, what it cost in another."""
+        if r >= len(self.rounds):
+            return None
+        return self.allowed(r) if unit == self.unit else self.rounds[r]["gold"][unit]
 
     def selection_timings(self) -> list[dict]:
         """The ``timing`` of each round's selection report (``round_<r>/selection/report.json``) that is kept."""
@@ -90,6 +113,8 @@ def load_loops(roots: Sequence[str | Path]) -> list[Loop]:
                     int(settings["seed"]),
                     tuple(report["rounds"]),
                     report.get("note", ""),
+                    int(settings["budget"]["size"]),
+                    int(settings["total"]),
                 )
             )
     return loops
@@ -160,13 +185,18 @@ class SelectionReport:
         return rows
 
     def against_random(self, loops: Sequence[Loop], r: int, student: str, split: str) -> list[float]:
-        """F1 on ``split`` minus that of the random loop of the same seed at round ``r``, where both exist."""
+        """F1 on ``split`` at round ``r`` minus that of the random loop of the same seed at the round with the
+        same budget in the loop's unit (``Loop.budget``), where both exist."""
         differences = []
         for loop in loops:
             random = self.random(loop)
+            if random is None or random is loop:
+                continue
+            budget = loop.budget(r, loop.unit)
+            same = next((q for q in range(len(random.rounds)) if random.budget(q, loop.unit) == budget), None)
             mine = loop.f1(r, student, split)
-            theirs = random.f1(r, student, split) if random is not None else None
-            if mine is not None and theirs is not None and random is not loop:
+            theirs = random.f1(same, student, split) if same is not None else None
+            if mine is not None and theirs is not None:
                 differences.append(mine - theirs)
         return differences
 
@@ -181,7 +211,8 @@ class SelectionReport:
             *notes,
             "",
             "Mean ± sample std over seeds. `- random`: the paired difference with the random loop of the same "
-            "seed and round (its budget in the same unit where there is one); compare costs in the gold columns.",
+            "seed (in the same unit where there is one) at the round whose gold set cost what this round was "
+            "allowed to spend in this loop's unit; compare costs in the gold columns.",
             "",
             *table(header, self.rows()),
             "",

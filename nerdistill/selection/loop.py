@@ -50,20 +50,24 @@ HUMAN = (
 def check_loop(cfg: DictConfig, settings: Settings) -> None:
     """The loop's settings, named by their keys, before anything is read or trained."""
     loop = cfg.loop
-    for key, allowed in (("seed_size", (int,)), ("total", (int,)), ("sequential", (bool,)), ("selector", (str,))):
+    for key, allowed in (("seed_size", (int,)), ("total", (int,)), ("sequential", (bool, str)), ("selector", (str,))):
         check_value(f"loop.{key}", loop.get(key), allowed)
     check_tagger_config(cfg)
     if loop.seed_size < 1 or loop.total < 1:
         raise ValueError(f"loop.seed_size and loop.total must be >= 1, got {loop.seed_size} and {loop.total}")
+    if isinstance(loop.sequential, str) and loop.sequential != "last":
+        raise ValueError(f"loop.sequential={loop.sequential!r}: expected true, false or last")
     if loop.selector not in STUDENTS:
         raise ValueError(f"loop.selector={loop.selector!r}: expected one of {list(STUDENTS)}")
-    if loop.selector == "sequential" and not loop.sequential:
-        raise ValueError("loop.selector=sequential needs loop.sequential=true (the sequential student is what chooses)")
+    if loop.selector == "sequential" and loop.sequential is not True:
+        raise ValueError(
+            "loop.selector=sequential needs loop.sequential=true (the sequential student of every round chooses)"
+        )
     if not isinstance(loop.train, (list, ListConfig)) or not all(isinstance(o, str) for o in loop.train):
         raise ValueError(f"loop.train={loop.train!r}: expected a list of train overrides (key=value)")
     if (loop.sequential or settings.needs == "llm") and not cfg.llm_labels:
         raise ValueError(
-            "loop.sequential=true and strategy=disagreement need the LLM's labels of the pool: "
+            "loop.sequential=true or last and strategy=disagreement need the LLM's labels of the pool: "
             "set llm_labels=<CoNLL file>"
         )
 
@@ -204,13 +208,18 @@ def run_round(
     last: bool = False,
 ) -> dict:
     """Train the round's students on ``gold`` and, unless the budget is spent or the round is ``last``
-    (the one before it chose with the rest of the budget), choose the next sentences."""
+    (the one before it chose with the rest of the budget), choose the next sentences. The sequential
+    student trains every round with ``loop.sequential=true``, in the final round only with ``last``."""
     started = time.perf_counter()
     if (round_dir / "gold.conll").exists():
         check_gold(round_dir, gold, LabelSet(tuple(cfg.labels)))
     write_conll(round_dir / "gold.conll", gold)
+    spent, unit, total = cost(gold, settings.unit), settings.unit, cfg.loop.total
+    pool = leave_out(candidates, {"gold": gold})
+    final = last or spent >= total or not pool.candidates
+    sequential = cfg.loop.sequential is True or (cfg.loop.sequential == "last" and final)
     distilled = None
-    if cfg.loop.sequential:  # the LLM's labels of the pool's sentences not in gold
+    if sequential:  # the LLM's labels of the pool's sentences not in gold
         known, pooled = {s.text_key for s in gold}, {s.text_key for s in candidates}
         labelled = [s for s in llm if s.text_key in pooled and s.text_key not in known]
         if not labelled:
@@ -221,12 +230,10 @@ def run_round(
         distilled = round_dir / "distilled.conll"
         write_conll(distilled, labelled)
     students = {"original": train_student(cfg, train_fn, "original", round_dir, None)}
-    if cfg.loop.sequential:
+    if sequential:
         students["sequential"] = train_student(cfg, train_fn, "sequential", round_dir, distilled)
-    spent, unit, total = cost(gold, settings.unit), settings.unit, cfg.loop.total
-    pool = leave_out(candidates, {"gold": gold})
     selection = None
-    if spent < total and pool.candidates and not last:
+    if not final:
         selection = choose(
             cfg,
             replace(settings, size=min(settings.size, total - spent), seed=settings.seed + r),
