@@ -13,6 +13,7 @@ from omegaconf import OmegaConf, open_dict
 
 from nerdistill.data import read_conll
 from nerdistill.selection.loop import run_loop
+from nerdistill.selection.pick import planned_selections
 from nerdistill.train import train
 from tests.conftest import DATA_DIR, ROOT, compose_config
 
@@ -241,3 +242,23 @@ def test_sequential_last_trains_the_sequential_student_in_the_final_round_only(t
     assert [set(r["students"]) for r in report["rounds"]] == [{"original"}, {"original", "sequential"}]
     assert not (tmp_path / "round_0" / "distilled.conll").exists()
     assert (tmp_path / "round_1" / "distilled.conll").exists()
+
+
+def test_a_loop_of_several_rounds_gives_its_last_selection_the_rest_of_the_budget(tmp_path, pool_file):
+    """Each pick under-spends a token budget a little: the planned last selection makes it up, and no extra
+    round is spent on the few tokens left over."""
+    counting = Counting()
+    cfg = loop_config(tmp_path, pool_file, "budget.unit=tokens", "budget.size=150", "loop.total=700")
+    with open_dict(cfg):
+        cfg.loop.sequential = False
+    report = run_loop(cfg, counting)
+    rounds = report["rounds"]
+    planned = planned_selections(rounds[0]["gold"]["tokens"], 150, 700)
+    assert planned >= 2 and len(rounds) == planned + 1 and rounds[-1]["selection"] is None
+    requested = [
+        json.loads((tmp_path / f"round_{r}" / "selection" / "report.json").read_text())["budget"]["size"]
+        for r in range(planned)
+    ]
+    assert requested[:-1] == [150] * (planned - 1)
+    assert requested[-1] == 700 - rounds[-2]["gold"]["tokens"]  # the rest, what earlier picks under-spent included
+    assert rounds[-1]["gold"]["tokens"] <= 700

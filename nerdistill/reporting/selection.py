@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from matplotlib.figure import Figure
 
 from nerdistill.files import atomic_path, write_text
 from nerdistill.reporting.sweep import mean_std
+from nerdistill.selection.pick import planned_selections
 
 STUDENTS = ("original", "sequential")
 SPLITS = {"dev": "val_f1_best", "test": "test_f1"}
@@ -45,7 +45,7 @@ class Loop:
     @property
     def selections(self) -> int:
         """The selections the loop makes from its seed set to ``total`` (the rounds it plans, less round 0)."""
-        return max(1, math.ceil((self.total - self.rounds[0]["gold"][self.unit]) / self.size)) if self.rounds else 1
+        return planned_selections(self.rounds[0]["gold"][self.unit], self.size, self.total) if self.rounds else 1
 
     @property
     def series(self) -> str:

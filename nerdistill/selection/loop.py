@@ -35,6 +35,7 @@ from nerdistill.data.labels import LabelSet, spans
 from nerdistill.data.pools import take_budget
 from nerdistill.files import write_json, write_text
 from nerdistill.selection.job import Settings, run_selection
+from nerdistill.selection.pick import planned_selections
 from nerdistill.selection.pool import block, leave_out, llm_tags, read_pool
 from nerdistill.student.inference import Tagger
 
@@ -159,8 +160,8 @@ def run_loop(cfg: DictConfig, train_fn: Callable[[DictConfig], dict] | None = No
     out = Path(cfg.paths.output_dir)
     by_block = {block(s): s for s in candidates}
     gold = sorted(take_budget(candidates, cfg.loop.seed_size, cfg.seed, "loop.seed_size"), key=lambda s: position[s.id])
+    selections = planned_selections(cost(gold, settings.unit), settings.size, cfg.loop.total)
     rounds = []
-    last = False  # the round after the one that chose with the rest of loop.total trains and stops
     for r in range(len(candidates) + 1):
         round_dir = out / f"round_{r}"
         finished = round_dir / "round.json"
@@ -179,17 +180,13 @@ def run_loop(cfg: DictConfig, train_fn: Callable[[DictConfig], dict] | None = No
                 llm,
                 train_fn,
                 embeddings if encoder is not None else None,
-                last,
+                selections,
             )
             write_json(finished, record)
         rounds.append(record)
         write_report(out, cfg, settings, rounds)
         if record["selection"] is None:
             break
-        # a token budget is under-spent by less than a sentence: what is left after the round that was
-        # given the rest of the budget buys no round of its own
-        requested = json.loads((round_dir / "selection" / "report.json").read_text())["budget"]["size"]
-        last = requested >= cfg.loop.total - cost(gold, settings.unit)
         chosen = [int(x) for x in (round_dir / "selection" / "selected.index").read_text().split()]
         gold = sorted([*gold, *(by_block[b] for b in chosen)], key=lambda s: position[s.id])
     return json.loads((out / "report.json").read_text())
@@ -205,18 +202,18 @@ def run_round(
     llm: list[Sentence] | None,
     train_fn: Callable[[DictConfig], dict],
     embeddings: Callable[[], np.ndarray] | None,
-    last: bool = False,
+    selections: int,
 ) -> dict:
-    """Train the round's students on ``gold`` and, unless the budget is spent or the round is ``last``
-    (the one before it chose with the rest of the budget), choose the next sentences. The sequential
-    student trains every round with ``loop.sequential=true``, in the final round only with ``last``."""
+    """Train the round's students on ``gold`` and, until the loop's ``selections`` are made, the budget is
+    spent or the pool used up, choose the next sentences (the last selection: the rest of the budget). The
+    sequential student trains every round with ``loop.sequential=true``, in the final round only with ``last``."""
     started = time.perf_counter()
     if (round_dir / "gold.conll").exists():
         check_gold(round_dir, gold, LabelSet(tuple(cfg.labels)))
     write_conll(round_dir / "gold.conll", gold)
     spent, unit, total = cost(gold, settings.unit), settings.unit, cfg.loop.total
     pool = leave_out(candidates, {"gold": gold})
-    final = last or spent >= total or not pool.candidates
+    final = r >= selections or spent >= total or not pool.candidates
     sequential = cfg.loop.sequential is True or (cfg.loop.sequential == "last" and final)
     distilled = None
     if sequential:  # the LLM's labels of the pool's sentences not in gold
@@ -236,7 +233,11 @@ def run_round(
     if not final:
         selection = choose(
             cfg,
-            replace(settings, size=min(settings.size, total - spent), seed=settings.seed + r),
+            replace(
+                settings,
+                size=total - spent if r + 1 == selections else min(settings.size, total - spent),
+                seed=settings.seed + r,
+            ),
             round_dir,
             pool,
             candidates,
@@ -252,7 +253,7 @@ def run_round(
             unit,
             " and the pool is used up"
             if not pool.candidates
-            else " (the rest is less than the next sentence chosen)"
+            else f" after {selections} selections (the last was given the rest)"
             if spent < total
             else "",
         )

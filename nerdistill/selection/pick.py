@@ -1,10 +1,12 @@
 """The budgeted pick: rank sentences by score, optionally spread the ranking over clusters, and
-take from its top until the budget (in sentences or tokens) is spent."""
+take from its top until the budget (in sentences or tokens) is spent; and how many picks a loop
+makes to its total."""
 
 from __future__ import annotations
 
 import heapq
 import logging
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -67,3 +69,10 @@ def take(order: Sequence[int], lengths: Sequence[int], unit: str, size: int) -> 
         chosen.append(index)
         spent += lengths[index]
     return chosen
+
+
+def planned_selections(seed_cost: int, size: int, total: int) -> int:
+    """The selections a loop makes: ``size`` each from the seed set's cost to ``total``, the last given the
+    rest (a token budget is under-spent by less than a sentence a round: the last round makes it up, and
+    no round of its own buys the few tokens left over)."""
+    return max(1, math.ceil((total - seed_cost) / size))
