@@ -233,11 +233,8 @@ def run_round(
     if not final:
         selection = choose(
             cfg,
-            replace(
-                settings,
-                size=total - spent if r + 1 == selections else min(settings.size, total - spent),
-                seed=settings.seed + r,
-            ),
+            # before the last selection the picks never reach total (a pick does not over-spend)
+            replace(settings, size=total - spent if r + 1 == selections else settings.size, seed=settings.seed + r),
             round_dir,
             pool,
             candidates,
