@@ -7,10 +7,12 @@ import subprocess
 import sys
 
 import pytest
+from matplotlib.colors import to_hex
 
 from nerdistill.reporting import plots
 from nerdistill.reporting.annotation import build_annotation_report
 from nerdistill.reporting.plots import short_floats
+from nerdistill.reporting.selection import SelectionReport, load_loops
 from nerdistill.reporting.sweep import GOLD_ONLY, NOISEBENCH, describe_teacher
 from nerdistill.reporting.tables import build_report, gold_equivalent, main
 from tests.conftest import ROOT
@@ -333,3 +335,19 @@ def test_select_loops_are_reported_against_random_at_the_same_seed_and_budget(tm
     csv_rows = read_csv(out / "rounds.csv")
     assert len(csv_rows) == 14 and {r["student"] for r in csv_rows} == {"original"}
     assert "6 loops" in capsys.readouterr().out
+
+
+def test_select_plot_draws_random_black_and_every_other_series_in_its_own_colour(tmp_path):
+    start = (200, 3000, {"original": (0.70, 0.60)})
+    strategies = ["random", "mnlp", "least_confidence", "entropy", "bald", "expected_errors"]
+    strategies += ["disagreement", "s7", "s8", "s9", "s10", "s11"]  # more series than tab10 has colours
+    for name in strategies:
+        write_loop(tmp_path / name, name, "sentences", 1, [start, (1000, 15000, {"original": (0.9, 0.8)})], 800, 1000)
+    fig = SelectionReport(load_loops([tmp_path])).figure()
+    legend = fig.legends[0]
+    colours = {
+        text.get_text(): to_hex(line.get_color()) for text, line in zip(legend.get_texts(), legend.legend_handles)
+    }
+    assert len(colours) == len(strategies)  # once per series, not once per panel
+    assert colours["random (sentences), original"] == "#000000"
+    assert len(set(colours.values())) == len(strategies)

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from nerdistill.files import atomic_path, write_text
@@ -26,6 +27,11 @@ from nerdistill.selection.pick import planned_selections
 STUDENTS = ("original", "sequential")
 SPLITS = {"dev": "val_f1_best", "test": "test_f1"}
 STYLES = {"original": ("-", "o"), "sequential": ("--", "s")}  # line, marker
+
+
+def series_colour(index: int) -> tuple[float, ...]:
+    """A colour per series, 20 before any repeats: tab20's darker shades of its ten hues first, then the lighter."""
+    return colormaps["tab20"]((2 * index + (index // 10) % 2) % 20)
 
 
 @dataclass(frozen=True)
@@ -260,11 +266,14 @@ class SelectionReport:
         ]
 
     def figure(self) -> Figure:
-        """Test F1 against the gold set's sentences and tokens: a line per strategy and unit, solid with dots
-        for the gold-only student, dashed with squares for the sequential one; error bars one std over seeds."""
-        fig = Figure(figsize=(12, 4.5), layout="constrained")
+        """Test F1 against the gold set's sentences and tokens: a line per strategy and unit (random in black,
+        each other its own colour), solid with dots for the gold-only student, dashed with squares for the
+        sequential one; error bars one std over seeds; the legend below both panels."""
+        fig = Figure(figsize=(12, 6), layout="constrained")
         axes = fig.subplots(1, 2, sharey=True)
-        for colour, (name, loops) in enumerate(self.series().items()):
+        others = [name for name in self.series() if not name.startswith("random")]
+        for name, loops in self.series().items():
+            colour = "black" if name.startswith("random") else series_colour(others.index(name))
             rounds = max(len(lp.rounds) for lp in loops)
             for student in STUDENTS:
                 points = []
@@ -281,7 +290,7 @@ class SelectionReport:
                             [p[0][key] for p in points],
                             [p[1] for p in points],
                             yerr=[p[2] for p in points],
-                            color=f"C{colour % 10}",
+                            color=colour,
                             linestyle=STYLES[student][0],
                             marker=STYLES[student][1],
                             capsize=3,
@@ -289,7 +298,7 @@ class SelectionReport:
                         )
         axes[0].set(xlabel="gold sentences (the human budget)", ylabel="test micro F1")
         axes[1].set(xlabel="gold tokens (the human budget)")
-        axes[1].legend(fontsize="small")
+        fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=3, fontsize="small")
         return fig
 
     def write(self, out: Path) -> list[Path]:
