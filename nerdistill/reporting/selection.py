@@ -271,8 +271,9 @@ class SelectionReport:
         sequential one; error bars one std over seeds; the legend below both panels."""
         fig = Figure(figsize=(12, 6), layout="constrained")
         axes = fig.subplots(1, 2, sharey=True)
-        others = [name for name in self.series() if not name.startswith("random")]
-        for name, loops in self.series().items():
+        series = self.series()
+        others = [name for name in series if not name.startswith("random")]
+        for name, loops in series.items():
             colour = "black" if name.startswith("random") else series_colour(others.index(name))
             rounds = max(len(lp.rounds) for lp in loops)
             for student in STUDENTS:
