@@ -2,7 +2,7 @@
 ``python -m nerdistill.select`` adds to a round of annotation selection (issue 28's goal: no slower
 per sentence than the test set's evaluation).
 
-    python -m benchmarks.score_throughput --model-dir /work/runs/al/s1_random/round_0/original
+    python -m benchmarks.score_throughput --model-dir <a training run dir, e.g. a loop's round_0/original>
 
 One process, one loaded ``Tagger`` (batch 128, as ``select`` and ``evaluate`` use), the three jobs
 interleaved ``--repeats`` times after a warm-up, so drift on a shared machine falls on all of them:
