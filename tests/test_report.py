@@ -245,10 +245,10 @@ def test_test_f1_plot_gives_long_group_labels_room_and_spans_the_scores(tmp_path
     assert low < 0.82 and 0.827 < high < 0.9  # not stretched to 1.0, where half-point differences vanish
 
 
-def write_loop(folder, strategy, unit, seed, rounds, size, total, per_word=False, timing=None):
+def write_loop(folder, strategy, unit, seed, rounds, size, total, per_word=False, timing=None, name=None):
     """A select_loop run's report.json: ``rounds`` as (sentences, tokens, {student: (dev, test)}), each
     student trained in 100 s, ``size`` chosen a round up to ``total``; ``timing``: round 0's selection
-    report's timing."""
+    report's timing; ``name``: its ``loop.name``."""
     records = [
         {
             "round": r,
@@ -268,6 +268,7 @@ def write_loop(folder, strategy, unit, seed, rounds, size, total, per_word=False
         "budget": {"unit": unit, "size": size},
         "clusters": None,
         "seed": seed,
+        "name": name,
     }
     folder.mkdir(parents=True)
     (folder / "report.json").write_text(
@@ -349,5 +350,91 @@ def test_select_plot_draws_random_black_and_every_other_series_in_its_own_colour
         text.get_text(): to_hex(line.get_color()) for text, line in zip(legend.get_texts(), legend.legend_handles)
     }
     assert len(colours) == len(strategies)  # once per series, not once per panel
-    assert colours["random (sentences), original"] == "#000000"
+    assert colours["random, original"] == "#000000"
     assert len(set(colours.values())) == len(strategies)
+
+
+def test_select_loops_are_paired_with_random_at_equal_cost_in_the_other_unit_too(tmp_path):
+    loops, out = tmp_path / "loops", tmp_path / "out"
+    start = (200, 3000, {"original": (0.70, 0.60)})
+    for seed in (1, 2):
+        write_loop(
+            loops / f"random_{seed}",
+            "random",
+            "sentences",
+            seed,
+            [start, (1000, 15000, {"original": (0.80, 0.78)})],
+            800,
+            1000,
+        )
+        # random at the tokens least_confidence's 1,000 sentences spent, and at the sentences mnlp's tokens bought
+        write_loop(
+            loops / f"random_tok_{seed}",
+            "random",
+            "tokens",
+            seed,
+            [start, (1560, 23990 + seed, {"original": (0.84, 0.81)})],
+            21000 + seed,
+            24000 + seed,
+            name="random (tokens of least_confidence)",
+        )
+        write_loop(
+            loops / f"random_sent_{seed}",
+            "random",
+            "sentences",
+            seed,
+            [start, (1400, 21000, {"original": (0.83, 0.80)})],
+            1200,
+            1400,
+            name="random (sentences of mnlp)",
+        )
+        write_loop(
+            loops / f"lc_{seed}",
+            "least_confidence",
+            "sentences",
+            seed,
+            [start, (1000, 24000 + seed, {"original": (0.86, 0.82 + seed / 100)})],
+            800,
+            1000,
+        )
+        write_loop(
+            loops / f"mnlp_{seed}",
+            "mnlp",
+            "tokens",
+            seed,
+            [start, (1400, 14990, {"original": (0.85, 0.83)})],
+            12000,
+            15000,
+        )
+    write_loop(
+        loops / "ee_3", "expected_errors", "sentences", 3, [start, (1000, 24003, {"original": (0.9, 0.9)})], 800, 1000
+    )
+
+    assert main([str(loops), "--out", str(out)]) == 0
+    f1_table, cross_table = [
+        [line for line in block.splitlines() if line.startswith("| ") and "---" not in line]
+        for block in (out / "report.md").read_text().split("\n\n")
+        if block.startswith("| ")
+    ][:2]
+    rows = {tuple(cell.strip() for cell in line.strip("|").split("|")[:2]): line for line in f1_table[1:]}
+    # in the loop's own unit: least_confidence against random's 1,000 sentences, mnlp against their 15,000 tokens
+    assert "+0.0550 ± 0.0071" in rows[("least_confidence (sentences)", "1")]  # 0.83, 0.84 against 0.78
+    assert "+0.0500" in rows[("mnlp (tokens)", "1")]
+    # loops named by loop.name are series of their own: random at 1,400 sentences is not averaged with 1,000's
+    assert (
+        rows[("random (sentences)", "1")].count("1,000") == 1 and "0.7800 ± 0.0000" in rows[("random (sentences)", "1")]
+    )
+    assert "1,400" in rows[("random (sentences of mnlp)", "1")]
+    assert rows[("random (tokens of least_confidence)", "1")].count("–") == 6  # random is not paired with itself
+    cross = {tuple(cell.strip() for cell in line.strip("|").split("|")[:2]): line for line in cross_table[1:]}
+    assert set(cross) == {("least_confidence (sentences)", "1"), ("mnlp (tokens)", "1")}  # no seed 3 random
+    lc = cross[("least_confidence (sentences)", "1")]
+    assert "24,002 tokens" in lc and "+0.0200 ± 0.0000" in lc and "+0.0250 ± 0.0071" in lc  # 0.83, 0.84 - 0.81
+    mnlp = cross[("mnlp (tokens)", "1")]
+    assert "1,400 sentences" in mnlp and "+0.0200 ± 0.0000" in mnlp and "+0.0300 ± 0.0000" in mnlp
+
+    fig = SelectionReport(load_loops([loops])).figure()
+    labels = [text.get_text() for text in fig.legends[0].get_texts()]
+    assert labels.count("random, original") == 1  # every random loop on one line
+    random_line = fig.axes[0].lines[0]
+    assert list(random_line.get_xdata()) == [200, 1000, 1400, 1560]  # the seed set drawn once, by budget

@@ -5,7 +5,8 @@ runs (a ``report.json`` with ``rounds``) and writes ``report.md``, ``rounds.csv`
 round and student) and ``budget.png``: per strategy, cost unit, number of rounds and round, the gold
 set's sentences and tokens, each student's dev and test F1 (mean ± sample std over seeds) and both
 against the random loop of the same seed at the same budget (mean ± std of the paired differences;
-choose on dev); and what a round costs in time: the selection's pass over the pool (ms per sentence
+choose on dev), in the loop's own unit and, where a random loop spent it, in the other; and what a
+round costs in time: the selection's pass over the pool (ms per sentence
 and pass, from the selection's own report) and each student's training.
 """
 
@@ -27,6 +28,7 @@ from nerdistill.selection.pick import planned_selections
 STUDENTS = ("original", "sequential")
 SPLITS = {"dev": "val_f1_best", "test": "test_f1"}
 STYLES = {"original": ("-", "o"), "sequential": ("--", "s")}  # line, marker
+OTHER_UNIT = {"sentences": "tokens", "tokens": "sentences"}
 
 
 def series_colour(index: int) -> tuple[float, ...]:
@@ -37,7 +39,7 @@ def series_colour(index: int) -> tuple[float, ...]:
 @dataclass(frozen=True)
 class Loop:
     """One ``select_loop`` run: its strategy (with ``per word`` and clusters where set), unit, seed, rounds,
-    and the budget a round chooses (``size``) up to ``total``, both in ``unit``."""
+    the budget a round chooses (``size``) up to ``total``, both in ``unit``, and its ``loop.name``."""
 
     path: Path
     strategy: str
@@ -47,6 +49,7 @@ class Loop:
     note: str
     size: int
     total: int
+    name: str | None = None
 
     @property
     def selections(self) -> int:
@@ -55,6 +58,10 @@ class Loop:
 
     @property
     def series(self) -> str:
+        """The report's name for the loops of one design over seeds: ``loop.name``, else strategy, unit and
+        the number of selections beyond one."""
+        if self.name:
+            return self.name
         rounds = f", {self.selections} rounds" if self.selections > 1 else ""
         return f"{self.strategy} ({self.unit}{rounds})"
 
@@ -121,6 +128,7 @@ def load_loops(roots: Sequence[str | Path]) -> list[Loop]:
                     report.get("note", ""),
                     int(settings["budget"]["size"]),
                     int(settings["total"]),
+                    settings.get("name"),
                 )
             )
     return loops
@@ -153,6 +161,20 @@ def fmt(values: Sequence[float | None], signed: bool = False) -> str:
     return text if std is None else f"{text} ± {std:.4f}"
 
 
+def curve(loops: Sequence[Loop], student: str) -> list[tuple[tuple[float, float], float, float]]:
+    """Per round of ``loops`` (one series): the gold set's mean (sentences, tokens), and the mean and std
+    over seeds of ``student``'s test F1, for the rounds where it was trained."""
+    points = []
+    for r in range(max(len(lp.rounds) for lp in loops)):
+        present = [lp for lp in loops if r < len(lp.rounds)]
+        mean, std = mean_std([lp.f1(r, student, "test_f1") for lp in present])
+        if mean == mean:
+            gold = [lp.rounds[r]["gold"] for lp in present]
+            size = (mean_std([g["sentences"] for g in gold])[0], mean_std([g["tokens"] for g in gold])[0])
+            points.append((size, mean, std or 0.0))
+    return points
+
+
 @dataclass(frozen=True)
 class SelectionReport:
     loops: list[Loop]
@@ -164,10 +186,19 @@ class SelectionReport:
             grouped.setdefault(loop.series, []).append(loop)
         return grouped
 
-    def random(self, loop: Loop) -> Loop | None:
-        """The random loop of the same seed: of the same unit where there is one."""
-        matches = [lp for lp in self.loops if lp.strategy == "random" and lp.seed == loop.seed]
-        return next((lp for lp in matches if lp.unit == loop.unit), matches[0] if matches else None)
+    def partner(self, loop: Loop, r: int, unit: str) -> tuple[Loop, int] | None:
+        """The random loop of the same seed, and its round, whose gold set cost what round ``r`` of ``loop``
+        did in ``unit`` (``Loop.budget``: what a loop was allowed in its own unit, what it spent in the
+        other); None for a random loop or where no random round cost the same."""
+        if loop.strategy == "random":
+            return None
+        budget = loop.budget(r, unit)
+        for random in self.loops:
+            if random.strategy == "random" and random.seed == loop.seed:
+                same = next((q for q in range(len(random.rounds)) if random.budget(q, unit) == budget), None)
+                if same is not None:
+                    return random, same
+        return None
 
     def rows(self) -> list[list[str]]:
         rows = []
@@ -185,23 +216,45 @@ class SelectionReport:
                 for student in STUDENTS:
                     row += [fmt([lp.f1(r, student, split) for lp in present]) for split in SPLITS.values()]
                     row += [
-                        fmt(self.against_random(present, r, student, split), signed=True) for split in SPLITS.values()
+                        fmt(self.against_random(present, r, student, split, own_unit=True), signed=True)
+                        for split in SPLITS.values()
                     ]
                 rows.append(row)
         return rows
 
-    def against_random(self, loops: Sequence[Loop], r: int, student: str, split: str) -> list[float]:
-        """F1 on ``split`` at round ``r`` minus that of the random loop of the same seed at the round with the
-        same budget in the loop's unit (``Loop.budget``), where both exist."""
+    def cross_unit_rows(self) -> list[list[str]]:
+        """Rounds after the seed set that have a random partner at equal cost in the unit their loop did not
+        budget in (a loop in sentences against random at its tokens, and the reverse)."""
+        rows = []
+        for name, loops in self.series().items():
+            for r in range(1, max(len(lp.rounds) for lp in loops)):
+                present = [lp for lp in loops if r < len(lp.rounds)]
+                paired = [lp for lp in present if self.partner(lp, r, OTHER_UNIT[lp.unit]) is not None]
+                if not paired:
+                    continue
+                unit = OTHER_UNIT[paired[0].unit]
+                row = [
+                    name,
+                    str(r),
+                    ", ".join(str(lp.seed) for lp in paired),
+                    f"{mean_std([lp.rounds[r]['gold'][unit] for lp in paired])[0]:,.0f} {unit}",
+                ]
+                for student in STUDENTS:
+                    row += [
+                        fmt(self.against_random(paired, r, student, split, own_unit=False), signed=True)
+                        for split in SPLITS.values()
+                    ]
+                rows.append(row)
+        return rows
+
+    def against_random(self, loops: Sequence[Loop], r: int, student: str, split: str, own_unit: bool) -> list[float]:
+        """F1 on ``split`` at round ``r`` minus that of the random round of the same seed that cost the same
+        (``partner``) in each loop's own unit or in the other, where both exist."""
         differences = []
         for loop in loops:
-            random = self.random(loop)
-            if random is None or random is loop:
-                continue
-            budget = loop.budget(r, loop.unit)
-            same = next((q for q in range(len(random.rounds)) if random.budget(q, loop.unit) == budget), None)
+            found = self.partner(loop, r, loop.unit if own_unit else OTHER_UNIT[loop.unit])
             mine = loop.f1(r, student, split)
-            theirs = random.f1(same, student, split) if same is not None else None
+            theirs = found[0].f1(found[1], student, split) if found is not None else None
             if mine is not None and theirs is not None:
                 differences.append(mine - theirs)
         return differences
@@ -217,16 +270,33 @@ class SelectionReport:
             *notes,
             "",
             "Mean ± sample std over seeds. `- random`: the paired difference with the random loop of the same "
-            "seed (in the same unit where there is one) at the round whose gold set cost what this round was "
-            "allowed to spend in this loop's unit; compare costs in the gold columns.",
+            "seed at the round whose gold set cost what this round was allowed to spend in this loop's unit; "
+            "compare costs in the gold columns.",
             "",
             *table(header, self.rows()),
             "",
+            *self.cross_unit_markdown(),
             "![F1 against the human budget](budget.png)",
             "",
             *self.timing_markdown(),
         ]
         return "\n".join(lines)
+
+    def cross_unit_markdown(self) -> list[str]:
+        """The table of ``cross_unit_rows``, or nothing where no loop has such a partner."""
+        rows = self.cross_unit_rows()
+        if not rows:
+            return []
+        header = ["strategy (unit)", "round", "seeds", "cost in the other unit"]
+        header += [f"{student} {split} - random" for student in STUDENTS for split in SPLITS]
+        return [
+            "The same rounds against random at equal cost in the other unit: the paired difference with the "
+            "random loop of the same seed whose gold set was allowed what this round spent in the unit its loop "
+            "did not budget in (a loop in sentences against random at its tokens, and the reverse).",
+            "",
+            *table(header, rows),
+            "",
+        ]
 
     def timing_markdown(self) -> list[str]:
         """Per strategy and unit, over its loops' rounds: the selection's seconds and model passes, its ms per
@@ -266,29 +336,27 @@ class SelectionReport:
         ]
 
     def figure(self) -> Figure:
-        """Test F1 against the gold set's sentences and tokens: a line per strategy and unit (random in black,
-        each other its own colour), solid with dots for the gold-only student, dashed with squares for the
-        sequential one; error bars one std over seeds; the legend below both panels."""
+        """Test F1 against the gold set's sentences and tokens: a line per strategy and unit (every random loop
+        on one black line, by budget; each other series its own colour), solid with dots for the gold-only
+        student, dashed with squares for the sequential one; error bars one std over seeds; the legend below
+        both panels."""
         fig = Figure(figsize=(12, 6), layout="constrained")
         axes = fig.subplots(1, 2, sharey=True)
         series = self.series()
-        others = [name for name in series if not name.startswith("random")]
-        for name, loops in series.items():
-            colour = "black" if name.startswith("random") else series_colour(others.index(name))
-            rounds = max(len(lp.rounds) for lp in loops)
+        randoms = [loops for name, loops in series.items() if name.startswith("random")]
+        lines = ([("random", "black", randoms)] if randoms else []) + [
+            (name, series_colour(i), [loops])
+            for i, (name, loops) in enumerate((n, lp) for n, lp in series.items() if not n.startswith("random"))
+        ]
+        for name, colour, groups in lines:
             for student in STUDENTS:
-                points = []
-                for r in range(rounds):
-                    present = [lp for lp in loops if r < len(lp.rounds)]
-                    mean, std = mean_std([lp.f1(r, student, "test_f1") for lp in present])
-                    if mean == mean:
-                        gold = [lp.rounds[r]["gold"] for lp in present]
-                        size = {k: mean_std([g[k] for g in gold])[0] for k in ("sentences", "tokens")}
-                        points.append((size, mean, std or 0.0))
-                for ax, key in zip(axes, ("sentences", "tokens")):
+                # a budget that several groups share (random's seed set) is drawn once; each panel in its order
+                points = list({p[0]: p for loops in groups for p in curve(loops, student)}.values())
+                for ax, k in zip(axes, (0, 1)):
                     if points:
+                        points.sort(key=lambda p: p[0][k])
                         ax.errorbar(
-                            [p[0][key] for p in points],
+                            [p[0][k] for p in points],
                             [p[1] for p in points],
                             yerr=[p[2] for p in points],
                             color=colour,
