@@ -343,10 +343,10 @@ class SelectionReport:
         fig = Figure(figsize=(12, 6), layout="constrained")
         axes = fig.subplots(1, 2, sharey=True)
         series = self.series()
-        randoms = [loops for name, loops in series.items() if name.startswith("random")]
+        randoms = [loops for loops in series.values() if loops[0].strategy == "random"]
         lines = ([("random", "black", randoms)] if randoms else []) + [
             (name, series_colour(i), [loops])
-            for i, (name, loops) in enumerate((n, lp) for n, lp in series.items() if not n.startswith("random"))
+            for i, (name, loops) in enumerate((n, lp) for n, lp in series.items() if lp[0].strategy != "random")
         ]
         for name, colour, groups in lines:
             for student in STUDENTS:
