@@ -281,6 +281,20 @@ def write_loop(folder, strategy, unit, seed, rounds, size, total, per_word=False
     )
 
 
+def markdown_tables(path):
+    """The report's tables, each as its lines (header first, the separator left out)."""
+    return [
+        [line for line in block.splitlines() if line.startswith("| ") and "---" not in line]
+        for block in path.read_text().split("\n\n")
+        if block.startswith("| ")
+    ]
+
+
+def rows_by_series_and_round(table):
+    """A selection table's rows by their first two cells (series, round)."""
+    return {tuple(cell.strip() for cell in line.strip("|").split("|")[:2]): line for line in table[1:]}
+
+
 def test_select_loops_are_reported_against_random_at_the_same_seed_and_budget(tmp_path, capsys):
     loops, out = tmp_path / "loops", tmp_path / "out"
     start = (200, 3000, {"original": (0.70, 0.60)})
@@ -310,12 +324,8 @@ def test_select_loops_are_reported_against_random_at_the_same_seed_and_budget(tm
     write_loop(loops / "ee_3", "expected_errors", "tokens", 3, [start], 12000, 15000, per_word=True)  # no random
 
     assert main([str(loops), "--out", str(out)]) == 0
-    f1_table, timing_table = [
-        [line for line in block.splitlines() if line.startswith("| ") and "---" not in line]
-        for block in (out / "report.md").read_text().split("\n\n")
-        if block.startswith("| ")
-    ]
-    rows = {tuple(cell.strip() for cell in line.strip("|").split("|")[:2]): line for line in f1_table[1:]}
+    f1_table, timing_table = markdown_tables(out / "report.md")
+    rows = rows_by_series_and_round(f1_table)
     assert set(rows) == {(s, r) for s in ("random (sentences)", "mnlp (tokens)") for r in ("0", "1")} | {
         ("expected_errors per word (tokens)", "0")
     } | {("mnlp (tokens, 4 rounds)", str(r)) for r in range(5)}
@@ -411,12 +421,8 @@ def test_select_loops_are_paired_with_random_at_equal_cost_in_the_other_unit_too
     )
 
     assert main([str(loops), "--out", str(out)]) == 0
-    f1_table, cross_table = [
-        [line for line in block.splitlines() if line.startswith("| ") and "---" not in line]
-        for block in (out / "report.md").read_text().split("\n\n")
-        if block.startswith("| ")
-    ][:2]
-    rows = {tuple(cell.strip() for cell in line.strip("|").split("|")[:2]): line for line in f1_table[1:]}
+    f1_table, cross_table, _ = markdown_tables(out / "report.md")
+    rows = rows_by_series_and_round(f1_table)
     # in the loop's own unit: least_confidence against random's 1,000 sentences, mnlp against their 15,000 tokens
     assert "+0.0550 ± 0.0071" in rows[("least_confidence (sentences)", "1")]  # 0.83, 0.84 against 0.78
     assert "+0.0500" in rows[("mnlp (tokens)", "1")]
@@ -426,7 +432,7 @@ def test_select_loops_are_paired_with_random_at_equal_cost_in_the_other_unit_too
     )
     assert "1,400" in rows[("random (sentences of mnlp)", "1")]
     assert rows[("random (tokens of least_confidence)", "1")].count("–") == 6  # random is not paired with itself
-    cross = {tuple(cell.strip() for cell in line.strip("|").split("|")[:2]): line for line in cross_table[1:]}
+    cross = rows_by_series_and_round(cross_table)
     assert set(cross) == {("least_confidence (sentences)", "1"), ("mnlp (tokens)", "1")}  # no seed 3 random
     lc = cross[("least_confidence (sentences)", "1")]
     assert "24,002 tokens" in lc and "+0.0200 ± 0.0000" in lc and "+0.0250 ± 0.0071" in lc  # 0.83, 0.84 - 0.81
